@@ -1,0 +1,1 @@
+"""The mail system: directory, store, queue, their services, tasks and protocol servers."""

@@ -1,0 +1,63 @@
+"""A bounded pool of threads that run mailcore's database work off the event loop.
+
+Each command's database work runs as one unit in a pool thread; every thread keeps its
+own Django connection, checked before each unit (CONN_HEALTH_CHECKS), so one slow query
+blocks one thread, never the whole server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+
+T = TypeVar("T")
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def executor() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(
+            max_workers=settings.MAILCORE_DB_THREADS, thread_name_prefix="mailcore-db",
+        )
+    return _executor
+
+
+def _unit(fn: Callable[..., T], *args, **kwargs) -> T:
+    close_old_connections()
+    return fn(*args, **kwargs)
+
+
+async def run(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Run fn(*args, **kwargs) in a pool thread and return its result."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor(), functools.partial(_unit, fn, *args, **kwargs))
+
+
+def shutdown() -> None:
+    """Close every pool thread's database connection and let the threads go."""
+    global _executor
+    if _executor is None:
+        return
+    pool, _executor = _executor, None
+    # One closing task per thread: each waits at the barrier, so no thread takes two.
+    barrier = threading.Barrier(pool._max_workers)  # noqa: SLF001
+
+    def close() -> None:
+        connections.close_all()
+        try:
+            barrier.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
+
+    for _ in range(pool._max_workers):  # noqa: SLF001
+        pool.submit(close)
+    pool.shutdown(wait=True)

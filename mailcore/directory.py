@@ -1,0 +1,300 @@
+"""The directory service: hosted domains, mailboxes, aliases, recipient routing and logins."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import Enum
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from mailcore import passwords, ratelimit
+from mailcore.addresses import AddressError, normalize_address, normalize_domain, split_address
+from mailcore.models import Alias, Domain, Mailbox
+from mailcore.store.folders import create_default_folders
+
+MAX_ALIAS_DEPTH = 10
+
+
+class DirectoryError(ValueError):
+    """An operator's or customer's request the directory refuses, with a message for them."""
+
+
+# Routing ----------------------------------------------------------------------------------
+
+class Route(Enum):
+    LOCAL = "local"            # delivers to one or more local mailboxes and/or remote forwards
+    UNKNOWN_USER = "unknown"   # hosted domain, nobody by that name
+    NOT_HOSTED = "relay"       # not our domain: relaying is refused
+    OVER_QUOTA = "quota"       # every local mailbox it reaches is full
+    INVALID = "invalid"        # not an address
+
+
+@dataclass
+class Resolution:
+    route: Route
+    mailbox_ids: set[int] = field(default_factory=set)
+    remote: set[str] = field(default_factory=set)
+
+
+def _is_hosted(domain: str) -> bool:
+    return Domain.objects.receiving().filter(name=domain).exists()
+
+
+def resolve(address: str) -> Resolution:
+    """Resolve a recipient address through aliases and catch-alls to mailboxes and forwards."""
+    try:
+        local, domain = split_address(address)
+    except AddressError:
+        return Resolution(Route.INVALID)
+    if not _is_hosted(domain):
+        return Resolution(Route.NOT_HOSTED)
+    result = Resolution(Route.LOCAL)
+    full: list[int] = []
+    _expand(local, domain, result, full, seen=set(), depth=0)
+    if not result.mailbox_ids and not result.remote:
+        result.route = Route.OVER_QUOTA if full else Route.UNKNOWN_USER
+    return result
+
+
+def _expand(local: str, domain: str, result: Resolution, full: list[int],
+            seen: set[str], depth: int) -> None:
+    address = f"{local}@{domain}"
+    if depth > MAX_ALIAS_DEPTH:
+        return
+    revisit = address in seen
+    seen.add(address)
+    if not revisit:
+        aliases = list(Alias.objects.matching(local, domain))
+        exact = next((a for a in aliases if a.local_part == local), None)
+        if exact is not None:
+            _expand_destinations(exact, result, full, seen, depth)
+            return
+    mailbox = (Mailbox.objects.filter(local_part=local, domain__name=domain, is_active=True)
+               .only("pk", "quota_bytes", "used_bytes").first())
+    if mailbox is not None:
+        if mailbox.is_over_quota():
+            full.append(mailbox.pk)
+        else:
+            result.mailbox_ids.add(mailbox.pk)
+        return
+    if not revisit:
+        catch_all = next((a for a in aliases if a.is_catch_all), None)
+        if catch_all is not None:
+            _expand_destinations(catch_all, result, full, seen, depth)
+
+
+def _expand_destinations(alias: Alias, result: Resolution, full: list[int],
+                         seen: set[str], depth: int) -> None:
+    for destination in alias.destinations:
+        try:
+            local, domain = split_address(destination)
+        except AddressError:
+            continue
+        if _is_hosted(domain):
+            _expand(local, domain, result, full, seen, depth + 1)
+        else:
+            result.remote.add(f"{local}@{domain}")
+
+
+# Logins -----------------------------------------------------------------------------------
+
+class LoginRefused(Exception):
+    """Bad credentials, a disabled mailbox, or too many recent failures."""
+
+    def __init__(self, rate_limited: bool = False) -> None:
+        super().__init__("rate limited" if rate_limited else "bad credentials")
+        self.rate_limited = rate_limited
+
+
+def plaintext_allowed(secure: bool, peer_ip: str) -> bool:
+    """Return whether a password may be sent on this connection (RFC 2595 section 2.2)."""
+    if secure or settings.PLAINTEXT_AUTH == "always":
+        return True
+    if settings.PLAINTEXT_AUTH == "loopback":
+        try:
+            return ipaddress.ip_address(peer_ip).is_loopback
+        except ValueError:
+            return False
+    return False
+
+
+def authenticate(user: str, password: str, peer_ip: str) -> Mailbox:
+    """Return the mailbox these credentials open, or raise LoginRefused."""
+    if ratelimit.is_limited(user, peer_ip):
+        raise LoginRefused(rate_limited=True)
+    mailbox = None
+    try:
+        mailbox = (Mailbox.objects.by_address(normalize_address(user))
+                   .filter(is_active=True, domain__is_active=True)
+                   .select_related("domain").first())
+    except AddressError:
+        pass
+    stored = mailbox.password_hash if mailbox else ""
+    if mailbox is None or not passwords.check_password(mailbox.address, password, stored):
+        ratelimit.record_failure(user, peer_ip)
+        raise LoginRefused()
+    return mailbox
+
+
+# Operator and customer changes ---------------------------------------------------------------
+
+def add_domain(name: str, owner=None, verified: bool = True) -> Domain:
+    """Add a hosted domain; an operator's is verified at once, a customer's once proven."""
+    try:
+        name = normalize_domain(name)
+    except AddressError as exc:
+        raise DirectoryError(str(exc)) from exc
+    if Domain.objects.filter(name=name).exists():
+        raise DirectoryError(f"domain {name} already exists")
+    return Domain.objects.create(
+        name=name, owner=owner, verified_at=timezone.now() if verified else None,
+    )
+
+
+def get_domain(name: str) -> Domain:
+    try:
+        return Domain.objects.get(name=normalize_domain(name))
+    except (AddressError, Domain.DoesNotExist) as exc:
+        raise DirectoryError(f"no such domain: {name}") from exc
+
+
+def _parse_new_address(address: str) -> tuple[str, Domain]:
+    try:
+        local, domain_name = split_address(address)
+    except AddressError as exc:
+        raise DirectoryError(str(exc)) from exc
+    domain = get_domain(domain_name)
+    if (Mailbox.objects.filter(domain=domain, local_part=local).exists()):
+        raise DirectoryError(f"mailbox {local}@{domain_name} already exists")
+    return local, domain
+
+
+@transaction.atomic
+def add_mailbox(address: str, password: str, display_name: str = "",
+                quota_bytes: int | None = None) -> Mailbox:
+    """Create a mailbox with its standard folders."""
+    local, domain = _parse_new_address(address)
+    if not password:
+        raise DirectoryError("a password is required")
+    mailbox = Mailbox.objects.create(
+        domain=domain, local_part=local, display_name=display_name,
+        password_hash=passwords.make_password(password),
+        quota_bytes=settings.DEFAULT_QUOTA if quota_bytes is None else quota_bytes,
+    )
+    create_default_folders(mailbox)
+    return mailbox
+
+
+def get_mailbox(address: str) -> Mailbox:
+    try:
+        return Mailbox.objects.by_address(normalize_address(address)).select_related("domain").get()
+    except (AddressError, Mailbox.DoesNotExist) as exc:
+        raise DirectoryError(f"no such mailbox: {address}") from exc
+
+
+def set_password(mailbox: Mailbox, password: str) -> None:
+    if not password:
+        raise DirectoryError("a password is required")
+    mailbox.password_hash = passwords.make_password(password)
+    mailbox.save(update_fields=["password_hash"])
+
+
+def _parse_alias_address(address: str) -> tuple[str, Domain]:
+    address = address.strip()
+    if address.startswith("@"):
+        return "", get_domain(address[1:])
+    try:
+        local, domain_name = split_address(address)
+    except AddressError as exc:
+        raise DirectoryError(str(exc)) from exc
+    return local, get_domain(domain_name)
+
+
+def add_alias(address: str, destinations: list[str]) -> Alias:
+    """Create an alias (or, for '@domain', the domain's catch-all) delivering to destinations."""
+    local, domain = _parse_alias_address(address)
+    if not destinations:
+        raise DirectoryError("an alias needs at least one destination")
+    try:
+        cleaned = [normalize_address(d) for d in destinations]
+    except AddressError as exc:
+        raise DirectoryError(str(exc)) from exc
+    if Alias.objects.filter(domain=domain, local_part=local).exists():
+        raise DirectoryError(f"alias {local}@{domain.name} already exists")
+    return Alias.objects.create(domain=domain, local_part=local, destinations=cleaned)
+
+
+def get_alias(address: str) -> Alias:
+    local, domain = _parse_alias_address(address)
+    try:
+        return Alias.objects.get(domain=domain, local_part=local)
+    except Alias.DoesNotExist as exc:
+        raise DirectoryError(f"no such alias: {address}") from exc
+
+
+def list_domains() -> QuerySet[Domain]:
+    """Return every domain, annotated with its mailbox_count."""
+    return Domain.objects.annotate(mailbox_count=Count("mailboxes"))
+
+
+@transaction.atomic
+def remove_domain(domain: Domain) -> None:
+    """Delete a domain with its mailboxes, their mail and its aliases; blobs are collected later."""
+    domain.delete()
+
+
+def list_mailboxes(domain: Domain | None = None) -> QuerySet[Mailbox]:
+    """Return the mailboxes of one domain, or of every domain."""
+    mailboxes = Mailbox.objects.select_related("domain")
+    return mailboxes.for_domain(domain) if domain is not None else mailboxes.all()
+
+
+@transaction.atomic
+def remove_mailbox(mailbox: Mailbox) -> None:
+    """Delete a mailbox with its folders and mail; blobs are collected later."""
+    mailbox.delete()
+
+
+def set_quota(mailbox: Mailbox, quota_bytes: int) -> None:
+    if quota_bytes < 0:
+        raise DirectoryError("a quota cannot be negative")
+    mailbox.quota_bytes = quota_bytes
+    mailbox.save(update_fields=["quota_bytes"])
+
+
+def set_pop3_policy(mailbox: Mailbox, policy: str) -> None:
+    """Set what a POP3 DELE does to this mailbox: 'delete' or 'keep'."""
+    if policy not in Mailbox.Pop3Policy.values:
+        choices = ", ".join(Mailbox.Pop3Policy.values)
+        raise DirectoryError(f"unknown POP3 policy {policy!r} (choose {choices})")
+    mailbox.pop3_policy = policy
+    mailbox.save(update_fields=["pop3_policy"])
+
+
+def set_alias_destinations(alias: Alias, destinations: list[str]) -> None:
+    if not destinations:
+        raise DirectoryError("an alias needs at least one destination")
+    try:
+        alias.destinations = [normalize_address(d) for d in destinations]
+    except AddressError as exc:
+        raise DirectoryError(str(exc)) from exc
+    alias.save(update_fields=["destinations"])
+
+
+def list_aliases(domain: Domain | None = None) -> QuerySet[Alias]:
+    """Return the aliases (catch-alls included) of one domain, or of every domain."""
+    aliases = Alias.objects.select_related("domain")
+    return aliases.for_domain(domain) if domain is not None else aliases.all()
+
+
+def remove_alias(alias: Alias) -> None:
+    alias.delete()
+
+
+def check_new_mailbox_address(address: str) -> None:
+    """Raise DirectoryError unless a mailbox can be added at this address."""
+    _parse_new_address(address)

@@ -1,0 +1,109 @@
+"""The listeners mailcore runs, and the bookkeeping for stopping them gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("mailcore")
+
+
+class Connections:
+    """Open sessions across all listeners, so shutdown can wait for them, then end them."""
+
+    def __init__(self) -> None:
+        self._open: dict[object, Callable[[], None]] = {}
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, key: object, abort: Callable[[], None]) -> None:
+        self._open[key] = abort
+        self._empty.clear()
+
+    def discard(self, key: object) -> None:
+        self._open.pop(key, None)
+        if not self._open:
+            self._empty.set()
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to grace seconds for sessions to end, then abort the rest."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), grace)
+        except TimeoutError:
+            log.info("mailcore aborting %d sessions still open after %.0fs", len(self), grace)
+            for abort in list(self._open.values()):
+                abort()
+            try:
+                await asyncio.wait_for(self._empty.wait(), 2)
+            except TimeoutError:
+                pass
+
+
+@dataclass
+class ListenerSpec:
+    name: str
+    port: int
+    start: Callable[[str, int, Connections], Awaitable[asyncio.Server]]
+
+
+@dataclass
+class Bound:
+    name: str
+    server: asyncio.Server
+
+    @property
+    def port(self) -> int:
+        return self.server.sockets[0].getsockname()[1]
+
+
+class MailServer:
+    """Start every configured listener; stop accepting, drain sessions, and exit on stop()."""
+
+    def __init__(self, specs: list[ListenerSpec], host: str) -> None:
+        self.specs = [s for s in specs if s.port]
+        self.host = host
+        self.connections = Connections()
+        self.bound: list[Bound] = []
+
+    async def start(self) -> list[Bound]:
+        for spec in self.specs:
+            port = 0 if spec.port < 0 else spec.port  # a negative port asks for any free one
+            server = await spec.start(self.host, port, self.connections)
+            self.bound.append(Bound(spec.name, server))
+            log.info("mailcore listening name=%s address=%s port=%d",
+                     spec.name, self.host, self.bound[-1].port)
+        return self.bound
+
+    def port(self, name: str) -> int:
+        return next(b.port for b in self.bound if b.name == name)
+
+    async def stop(self, grace: float) -> None:
+        for bound in self.bound:
+            bound.server.close()
+        await self.connections.drain(grace)
+        for bound in self.bound:
+            await bound.server.wait_closed()
+        log.info("mailcore stopped")
+
+
+def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
+    """Return the listeners the settings ask for (a port of 0 disables one)."""
+    from django.conf import settings
+
+    from mailcore.pop3.server import start_pop3
+    from mailcore.smtp.server import start_smtp
+
+    return [
+        ListenerSpec("smtp", settings.SMTP_PORT,
+                     lambda h, p, c: start_smtp(h, p, c, tls=tls)),
+        ListenerSpec("pop3", settings.POP3_PORT,
+                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=False)),
+        ListenerSpec("pop3s", settings.POP3S_PORT,
+                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=True)),
+    ]

@@ -1,0 +1,37 @@
+"""Run the mail listeners (SMTP, POP3, POP3S) until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from mailcore import dbpool
+from mailcore.listeners import MailServer, configured_specs
+from mailcore.tls import server_context
+
+log = logging.getLogger("mailcore")
+
+
+class Command(BaseCommand):
+    help = "Serve SMTP, POP3 and POP3S on the ports the settings name."
+
+    def handle(self, *args, **options) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        server = MailServer(configured_specs(server_context()), settings.MAIL_BIND_ADDRESS)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        log.info("mailcore ready hostname=%s", settings.MAIL_HOSTNAME)
+        await stop.wait()
+        log.info("mailcore stopping: no new connections, draining for up to %.0fs",
+                 settings.SHUTDOWN_GRACE)
+        await server.stop(settings.SHUTDOWN_GRACE)
+        dbpool.shutdown()

@@ -1,0 +1,142 @@
+"""Directory tables: hosted domains, their mailboxes, and aliases (with catch-alls)."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def _verification_token() -> str:
+    return secrets.token_hex(16)
+
+
+class DomainQuerySet(models.QuerySet):
+    def active(self) -> DomainQuerySet:
+        return self.filter(is_active=True)
+
+    def receiving(self) -> DomainQuerySet:
+        """Domains that accept mail: active, and verified unless an operator added them."""
+        return self.active().filter(verified_at__isnull=False)
+
+    def visible_to(self, user) -> DomainQuerySet:
+        return self if user.is_staff else self.filter(owner=user)
+
+
+class Domain(models.Model):
+    name = models.CharField(max_length=253, unique=True, help_text="Lower-case, IDNA form.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="domains",
+    )
+    is_active = models.BooleanField(default=True)
+    verification_token = models.CharField(max_length=64, default=_verification_token)
+    verified_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When ownership was proven; mail is received only once this is set.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DomainQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MailboxQuerySet(models.QuerySet):
+    def for_domain(self, domain: Domain) -> MailboxQuerySet:
+        return self.filter(domain=domain)
+
+    def by_address(self, address: str) -> MailboxQuerySet:
+        local, _, domain = address.rpartition("@")
+        return self.filter(local_part=local.lower(), domain__name=domain.lower())
+
+
+class Mailbox(models.Model):
+    class Pop3Policy(models.TextChoices):
+        DELETE = "delete", "Honour deletes"
+        KEEP = "keep", "Keep the server copy"
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="mailboxes")
+    local_part = models.CharField(max_length=64)
+    display_name = models.CharField(max_length=200, blank=True)
+    password_hash = models.CharField(max_length=255, blank=True)
+    is_active = models.BooleanField(default=True)
+    quota_bytes = models.BigIntegerField(help_text="0 means unlimited.")
+    used_bytes = models.BigIntegerField(default=0)
+    pop3_policy = models.CharField(
+        max_length=10, choices=Pop3Policy.choices, default=Pop3Policy.DELETE,
+        help_text="What a POP3 DELE does: delete the message, or keep the server copy "
+        "(marked seen and hidden from later POP3 listings).",
+    )
+    pop3_lock = models.CharField(max_length=64, blank=True, editable=False)
+    pop3_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MailboxQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["domain__name", "local_part"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "local_part"], name="mailbox_unique_address"),
+        ]
+        verbose_name_plural = "mailboxes"
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.domain.name}"
+
+    def is_over_quota(self, extra: int = 0) -> bool:
+        return bool(self.quota_bytes) and self.used_bytes + extra > self.quota_bytes
+
+
+class AliasQuerySet(models.QuerySet):
+    def for_domain(self, domain: Domain) -> AliasQuerySet:
+        return self.filter(domain=domain)
+
+    def matching(self, local_part: str, domain_name: str) -> AliasQuerySet:
+        """Return the exact alias and the catch-all for an address, exact first."""
+        return self.filter(
+            Q(local_part=local_part.lower()) | Q(local_part=""),
+            domain__name=domain_name.lower(), is_active=True,
+        ).order_by("-local_part")
+
+
+class Alias(models.Model):
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="aliases")
+    local_part = models.CharField(
+        max_length=64, blank=True, help_text="Empty for the domain's catch-all.",
+    )
+    destinations = models.JSONField(
+        default=list, help_text="Addresses this alias delivers to, local or remote.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AliasQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["domain__name", "local_part"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "local_part"], name="alias_unique_address"),
+        ]
+        verbose_name_plural = "aliases"
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.domain.name}"
+
+    @property
+    def is_catch_all(self) -> bool:
+        return not self.local_part

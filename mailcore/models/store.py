@@ -1,0 +1,114 @@
+"""Store tables: immutable blobs, folders with their UID counters, messages, expunge tombstones."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Blob(models.Model):
+    """A raw message, written once to the blob store and referenced by message rows."""
+
+    key = models.CharField(max_length=64, primary_key=True, help_text="SHA-256 of the content.")
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class FolderQuerySet(models.QuerySet):
+    def for_mailbox(self, mailbox) -> FolderQuerySet:
+        return self.filter(mailbox=mailbox)
+
+
+class Folder(models.Model):
+    class SpecialUse(models.TextChoices):
+        NONE = "", "None"
+        SENT = "\\Sent", "Sent"
+        DRAFTS = "\\Drafts", "Drafts"
+        TRASH = "\\Trash", "Trash"
+        JUNK = "\\Junk", "Junk"
+        ARCHIVE = "\\Archive", "Archive"
+
+    mailbox = models.ForeignKey(
+        "mailcore.Mailbox", on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(max_length=512, help_text="Full name, '/'-separated, in Unicode.")
+    special_use = models.CharField(max_length=16, choices=SpecialUse.choices, blank=True)
+    subscribed = models.BooleanField(default=True)
+    uidvalidity = models.BigIntegerField()
+    uidnext = models.BigIntegerField(default=1)
+    highestmodseq = models.BigIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FolderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["mailbox", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "name"], name="folder_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id}:{self.name}"
+
+
+class MessageQuerySet(models.QuerySet):
+    def in_folder(self, folder: Folder) -> MessageQuerySet:
+        return self.filter(folder=folder).order_by("uid")
+
+
+class Message(models.Model):
+    """One message in one folder; many rows may share a blob."""
+
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="messages")
+    uid = models.BigIntegerField()
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="messages")
+    size = models.BigIntegerField()
+    internal_date = models.DateTimeField()
+    modseq = models.BigIntegerField()
+    seen = models.BooleanField(default=False)
+    answered = models.BooleanField(default=False)
+    flagged = models.BooleanField(default=False)
+    deleted = models.BooleanField(default=False)
+    draft = models.BooleanField(default=False)
+    keywords = models.JSONField(default=list, blank=True)
+    pop3_hidden = models.BooleanField(
+        default=False, help_text="Kept on the server but no longer offered over POP3.",
+    )
+    # Header fields cached at delivery for listing and SEARCH.
+    subject = models.TextField(blank=True)
+    from_addr = models.TextField(blank=True)
+    to_addrs = models.TextField(blank=True)
+    cc_addrs = models.TextField(blank=True)
+    message_id = models.CharField(max_length=998, blank=True)
+    sent_date = models.DateTimeField(null=True, blank=True)
+    # IMAP's ENVELOPE and BODYSTRUCTURE, computed once and kept as JSON.
+    envelope = models.JSONField(null=True, blank=True)
+    bodystructure = models.JSONField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["folder", "uid"]
+        constraints = [
+            models.UniqueConstraint(fields=["folder", "uid"], name="message_unique_uid"),
+        ]
+        indexes = [models.Index(fields=["folder", "modseq"], name="message_folder_modseq")]
+
+    def __str__(self) -> str:
+        return f"{self.folder_id}:{self.uid}"
+
+
+class Expunged(models.Model):
+    """A tombstone: this UID left the folder at this modseq (for CONDSTORE/QRESYNC)."""
+
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="expunged")
+    uid = models.BigIntegerField()
+    modseq = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["folder", "modseq"], name="expunged_folder_modseq")]
+        verbose_name_plural = "expunged"
+
+    def __str__(self) -> str:
+        return f"{self.folder_id}:{self.uid}@{self.modseq}"

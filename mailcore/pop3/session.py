@@ -1,0 +1,395 @@
+"""One POP3 session: the state machine as a table from verb to (states, handler)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import enum
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from mailcore import dbpool
+from mailcore.directory import LoginRefused, authenticate, plaintext_allowed
+from mailcore.pop3 import replies
+from mailcore.sessions import (
+    BadSyntax,
+    Disconnect,
+    ProtocolError,
+    Refused,
+    SessionLog,
+    TemporaryFailure,
+    new_session_id,
+)
+from mailcore.store import maildrop
+from mailcore.store.maildrop import DropMessage
+
+MAX_LINE = 1024  # RFC 2449 allows 255 octets; AUTH PLAIN responses need a little more.
+MAX_AUTH_FAILURES = 3
+MAX_ERRORS = 20
+_DOT_LINE = re.compile(rb"(^|\n)\.", re.M)
+
+
+class State(enum.Enum):
+    AUTHORIZATION = "authorization"
+    TRANSACTION = "transaction"
+
+
+AUTH = frozenset({State.AUTHORIZATION})
+TRANS = frozenset({State.TRANSACTION})
+ANY = AUTH | TRANS
+
+
+@dataclass
+class Command:
+    states: frozenset[State]
+    handler: Callable[[POP3Session, str], Awaitable[None]]
+
+
+class POP3Session:
+    """Serve one connection until QUIT, a timeout, or the peer going away."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tls: ssl.SSLContext | None, secure: bool) -> None:
+        self.reader, self.writer = reader, writer
+        self.tls, self.secure = tls, secure
+        self.id = new_session_id()
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip = str(peer[0])
+        self.log = SessionLog("pop3s" if secure else "pop3", self.id, self.peer_ip)
+        self.state = State.AUTHORIZATION
+        self.user: str | None = None
+        self.mailbox_id: int | None = None
+        self.messages: list[DropMessage] = []
+        self.deleted: set[int] = set()
+        self.auth_failures = 0
+        self.errors = 0
+        self.lock_refreshed = 0.0
+        self.done = False
+
+    # I/O ------------------------------------------------------------------------------------
+
+    async def send(self, line: str) -> None:
+        self.writer.write(line.encode("utf-8") + b"\r\n")
+        await self.writer.drain()
+
+    async def send_multiline(self, first: str, body: bytes) -> None:
+        """Send a multi-line response: body dot-stuffed and terminated (RFC 1939 section 3)."""
+        if body and not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        self.writer.write(first.encode() + b"\r\n" + _DOT_LINE.sub(rb"\1..", body) + b".\r\n")
+        await self.writer.drain()
+
+    async def read_line(self) -> bytes | None:
+        """Return one line without its end, or None when the peer has gone."""
+        try:
+            line = await asyncio.wait_for(self.reader.readuntil(b"\n"), settings.POP3_TIMEOUT)
+        except asyncio.LimitOverrunError as exc:
+            await self.reader.readexactly(exc.consumed)
+            while True:
+                try:
+                    await self.reader.readuntil(b"\n")
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await self.reader.readexactly(more.consumed)
+            raise BadSyntax(replies.LINE_TOO_LONG) from None
+        except asyncio.IncompleteReadError:
+            return None
+        if len(line) > MAX_LINE:
+            raise BadSyntax(replies.LINE_TOO_LONG)
+        return line.rstrip(b"\r\n")
+
+    # The loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.log.info("connect")
+        try:
+            await self.send(replies.GREETING.format(hostname=settings.MAIL_HOSTNAME))
+            while not self.done:
+                try:
+                    line = await self.read_line()
+                    if line is None:
+                        self.log.info("peer closed connection")
+                        return
+                    await self.dispatch(line)
+                except Disconnect as exc:
+                    await self.send(exc.text)
+                    return
+                except ProtocolError as exc:
+                    await self.send(exc.text)
+                    self.errors += 1
+                    if self.errors >= MAX_ERRORS:
+                        await self.send(replies.TOO_MANY_ERRORS)
+                        return
+        except TimeoutError:
+            self.log.info("timeout")
+            await self._try_send(replies.TIMEOUT)
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            self.log.info("connection lost: %s", type(exc).__name__)
+        except Exception:
+            self.log.internal_error("session")
+            await self._try_send(replies.TEMPORARY_FAILURE.format(session=self.id))
+        finally:
+            await self.close()
+
+    async def _try_send(self, line: str) -> None:
+        try:
+            await self.send(line)
+        except (ConnectionError, ssl.SSLError, RuntimeError):
+            pass
+
+    async def dispatch(self, line: bytes) -> None:
+        if b"\0" in line:
+            raise BadSyntax(replies.BAD_SYNTAX.format(usage="NUL in command"))
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadSyntax(replies.BAD_SYNTAX.format(usage="invalid UTF-8")) from None
+        verb, _, arg = text.strip().partition(" ")
+        command = COMMANDS.get(verb.upper())
+        if command is None:
+            raise BadSyntax(replies.UNKNOWN_COMMAND)
+        if self.state not in command.states:
+            raise Refused(replies.WRONG_STATE)
+        try:
+            await command.handler(self, arg.strip())
+        except (ProtocolError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            raise
+        except TimeoutError:
+            raise
+        except Exception:
+            self.log.internal_error(verb.upper())
+            raise TemporaryFailure(replies.TEMPORARY_FAILURE.format(session=self.id)) from None
+
+    async def close(self) -> None:
+        if self.mailbox_id is not None:
+            try:
+                await dbpool.run(maildrop.release, self.mailbox_id, self.id)
+            except Exception:
+                self.log.internal_error("release")
+            self.mailbox_id = None
+        self.log.info("disconnect")
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, ssl.SSLError):
+            pass
+
+    # Helpers -------------------------------------------------------------------------------
+
+    def message(self, arg: str) -> tuple[int, DropMessage]:
+        """Return (number, message) for a message-number argument that is not deleted."""
+        if not arg.isdigit():
+            raise BadSyntax(replies.BAD_SYNTAX.format(usage="message number expected"))
+        number = int(arg)
+        if not 1 <= number <= len(self.messages):
+            raise Refused(replies.NO_SUCH_MESSAGE)
+        msg = self.messages[number - 1]
+        if msg.id in self.deleted:
+            raise Refused(replies.ALREADY_DELETED.format(number=number))
+        return number, msg
+
+    def live(self) -> list[tuple[int, DropMessage]]:
+        return [(n, m) for n, m in enumerate(self.messages, 1) if m.id not in self.deleted]
+
+    async def refresh_lock(self) -> None:
+        """Keep the maildrop lock alive during long sessions."""
+        if time.monotonic() - self.lock_refreshed > settings.POP3_TIMEOUT / 3:
+            await dbpool.run(maildrop.acquire, self.mailbox_id, self.id, _lock_ttl())
+            self.lock_refreshed = time.monotonic()
+
+    def check_plaintext(self) -> None:
+        if not plaintext_allowed(self.secure, self.peer_ip):
+            raise Refused(replies.PLAINTEXT_DISALLOWED)
+
+    async def login(self, user: str, password: str) -> None:
+        """Open the maildrop for these credentials or raise the reply to send."""
+        try:
+            mailbox = await dbpool.run(authenticate, user, password, self.peer_ip)
+        except LoginRefused as exc:
+            self.auth_failures += 1
+            self.log.info("login failed user=%s", user)
+            await asyncio.sleep(settings.AUTH_FAILURE_DELAY)
+            if self.auth_failures >= MAX_AUTH_FAILURES:
+                raise Disconnect(replies.TOO_MANY_FAILURES) from None
+            raise Refused(replies.AUTH_RATE_LIMITED if exc.rate_limited
+                          else replies.AUTH_FAILED) from None
+        if not await dbpool.run(maildrop.acquire, mailbox.pk, self.id, _lock_ttl()):
+            self.log.info("maildrop in use user=%s", mailbox.address)
+            raise Refused(replies.IN_USE)
+        self.mailbox_id = mailbox.pk
+        self.lock_refreshed = time.monotonic()
+        self.messages = await dbpool.run(maildrop.listing, mailbox.pk)
+        self.state = State.TRANSACTION
+        self.log.info("login user=%s messages=%d", mailbox.address, len(self.messages))
+        await self.send(replies.LOGGED_IN.format(
+            count=len(self.messages), size=sum(m.size for m in self.messages)))
+
+    # Handlers ------------------------------------------------------------------------------
+
+    async def do_capa(self, arg: str) -> None:
+        # RFC 2449 section 5.
+        caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
+                "IMPLEMENTATION mailcore"]
+        if self.state is State.AUTHORIZATION:
+            if plaintext_allowed(self.secure, self.peer_ip):
+                caps += ["USER", "SASL PLAIN"]
+            if self.tls is not None and not self.secure:
+                caps.append("STLS")
+        await self.send_multiline(replies.CAPA, "".join(f"{c}\r\n" for c in caps).encode())
+
+    async def do_stls(self, arg: str) -> None:
+        # RFC 2595 section 4.
+        if self.secure:
+            raise Refused(replies.ALREADY_TLS)
+        if self.tls is None:
+            raise Refused(replies.TLS_UNAVAILABLE)
+        # Anything the client pipelined after STLS would be read as if it came over TLS.
+        if self.reader._buffer:  # noqa: SLF001 - asyncio exposes no other way to peek
+            raise Disconnect(replies.PIPELINED_STLS)
+        await self.send(replies.STLS_OK)
+        await self.writer.start_tls(self.tls)
+        self.secure = True
+        self.log.info("tls established")
+
+    async def do_user(self, arg: str) -> None:
+        # RFC 1939 section 7 (USER).
+        self.check_plaintext()
+        if not arg:
+            raise BadSyntax(replies.BAD_SYNTAX.format(usage="USER name"))
+        self.user = arg
+        await self.send(replies.USER_OK)
+
+    async def do_pass(self, arg: str) -> None:
+        # RFC 1939 section 7 (PASS): the whole rest of the line is the password.
+        self.check_plaintext()
+        if self.user is None:
+            raise Refused(replies.USER_FIRST)
+        user, self.user = self.user, None
+        await self.login(user, arg)
+
+    async def do_auth(self, arg: str) -> None:
+        # RFC 5034 (SASL), with the PLAIN mechanism (RFC 4616) and an initial response.
+        if not arg:
+            await self.send_multiline(replies.AUTH_MECHANISMS, b"PLAIN\r\n")
+            return
+        mechanism, _, initial = arg.partition(" ")
+        if mechanism.upper() != "PLAIN":
+            raise Refused(replies.UNSUPPORTED_MECHANISM)
+        self.check_plaintext()
+        if not initial:
+            await self.send(replies.AUTH_CONTINUE)
+            line = await self.read_line()
+            if line is None:
+                raise ConnectionResetError
+            initial = line.decode("ascii", "replace").strip()
+        if initial == "*":
+            raise Refused(replies.AUTH_CANCELLED)
+        try:
+            decoded = base64.b64decode(initial if initial != "=" else "", validate=True)
+            _authzid, user, password = decoded.decode("utf-8").split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise BadSyntax(replies.BAD_SYNTAX.format(usage="invalid SASL PLAIN response")) \
+                from None
+        await self.login(user, password)
+
+    async def do_stat(self, arg: str) -> None:
+        # RFC 1939 section 5 (STAT).
+        live = self.live()
+        await self.send(replies.STAT.format(count=len(live), size=sum(m.size for _, m in live)))
+
+    async def do_list(self, arg: str) -> None:
+        # RFC 1939 section 5 (LIST).
+        if arg:
+            number, msg = self.message(arg)
+            await self.send(f"+OK {number} {msg.size}")
+            return
+        live = self.live()
+        body = "".join(f"{n} {m.size}\r\n" for n, m in live).encode()
+        await self.send_multiline(
+            replies.SCAN_LIST.format(count=len(live), size=sum(m.size for _, m in live)), body)
+
+    async def do_uidl(self, arg: str) -> None:
+        # RFC 1939 section 7 (UIDL).
+        if arg:
+            number, msg = self.message(arg)
+            await self.send(f"+OK {number} {msg.uidl}")
+            return
+        body = "".join(f"{n} {m.uidl}\r\n" for n, m in self.live()).encode()
+        await self.send_multiline(replies.UIDL_LIST, body)
+
+    async def do_retr(self, arg: str) -> None:
+        # RFC 1939 section 5 (RETR).
+        _, msg = self.message(arg)
+        await self.refresh_lock()
+        data = await dbpool.run(maildrop.read, msg)
+        await self.send_multiline(replies.RETR.format(size=msg.size), data)
+
+    async def do_top(self, arg: str) -> None:
+        # RFC 1939 section 7 (TOP): the header, a blank line, then n lines of the body.
+        parts = arg.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise BadSyntax(replies.BAD_SYNTAX.format(usage="TOP msg n"))
+        _, msg = self.message(parts[0])
+        data = await dbpool.run(maildrop.read, msg)
+        head, sep, body = data.partition(b"\r\n\r\n")
+        lines = body.split(b"\r\n")[: int(parts[1])] if sep else []
+        text = head + b"\r\n\r\n" + b"".join(line + b"\r\n" for line in lines)
+        await self.send_multiline(replies.TOP, text)
+
+    async def do_dele(self, arg: str) -> None:
+        # RFC 1939 section 5 (DELE): only marked now; removed in the UPDATE state.
+        number, msg = self.message(arg)
+        self.deleted.add(msg.id)
+        await self.send(replies.DELETED.format(number=number))
+
+    async def do_rset(self, arg: str) -> None:
+        # RFC 1939 section 5 (RSET).
+        self.deleted.clear()
+        await self.send(replies.RESET.format(
+            count=len(self.messages), size=sum(m.size for m in self.messages)))
+
+    async def do_noop(self, arg: str) -> None:
+        # RFC 1939 section 5 (NOOP).
+        await self.refresh_lock()
+        await self.send(replies.OK)
+
+    async def do_quit(self, arg: str) -> None:
+        # RFC 1939 section 6: QUIT in TRANSACTION enters UPDATE; +OK only once committed.
+        if self.state is State.TRANSACTION:
+            try:
+                await dbpool.run(maildrop.update, self.mailbox_id, self.id, self.deleted)
+            except Exception:
+                self.log.internal_error("UPDATE")
+                raise Disconnect(replies.UPDATE_FAILED) from None
+            self.log.info("update deleted=%d", len(self.deleted))
+            self.mailbox_id = None  # update() released the lock
+        self.done = True
+        await self.send(replies.BYE.format(hostname=settings.MAIL_HOSTNAME))
+
+
+def _lock_ttl() -> float:
+    return settings.POP3_TIMEOUT + 60
+
+
+COMMANDS: dict[str, Command] = {
+    "CAPA": Command(ANY, POP3Session.do_capa),
+    "STLS": Command(AUTH, POP3Session.do_stls),
+    "USER": Command(AUTH, POP3Session.do_user),
+    "PASS": Command(AUTH, POP3Session.do_pass),
+    "AUTH": Command(AUTH, POP3Session.do_auth),
+    "STAT": Command(TRANS, POP3Session.do_stat),
+    "LIST": Command(TRANS, POP3Session.do_list),
+    "UIDL": Command(TRANS, POP3Session.do_uidl),
+    "RETR": Command(TRANS, POP3Session.do_retr),
+    "TOP": Command(TRANS, POP3Session.do_top),
+    "DELE": Command(TRANS, POP3Session.do_dele),
+    "RSET": Command(TRANS, POP3Session.do_rset),
+    "NOOP": Command(TRANS, POP3Session.do_noop),
+    "QUIT": Command(ANY, POP3Session.do_quit),
+}

@@ -1,0 +1,53 @@
+"""What every protocol session shares: ids, the one-line event log, and failure exceptions."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+log = logging.getLogger("mailcore.session")
+
+
+class ProtocolError(Exception):
+    """Base of the protocol-neutral failures a handler raises; each protocol maps them."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class BadSyntax(ProtocolError):
+    """The command could not be parsed."""
+
+
+class Refused(ProtocolError):
+    """The command was understood and refused for good."""
+
+
+class TemporaryFailure(ProtocolError):
+    """The command may succeed if tried again later."""
+
+
+class Disconnect(ProtocolError):
+    """Say this text, then close the connection."""
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(6)
+
+
+class SessionLog:
+    """Log one line per session event, each carrying the protocol, session id and peer."""
+
+    def __init__(self, protocol: str, session_id: str, peer: str) -> None:
+        self.prefix = f"{protocol} session={session_id} peer={peer}"
+
+    def info(self, event: str, *args) -> None:
+        log.info(f"{self.prefix} {event}", *args)
+
+    def warning(self, event: str, *args) -> None:
+        log.warning(f"{self.prefix} {event}", *args)
+
+    def internal_error(self, event: str) -> None:
+        """Log an unexpected exception with its traceback (the peer only sees the id)."""
+        log.error(f"{self.prefix} internal error in {event}", exc_info=True)

@@ -1,0 +1,57 @@
+"""Header fields cached at delivery, read tolerantly from any bytes a sender may send."""
+
+from __future__ import annotations
+
+import email.errors
+import email.utils
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+
+def split_header_block(raw: bytes) -> bytes:
+    """Return the header block of a raw message (up to the first empty line)."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(sep)
+        if end != -1:
+            return raw[: end + len(sep)]
+    return raw
+
+
+def decode_text(value: str | None) -> str:
+    """Decode RFC 2047 encoded words; fall back to the raw text for broken encodings."""
+    if not value:
+        return ""
+    try:
+        return str(make_header(decode_header(value)))
+    except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
+        return value
+
+
+def summarize(raw: bytes) -> dict:
+    """Return the header fields the store keeps per message (for listing and SEARCH)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(split_header_block(raw))
+
+    def text(name: str) -> str:
+        return " ".join(decode_text(headers.get(name, "")).split())
+
+    sent_date = None
+    if headers.get("Date"):
+        try:
+            sent_date = email.utils.parsedate_to_datetime(str(headers["Date"]))
+            if sent_date.tzinfo is None:
+                sent_date = sent_date.replace(tzinfo=UTC)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            sent_date = None
+    if sent_date is not None and not (datetime(1900, 1, 1, tzinfo=UTC) < sent_date
+                                      < datetime(9999, 1, 1, tzinfo=UTC)):
+        sent_date = None
+    return {
+        "subject": text("Subject"),
+        "from_addr": text("From"),
+        "to_addrs": text("To"),
+        "cc_addrs": text("Cc"),
+        "message_id": text("Message-ID")[:998],
+        "sent_date": sent_date,
+    }

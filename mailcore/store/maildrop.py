@@ -1,0 +1,73 @@
+"""POP3 maildrops: a mailbox's INBOX as POP3 sees it, its exclusive lock, and the UPDATE state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from mailcore.models import Mailbox, Message
+from mailcore.store.blobs import blob_store
+from mailcore.store.folders import INBOX, expunge, lock_folder
+
+
+@dataclass(frozen=True)
+class DropMessage:
+    id: int
+    size: int
+    uidl: str
+    blob_key: str
+
+
+def acquire(mailbox_id: int, token: str, ttl: float) -> bool:
+    """Take the maildrop's lock for a session; False if another live session holds it."""
+    now = timezone.now()
+    taken = Mailbox.objects.filter(pk=mailbox_id).filter(
+        Q(pop3_lock="") | Q(pop3_lock_until__lt=now) | Q(pop3_lock=token)
+    ).update(pop3_lock=token, pop3_lock_until=now + timedelta(seconds=ttl))
+    return taken == 1
+
+
+def release(mailbox_id: int, token: str) -> None:
+    Mailbox.objects.filter(pk=mailbox_id, pop3_lock=token).update(
+        pop3_lock="", pop3_lock_until=None)
+
+
+def listing(mailbox_id: int) -> list[DropMessage]:
+    """Return the maildrop: INBOX messages not hidden from POP3, oldest first."""
+    rows = (Message.objects.filter(folder__mailbox_id=mailbox_id, folder__name=INBOX,
+                                   pop3_hidden=False)
+            .order_by("uid").values_list("pk", "size", "uid", "folder__uidvalidity", "blob_id"))
+    # UIDL: the folder's UIDVALIDITY and the message's UID never repeat (RFC 1939 section 7).
+    return [DropMessage(pk, size, f"{validity}.{uid}", key)
+            for pk, size, uid, validity, key in rows]
+
+
+def read(message: DropMessage) -> bytes:
+    return blob_store().get(message.blob_key)
+
+
+def update(mailbox_id: int, token: str, deleted_ids: Iterable[int]) -> None:
+    """Apply a session's deletions per the mailbox's POP3 policy and release the lock.
+
+    RFC 1939 section 6: deletions happen only here, in the UPDATE state after QUIT.
+    """
+    deleted_ids = list(deleted_ids)
+    with transaction.atomic():
+        mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
+        if deleted_ids:
+            inbox = lock_folder(mailbox_id, INBOX)
+            if mailbox.pop3_policy == Mailbox.Pop3Policy.KEEP:
+                inbox.highestmodseq += 1
+                Message.objects.filter(folder=inbox, pk__in=deleted_ids).update(
+                    seen=True, pop3_hidden=True, modseq=inbox.highestmodseq)
+                inbox.save(update_fields=["highestmodseq"])
+            else:
+                expunge(inbox, deleted_ids)
+        if mailbox.pop3_lock == token:
+            mailbox.pop3_lock, mailbox.pop3_lock_until = "", None
+            mailbox.save(update_fields=["pop3_lock", "pop3_lock_until"])

@@ -1,0 +1,7 @@
+"""The Django project: settings, urls, the Celery app, and the web apps."""
+
+from __future__ import annotations
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,213 @@
+"""Settings for the web panel, mailcore and the worker, all read from the environment.
+
+With nothing set, everything runs on one machine: SQLite (WAL) and blobs under
+DATA_DIR, Celery on kombu's filesystem transport, self-signed TLS, mail ports above 1024.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value in {"1", "true", "yes", "on"}
+
+
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """Return SECRET_KEY from the environment, or one generated once and kept in DATA_DIR."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(secrets.token_urlsafe(50))
+        tmp.chmod(0o600)
+        os.replace(tmp, path)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", True)
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "mailcore",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "panel.urls"
+WSGI_APPLICATION = "panel.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database -------------------------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=None)}
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the single writer; IMMEDIATE avoids lock-upgrade
+    # deadlocks between writers; synchronous=FULL makes a commit survive power loss.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+        ),
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # Tests share one file with servers running in other threads and processes.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cache: shared by every process when Redis is configured (login rate limits).
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Celery -----------------------------------------------------------------------------------
+
+BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "collect-orphan-blobs": {
+        "task": "mailcore.tasks.collect_orphan_blobs",
+        "schedule": 3600.0,
+    },
+}
+
+# Mail -------------------------------------------------------------------------------------
+
+MAIL_HOSTNAME = env_str("MAIL_HOSTNAME", socket.getfqdn() or "localhost")
+BLOB_DIR = Path(env_str("BLOB_DIR", str(DATA_DIR / "blobs")))
+TLS_CERT_FILE = env_str("TLS_CERT_FILE", "")
+TLS_KEY_FILE = env_str("TLS_KEY_FILE", "")
+TLS_DIR = DATA_DIR / "tls"
+
+MAIL_BIND_ADDRESS = env_str("MAIL_BIND_ADDRESS", "0.0.0.0")
+SMTP_PORT = env_int("SMTP_PORT", 2525)
+POP3_PORT = env_int("POP3_PORT", 2110)
+POP3S_PORT = env_int("POP3S_PORT", 2995)
+
+MESSAGE_SIZE_LIMIT = env_int("MESSAGE_SIZE_LIMIT", 50 * 1024 * 1024)
+DEFAULT_QUOTA = env_int("DEFAULT_QUOTA", 2 * 1024 * 1024 * 1024)
+SMTP_TIMEOUT = env_float("SMTP_TIMEOUT", 300)
+SMTP_MAX_RECIPIENTS = env_int("SMTP_MAX_RECIPIENTS", 100)
+SMTP_MAX_BAD_COMMANDS = env_int("SMTP_MAX_BAD_COMMANDS", 10)
+SMTP_MAX_RECEIVED_HEADERS = env_int("SMTP_MAX_RECEIVED_HEADERS", 50)
+POP3_TIMEOUT = env_float("POP3_TIMEOUT", 600)
+SHUTDOWN_GRACE = env_float("SHUTDOWN_GRACE", 10)
+MAILCORE_DB_THREADS = env_int("MAILCORE_DB_THREADS", 8)
+
+# "never": passwords only over TLS; "loopback": plaintext allowed from 127.0.0.1/::1
+# (development); "always": plaintext anywhere (only behind a TLS-terminating proxy).
+PLAINTEXT_AUTH = env_str("PLAINTEXT_AUTH", "loopback")
+AUTH_FAILURE_DELAY = env_float("AUTH_FAILURE_DELAY", 2.0)
+AUTH_MAX_FAILURES = env_int("AUTH_MAX_FAILURES", 10)
+AUTH_FAILURE_WINDOW = env_int("AUTH_FAILURE_WINDOW", 900)
+AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 300)
+ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 2)
+ARGON2_MEMORY_COST = env_int("ARGON2_MEMORY_COST", 19 * 1024)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "mail.log": {"level": "WARNING"},
+        "aiosmtpd": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,103 @@
+"""Shared fixtures: servers on loopback, a small cast of users, and an internal-error guard."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from mailcore import directory
+from tests.servers import ServerProcess, ServerThread
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _fast_settings(settings, tmp_path: Path):
+    """Cheap password hashing, short failure delays, and blobs in the test's own folder."""
+    settings.ARGON2_TIME_COST = 1
+    settings.ARGON2_MEMORY_COST = 1024
+    settings.AUTH_FAILURE_DELAY = 0.05
+    settings.BLOB_DIR = tmp_path / "blobs"
+    from mailcore import passwords
+    passwords._hasher = None
+    from django.core.cache import cache
+    cache.clear()
+    yield settings
+    passwords._hasher = None
+
+
+class _ErrorCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_internal_errors(request):
+    """Fail any test during which a server logged an internal error."""
+    collector = _ErrorCollector()
+    loggers = [logging.getLogger(name) for name in ("mailcore", "aiosmtpd", "mail.log")]
+    for logger in loggers:
+        logger.addHandler(collector)
+    yield collector
+    for logger in loggers:
+        logger.removeHandler(collector)
+    if collector.records and "allow_internal_errors" not in request.keywords:
+        messages = "\n".join(collector.format(r) for r in collector.records)
+        pytest.fail(f"server logged internal errors:\n{messages}")
+
+
+@pytest.fixture
+def server(transactional_db):
+    """mailcore's listeners in a thread on 127.0.0.1 (each on a free port)."""
+    thread = ServerThread().start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def server_process(transactional_db, tmp_path: Path):
+    """A real `manage.py mailcore` process on free loopback ports, against the test DB."""
+    proc = ServerProcess(tmp_path / "mailcore").start()
+    yield proc
+    if proc.proc and proc.proc.poll() is None:
+        proc.terminate()
+
+
+@pytest.fixture
+def domain(transactional_db):
+    return directory.add_domain("example.test")
+
+
+@pytest.fixture
+def alice(domain):
+    return directory.add_mailbox("alice@example.test", PASSWORD, display_name="Alice")
+
+
+@pytest.fixture
+def bob(domain):
+    return directory.add_mailbox("bob@example.test", PASSWORD, display_name="Bob")
+
+
+def require_program(name: str) -> str:
+    """Return the path of a third-party program; skip without it, except on CI (fail)."""
+    import os
+
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; .ci/run must install it")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "allow_internal_errors: the test provokes them")
+    Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)

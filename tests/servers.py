@@ -1,0 +1,216 @@
+"""Test harness: mailcore in a thread or a subprocess, and a scripted raw-socket client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from mailcore import dbpool
+from mailcore.listeners import MailServer, configured_specs
+from mailcore.tls import server_context
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ("smtp", "pop3", "pop3s")
+
+
+class ServerThread:
+    """Run every listener on 127.0.0.1, any free port, on an event loop in a thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.server: MailServer | None = None
+        self.stopped: asyncio.Event | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        specs = configured_specs(server_context())
+        for spec in specs:
+            spec.port = -1
+        self.server = MailServer(specs, "127.0.0.1")
+        self.stopped = asyncio.Event()
+        await self.server.start()
+        self.ready.set()
+        await self.stopped.wait()
+        await self.server.stop(grace=2)
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("mailcore did not start")
+        return self
+
+    def port(self, name: str) -> int:
+        assert self.server is not None
+        return self.server.port(name)
+
+    def stop(self) -> None:
+        assert self.stopped is not None
+        self.loop.call_soon_threadsafe(self.stopped.set)
+        self.thread.join(15)
+        dbpool.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """Return a DATABASE_URL for the test database this process uses."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+class ServerProcess:
+    """Run `manage.py mailcore` as a real process against the test database."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.ports = {name: free_port() for name in NAMES}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir / "mailcore.log"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": database_url(),
+            "DATA_DIR": str(self.data_dir),
+            "BLOB_DIR": str(settings.BLOB_DIR),
+            "SECRET_KEY": settings.SECRET_KEY,
+            "TLS_CERT_FILE": str(settings.TLS_CERT_FILE or ""),
+            "TLS_KEY_FILE": str(settings.TLS_KEY_FILE or ""),
+            "MAIL_BIND_ADDRESS": "127.0.0.1",
+            "MAIL_HOSTNAME": settings.MAIL_HOSTNAME,
+            "AUTH_FAILURE_DELAY": str(settings.AUTH_FAILURE_DELAY),
+            "ARGON2_TIME_COST": str(settings.ARGON2_TIME_COST),
+            "ARGON2_MEMORY_COST": str(settings.ARGON2_MEMORY_COST),
+            "SHUTDOWN_GRACE": "5",
+        })
+        env.update({f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        return env
+
+    def start(self) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "mailcore"],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mailcore exited: {self.log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.ports["pop3"]), 0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("mailcore process did not start listening")
+
+    def port(self, name: str) -> int:
+        return self.ports[name]
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(30)
+
+
+class RawClient:
+    """A scripted client: send exact bytes, check exact replies (like mox's transactf)."""
+
+    def __init__(self, port: int, tls: bool = False, timeout: float = 10) -> None:
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            ("127.0.0.1", port), timeout)
+        if tls:
+            self.sock = client_tls_context().wrap_socket(self.sock, server_hostname="localhost")
+        self.buffer = b""
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode() + b"\r\n"
+        self.sock.sendall(data)
+
+    def line(self) -> str:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; pending {self.buffer!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def smtp_reply(self) -> str:
+        """Read a whole (possibly multi-line) SMTP reply; return its last line."""
+        while True:
+            line = self.line()
+            if len(line) < 4 or line[3] != "-":
+                return line
+
+    def multiline(self) -> list[str]:
+        """Read a POP3 multi-line body up to the terminating dot (un-stuffing dots)."""
+        lines = []
+        while (line := self.line()) != ".":
+            lines.append(line[1:] if line.startswith("..") else line)
+        return lines
+
+    def transact(self, command: str, expected: str, smtp: bool = False) -> str:
+        self.send(command)
+        reply = self.smtp_reply() if smtp else self.line()
+        assert reply.startswith(expected), f"{command!r}: got {reply!r}, want {expected!r}"
+        return reply
+
+    def starttls(self) -> None:
+        self.sock = client_tls_context().wrap_socket(self.sock, server_hostname="localhost")
+
+    def closed(self, timeout: float = 5) -> bool:
+        """Return whether the server closed the connection (after any pending lines)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (ConnectionError, ssl.SSLError):
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def client_tls_context() -> ssl.SSLContext:
+    """Trust the server's self-signed certificate, and check the name, as a careful client."""
+    from mailcore.tls import certificate_paths
+
+    cert, _ = certificate_paths()
+    context = ssl.create_default_context(cafile=str(cert))
+    return context
