@@ -76,7 +76,7 @@ def _expand(local: str, domain: str, result: Resolution, full: list[int],
     mailbox = (Mailbox.objects.filter(local_part=local, domain__name=domain, is_active=True)
                .only("pk", "quota_bytes", "used_bytes").first())
     if mailbox is not None:
-        if mailbox.is_over_quota():
+        if mailbox.is_full():
             full.append(mailbox.pk)
         else:
             result.mailbox_ids.add(mailbox.pk)
@@ -238,7 +238,7 @@ def get_alias(address: str) -> Alias:
 
 def list_domains() -> QuerySet[Domain]:
     """Return every domain, annotated with its mailbox_count."""
-    return Domain.objects.annotate(mailbox_count=Count("mailboxes"))
+    return Domain.objects.annotate(mailbox_count=Count("mailboxes")).order_by("name")
 
 
 @transaction.atomic

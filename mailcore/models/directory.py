@@ -95,7 +95,11 @@ class Mailbox(models.Model):
         return f"{self.local_part}@{self.domain.name}"
 
     def is_over_quota(self, extra: int = 0) -> bool:
+        """Return whether storing extra more bytes would go over the quota."""
         return bool(self.quota_bytes) and self.used_bytes + extra > self.quota_bytes
+
+    def is_full(self) -> bool:
+        return bool(self.quota_bytes) and self.used_bytes >= self.quota_bytes
 
 
 class AliasQuerySet(models.QuerySet):

@@ -1,0 +1,342 @@
+"""The operator's Django admin for domains, mailboxes and aliases, acting through the services."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html_join
+
+from mailcore import directory
+from mailcore.addresses import (
+    AddressError,
+    normalize_address,
+    normalize_domain,
+    normalize_local_part,
+)
+from mailcore.directory import DirectoryError
+from mailcore.models import Alias, Domain, Mailbox
+
+
+def _validation_error(exc: Exception) -> forms.ValidationError:
+    return forms.ValidationError(str(exc))
+
+
+# Domains ----------------------------------------------------------------------------------
+
+class DomainForm(forms.ModelForm):
+    class Meta:
+        model = Domain
+        fields = ["name", "owner", "is_active", "verified_at"]
+
+    def clean_name(self) -> str:
+        try:
+            return normalize_domain(self.cleaned_data["name"])
+        except AddressError as exc:
+            raise _validation_error(exc) from exc
+
+
+class VerifiedFilter(admin.SimpleListFilter):
+    title = "verified"
+    parameter_name = "verified"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(verified_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(Domain)
+class DomainAdmin(admin.ModelAdmin):
+    form = DomainForm
+    list_display = ["name", "owner", "is_active", "is_verified", "mailbox_count", "alias_count",
+                    "created_at"]
+    list_filter = ["is_active", VerifiedFilter]
+    search_fields = ["name", "owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    autocomplete_fields = ["owner"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Domain]:
+        return super().get_queryset(request).annotate(
+            mailbox_total=Count("mailboxes", distinct=True),
+            alias_total=Count("aliases", distinct=True),
+        )
+
+    def get_fields(self, request: HttpRequest, obj: Domain | None = None) -> list[str]:
+        if obj is None:
+            # An operator's domain is verified as it is added (directory.add_domain).
+            return ["name", "owner", "is_active"]
+        return ["name", "owner", "is_active", "verified_at", "verification_token", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Domain | None = None) -> list[str]:
+        return [] if obj is None else ["name", "verification_token", "created_at"]
+
+    @admin.display(boolean=True, description="verified", ordering="verified_at")
+    def is_verified(self, domain: Domain) -> bool:
+        return domain.verified_at is not None
+
+    @admin.display(description="mailboxes", ordering="mailbox_total")
+    def mailbox_count(self, domain: Domain) -> int:
+        return domain.mailbox_total
+
+    @admin.display(description="aliases", ordering="alias_total")
+    def alias_count(self, domain: Domain) -> int:
+        return domain.alias_total
+
+    def save_model(self, request: HttpRequest, obj: Domain, form: forms.ModelForm,
+                   change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = directory.add_domain(obj.name, owner=obj.owner)
+        obj.pk = created.pk
+        obj.verification_token = created.verification_token
+        obj.verified_at = created.verified_at
+        obj.created_at = created.created_at
+        obj._state.adding = False
+        if not obj.is_active:
+            obj.save(update_fields=["is_active"])
+
+    def delete_model(self, request: HttpRequest, obj: Domain) -> None:
+        directory.remove_domain(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Domain]) -> None:
+        for domain in queryset:
+            directory.remove_domain(domain)
+
+
+# Mailboxes --------------------------------------------------------------------------------
+
+class MailboxForm(forms.ModelForm):
+    password = forms.CharField(
+        label="Set password", required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The mailbox's login password for POP3, IMAP and SMTP. "
+        "Leave blank to keep the current one.",
+    )
+
+    class Meta:
+        model = Mailbox
+        fields = ["domain", "local_part", "display_name", "password", "quota_bytes", "is_active",
+                  "pop3_policy"]
+        labels = {"quota_bytes": "Quota (bytes)"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance._state.adding:
+            self.fields["password"].required = True
+            self.fields["password"].help_text = "The mailbox's login password."
+
+    def clean_local_part(self) -> str:
+        try:
+            return normalize_local_part(self.cleaned_data["local_part"])
+        except AddressError as exc:
+            raise _validation_error(exc) from exc
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        domain, local_part = cleaned.get("domain"), cleaned.get("local_part")
+        if self.instance._state.adding and domain is not None and local_part:
+            try:
+                directory.check_new_mailbox_address(f"{local_part}@{domain.name}")
+            except DirectoryError as exc:
+                raise _validation_error(exc) from exc
+        return cleaned
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin):
+    form = MailboxForm
+    list_display = ["address", "display_name", "is_active", "used", "quota", "pop3_policy",
+                    "message_count", "created_at"]
+    list_filter = ["is_active", "pop3_policy", "domain__is_active", "domain"]
+    search_fields = ["local_part", "domain__name", "display_name"]
+    list_select_related = ["domain"]
+    autocomplete_fields = ["domain"]
+    ordering = ["domain__name", "local_part"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Mailbox]:
+        return super().get_queryset(request).annotate(message_total=Count("folders__messages"))
+
+    def get_fields(self, request: HttpRequest, obj: Mailbox | None = None) -> list[str]:
+        fields = ["domain", "local_part", "display_name", "password", "quota_bytes",
+                  "is_active", "pop3_policy"]
+        if obj is not None:
+            fields += ["used_bytes", "folder_summary", "created_at"]
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Mailbox | None = None) -> list[str]:
+        # The address is the login; change it by adding a new mailbox, not by renaming.
+        if obj is None:
+            return []
+        return ["domain", "local_part", "used_bytes", "folder_summary", "created_at"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        return {"quota_bytes": settings.DEFAULT_QUOTA, **initial}
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Mailbox],
+                           search_term: str) -> tuple[QuerySet[Mailbox], bool]:
+        # A full address matches its mailbox, which searching each field alone cannot do.
+        local, at, domain = search_term.strip().rpartition("@")
+        if at and local and " " not in search_term.strip():
+            return queryset.filter(local_part__iexact=local, domain__name__iexact=domain), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="address", ordering="local_part")
+    def address(self, mailbox: Mailbox) -> str:
+        return mailbox.address
+
+    @admin.display(description="used", ordering="used_bytes")
+    def used(self, mailbox: Mailbox) -> str:
+        return filesizeformat(mailbox.used_bytes)
+
+    @admin.display(description="quota", ordering="quota_bytes")
+    def quota(self, mailbox: Mailbox) -> str:
+        return filesizeformat(mailbox.quota_bytes) if mailbox.quota_bytes else "unlimited"
+
+    @admin.display(description="messages", ordering="message_total")
+    def message_count(self, mailbox: Mailbox) -> int:
+        return mailbox.message_total
+
+    @admin.display(description="folders")
+    def folder_summary(self, mailbox: Mailbox) -> str:
+        folders = mailbox.folders.annotate(total=Count("messages")).order_by("name")
+        return format_html_join(
+            "", "<div>{} &mdash; {} messages, UIDVALIDITY {}, UIDNEXT {}</div>",
+            ((f.name, f.total, f.uidvalidity, f.uidnext) for f in folders),
+        ) or "-"
+
+    def save_model(self, request: HttpRequest, obj: Mailbox, form: forms.ModelForm,
+                   change: bool) -> None:
+        password = form.cleaned_data.get("password")
+        if change:
+            super().save_model(request, obj, form, change)
+            if password:
+                directory.set_password(obj, password)
+            return
+        created = directory.add_mailbox(obj.address, password, display_name=obj.display_name,
+                                        quota_bytes=obj.quota_bytes)
+        obj.pk = created.pk
+        obj.password_hash = created.password_hash
+        obj.created_at = created.created_at
+        obj._state.adding = False
+        obj.save(update_fields=["is_active", "pop3_policy"])
+
+    def delete_model(self, request: HttpRequest, obj: Mailbox) -> None:
+        directory.remove_mailbox(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Mailbox]) -> None:
+        for mailbox in queryset:
+            directory.remove_mailbox(mailbox)
+
+
+# Aliases ----------------------------------------------------------------------------------
+
+class AliasForm(forms.ModelForm):
+    destination_list = forms.CharField(
+        label="Destinations", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One address per line (or comma-separated): local mailboxes, other "
+        "aliases or remote addresses.",
+    )
+
+    class Meta:
+        model = Alias
+        fields = ["domain", "local_part", "destination_list", "is_active"]
+        help_texts = {"local_part": "Leave empty for the domain's catch-all."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.initial["destination_list"] = "\n".join(self.instance.destinations)
+
+    def clean_local_part(self) -> str:
+        local_part = self.cleaned_data["local_part"].strip()
+        if not local_part:
+            return ""
+        try:
+            return normalize_local_part(local_part)
+        except AddressError as exc:
+            raise _validation_error(exc) from exc
+
+    def clean_destination_list(self) -> list[str]:
+        try:
+            return [normalize_address(d) for d in re.split(r"[\s,;]+",
+                                                           self.cleaned_data["destination_list"])
+                    if d]
+        except AddressError as exc:
+            raise _validation_error(exc) from exc
+
+
+class AliasKindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("alias", "Alias"), ("catch-all", "Catch-all")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "catch-all":
+            return queryset.filter(local_part="")
+        if self.value() == "alias":
+            return queryset.filter(~Q(local_part=""))
+        return queryset
+
+
+@admin.register(Alias)
+class AliasAdmin(admin.ModelAdmin):
+    form = AliasForm
+    list_display = ["display_address", "destination_summary", "is_active", "is_catch_all",
+                    "created_at"]
+    list_filter = ["is_active", AliasKindFilter, "domain"]
+    search_fields = ["local_part", "domain__name", "destinations"]
+    list_select_related = ["domain"]
+    autocomplete_fields = ["domain"]
+    ordering = ["domain__name", "local_part"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Alias | None = None) -> list[str]:
+        return [] if obj is None else ["domain", "local_part"]
+
+    @admin.display(description="address", ordering="local_part")
+    def display_address(self, alias: Alias) -> str:
+        return f"@{alias.domain.name}" if alias.is_catch_all else alias.address
+
+    @admin.display(description="destinations")
+    def destination_summary(self, alias: Alias) -> str:
+        return ", ".join(alias.destinations)
+
+    @admin.display(boolean=True, description="catch-all")
+    def is_catch_all(self, alias: Alias) -> bool:
+        return alias.is_catch_all
+
+    def save_model(self, request: HttpRequest, obj: Alias, form: forms.ModelForm,
+                   change: bool) -> None:
+        destinations = form.cleaned_data["destination_list"]
+        if change:
+            super().save_model(request, obj, form, change)
+            directory.set_alias_destinations(obj, destinations)
+            return
+        address = f"{obj.local_part}@{obj.domain.name}"
+        created = directory.add_alias(address, destinations)
+        obj.pk = created.pk
+        obj.destinations = created.destinations
+        obj.created_at = created.created_at
+        obj._state.adding = False
+        if not obj.is_active:
+            obj.save(update_fields=["is_active"])
+
+    def delete_model(self, request: HttpRequest, obj: Alias) -> None:
+        directory.remove_alias(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Alias]) -> None:
+        for alias in queryset:
+            directory.remove_alias(alias)
