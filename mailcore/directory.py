@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from mailcore import passwords, ratelimit
 from mailcore.addresses import AddressError, normalize_address, normalize_domain, split_address
+from mailcore.dkim import generate_private_key
 from mailcore.models import Alias, Domain, Mailbox
 from mailcore.store.folders import create_default_folders
 
@@ -152,6 +153,7 @@ def add_domain(name: str, owner=None, verified: bool = True) -> Domain:
         raise DirectoryError(f"domain {name} already exists")
     return Domain.objects.create(
         name=name, owner=owner, verified_at=timezone.now() if verified else None,
+        dkim_private_key=generate_private_key(),
     )
 
 

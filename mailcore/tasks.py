@@ -18,3 +18,22 @@ def collect_orphan_blobs() -> int:
     if removed:
         log.info("collected %d orphan blobs", removed)
     return removed
+
+
+@shared_task(acks_late=True)
+def deliver_outbound(message_ids: list[int]) -> None:
+    """Try the due recipients of these queued messages once."""
+    from mailcore.queue.sender import attempt
+
+    attempt(message_ids)
+
+
+@shared_task
+def sweep_outbound() -> int:
+    """Hand every message with recipients due for another attempt to the workers."""
+    from mailcore.queue.sender import due_message_ids
+
+    ids = due_message_ids()
+    for start in range(0, len(ids), 20):
+        deliver_outbound.delay(ids[start:start + 20])
+    return len(ids)

@@ -171,6 +171,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "sweep-outbound-queue": {
+        "task": "mailcore.tasks.sweep_outbound",
+        "schedule": 30.0,
+    },
     "collect-orphan-blobs": {
         "task": "mailcore.tasks.collect_orphan_blobs",
         "schedule": 3600.0,
@@ -187,6 +191,8 @@ TLS_DIR = DATA_DIR / "tls"
 
 MAIL_BIND_ADDRESS = env_str("MAIL_BIND_ADDRESS", "0.0.0.0")
 SMTP_PORT = env_int("SMTP_PORT", 2525)
+SUBMISSION_PORT = env_int("SUBMISSION_PORT", 2587)
+SUBMISSIONS_PORT = env_int("SUBMISSIONS_PORT", 2465)
 POP3_PORT = env_int("POP3_PORT", 2110)
 POP3S_PORT = env_int("POP3S_PORT", 2995)
 
@@ -209,6 +215,25 @@ AUTH_FAILURE_WINDOW = env_int("AUTH_FAILURE_WINDOW", 900)
 AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 300)
 ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 2)
 ARGON2_MEMORY_COST = env_int("ARGON2_MEMORY_COST", 19 * 1024)
+
+# Outbound delivery ------------------------------------------------------------------------
+
+# Relay everything through host:port (as many hosting providers require), optionally with
+# AUTH and TLS ("starttls", "tls" for implicit TLS, or "none").
+OUTBOUND_SMARTHOST = env_str("OUTBOUND_SMARTHOST", "")
+OUTBOUND_SMARTHOST_USER = env_str("OUTBOUND_SMARTHOST_USER", "")
+OUTBOUND_SMARTHOST_PASSWORD = env_str("OUTBOUND_SMARTHOST_PASSWORD", "")
+OUTBOUND_SMARTHOST_TLS = env_str("OUTBOUND_SMARTHOST_TLS", "starttls")
+# Per-domain overrides: "b.test=127.0.0.1:2626,c.test=10.0.0.5:25".
+OUTBOUND_TRANSPORTS = env_str("OUTBOUND_TRANSPORTS", "")
+DNS_RESOLVER = env_str("DNS_RESOLVER", "")  # host:port of the DNS server to ask
+OUTBOUND_LIFETIME = env_int("OUTBOUND_LIFETIME", 5 * 24 * 3600)
+OUTBOUND_DELAY_NOTICE = env_int("OUTBOUND_DELAY_NOTICE", 4 * 3600)
+OUTBOUND_RETRY_DELAYS = [
+    int(x) for x in env_str("OUTBOUND_RETRY_DELAYS", "60,300,900,1800,3600").split(",") if x
+]
+OUTBOUND_TIMEOUT = env_float("OUTBOUND_TIMEOUT", 60)
+OUTBOUND_LEASE = env_int("OUTBOUND_LEASE", 900)
 
 LOGGING = {
     "version": 1,

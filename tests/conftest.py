@@ -22,12 +22,23 @@ def _fast_settings(settings, tmp_path: Path):
     settings.ARGON2_MEMORY_COST = 1024
     settings.AUTH_FAILURE_DELAY = 0.05
     settings.BLOB_DIR = tmp_path / "blobs"
+    # No test asks a real DNS server, and outbound mail goes only where a test routes it.
+    settings.DNS_RESOLVER = "127.0.0.1:1"
+    settings.OUTBOUND_TRANSPORTS = ""
     from mailcore import passwords
     passwords._hasher = None
     from django.core.cache import cache
     cache.clear()
     yield settings
     passwords._hasher = None
+
+
+@pytest.fixture(autouse=True)
+def kicked(monkeypatch) -> list[int]:
+    """Record the worker notifications for queued mail instead of sending them to a broker."""
+    calls: list[int] = []
+    monkeypatch.setattr("mailcore.store.delivery._kick", calls.append)
+    return calls
 
 
 class _ErrorCollector(logging.Handler):

@@ -37,6 +37,8 @@ class Domain(models.Model):
         null=True, blank=True,
         help_text="When ownership was proven; mail is received only once this is set.",
     )
+    dkim_selector = models.CharField(max_length=63, default="mail")
+    dkim_private_key = models.TextField(blank=True, help_text="PEM, RSA 2048.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DomainQuerySet.as_manager()
@@ -74,6 +76,10 @@ class Mailbox(models.Model):
         help_text="What a POP3 DELE does: delete the message, or keep the server copy "
         "(marked seen and hidden from later POP3 listings).",
     )
+    send_limit_per_hour = models.PositiveIntegerField(
+        default=200, help_text="Messages this mailbox may submit per hour (0: no limit).")
+    max_recipients = models.PositiveIntegerField(
+        default=100, help_text="Recipients per submitted message.")
     pop3_lock = models.CharField(max_length=64, blank=True, editable=False)
     pop3_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -13,6 +16,8 @@ from mailcore.models import Blob, Mailbox, Message, OutboundMessage, OutboundRec
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX, lock_folder
 from mailcore.store.headers import summarize
+
+log = logging.getLogger("mailcore.store")
 
 
 class QuotaExceeded(Exception):
@@ -68,9 +73,22 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
         outbound_id = None
         if remote:
             outbound = OutboundMessage.objects.create(
-                blob_id=key, mail_from=mail_from, sender_id=sender_mailbox_id)
+                blob_id=key, mail_from=mail_from, sender_id=sender_mailbox_id,
+                expires_at=now + timedelta(seconds=settings.OUTBOUND_LIFETIME))
             OutboundRecipient.objects.bulk_create(
                 OutboundRecipient(message=outbound, address=a, next_attempt_at=now)
                 for a in remote)
             outbound_id = outbound.pk
+            transaction.on_commit(lambda: _kick(outbound.pk))
     return Delivered(key, message_ids, outbound_id)
+
+
+def _kick(outbound_id: int) -> None:
+    """Ask the worker to try a newly queued message now (the sweep finds it otherwise)."""
+    from mailcore.tasks import deliver_outbound
+
+    try:
+        deliver_outbound.delay([outbound_id])
+    except Exception:  # the broker being down must not fail an accepted message
+        log.warning("could not notify the worker of outbound message %d", outbound_id,
+                    exc_info=True)

@@ -1,0 +1,244 @@
+"""Delivery attempts: claim due recipients, talk SMTP to the next hop, record each outcome."""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.queue.routing import Hop, NoRoute, hops_for
+from mailcore.store.blobs import blob_store
+
+log = logging.getLogger("mailcore.queue")
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the next hop said about one recipient (code 0: no answer at all)."""
+
+    code: int
+    text: str
+    remote_mta: str = ""
+    status: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    @property
+    def enhanced(self) -> str:
+        if self.status:
+            return self.status
+        match = _ENHANCED.match(self.text)
+        if match:
+            return match.group(1)
+        return "2.0.0" if self.delivered else "5.0.0" if self.permanent else "4.4.1"
+
+    @property
+    def response(self) -> str:
+        return f"{self.code} {self.text}" if self.code else self.text
+
+
+# Claiming -------------------------------------------------------------------------------------
+
+def claim(message_ids: Iterable[int]) -> list[OutboundRecipient]:
+    """Lease the due recipients of these messages to this worker and count the attempt.
+
+    A lease, not a lock: a worker killed mid-delivery leaves the lease to run out, and the
+    recipient is tried again (at worst delivered twice, never lost).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = (OutboundRecipient.objects.pending()
+               .filter(message_id__in=list(message_ids), next_attempt_at__lte=now)
+               .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now)))
+        ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        OutboundRecipient.objects.filter(pk__in=ids).update(
+            leased_until=now + timedelta(seconds=settings.OUTBOUND_LEASE),
+            attempts=F("attempts") + 1)
+    return list(OutboundRecipient.objects.filter(pk__in=ids).select_related("message"))
+
+
+def due_message_ids(limit: int = 500) -> list[int]:
+    now = timezone.now()
+    return list(OutboundRecipient.objects.pending()
+                .filter(next_attempt_at__lte=now)
+                .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+                .order_by("next_attempt_at").values_list("message_id", flat=True)
+                .distinct()[:limit])
+
+
+# Talking SMTP --------------------------------------------------------------------------------
+
+def _connect(hop: Hop) -> smtplib.SMTP:
+    context = ssl.create_default_context()
+    if hop.tls == "opportunistic":
+        # Deviation from strict verification: opportunistic TLS to MX hosts (RFC 3207
+        # section 4.1) is encryption without authentication, as every MTA does by default.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    common = {"local_hostname": settings.MAIL_HOSTNAME, "timeout": settings.OUTBOUND_TIMEOUT}
+    if hop.tls == "tls":
+        conn: smtplib.SMTP = smtplib.SMTP_SSL(hop.host, hop.port, context=context, **common)
+    else:
+        conn = smtplib.SMTP(hop.host, hop.port, **common)
+    try:
+        conn.ehlo()
+        if hop.tls != "tls" and conn.has_extn("starttls"):
+            conn.starttls(context=context)
+            conn.ehlo()
+        elif hop.tls == "starttls":
+            raise smtplib.SMTPException(f"{hop.host} does not offer STARTTLS")
+        if hop.user:
+            conn.login(hop.user, hop.password)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _send_one(conn: smtplib.SMTP, hop: Hop, message: OutboundMessage, raw: bytes,
+              recipients: list[OutboundRecipient]) -> dict[int, Outcome]:
+    """Run one mail transaction on an open connection; return an outcome per recipient."""
+    options = []
+    if conn.has_extn("size"):
+        options.append(f"SIZE={len(raw)}")
+    if not raw.isascii() and conn.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
+    if not (message.mail_from.isascii() and all(r.address.isascii() for r in recipients)):
+        if not conn.has_extn("smtputf8"):
+            return {r.pk: Outcome(553, "5.6.7 next hop does not support SMTPUTF8", hop.host)
+                    for r in recipients}
+        options.append("SMTPUTF8")
+    code, text = conn.mail(message.mail_from, options)
+    if code != 250:
+        conn.rset()
+        return {r.pk: Outcome(code, _text(text), hop.host) for r in recipients}
+    outcomes: dict[int, Outcome] = {}
+    accepted = []
+    for recipient in recipients:
+        code, text = conn.rcpt(recipient.address)
+        if code in (250, 251):
+            accepted.append(recipient)
+        else:
+            outcomes[recipient.pk] = Outcome(code, _text(text), hop.host)
+    if not accepted:
+        conn.rset()
+        return outcomes
+    try:
+        code, text = conn.data(raw)
+    except smtplib.SMTPDataError as exc:
+        code, text = exc.smtp_code, exc.smtp_error
+    for recipient in accepted:
+        outcomes[recipient.pk] = Outcome(code, _text(text), hop.host)
+    return outcomes
+
+
+def _text(reply: bytes | str) -> str:
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    return " ".join(reply.split())
+
+
+def deliver_to_domain(domain: str, batches: list[tuple[OutboundMessage, list[OutboundRecipient]]]
+                      ) -> dict[int, Outcome]:
+    """Deliver several messages for one domain, over one connection where possible."""
+    everyone = [r for _, rs in batches for r in rs]
+    try:
+        hops = hops_for(domain)
+    except NoRoute as exc:
+        outcome = Outcome(550 if exc.permanent else 451, exc.text, status=exc.status)
+        return {r.pk: outcome for r in everyone}
+    outcomes: dict[int, Outcome] = {}
+    failure = Outcome(0, f"no mail exchanger for {domain} answered", status="4.4.1")
+    for hop in hops:
+        try:
+            conn = _connect(hop)
+        except (OSError, smtplib.SMTPException) as exc:
+            failure = Outcome(0, f"{hop.host}:{hop.port}: {exc}", hop.host, "4.4.1")
+            log.info("outbound connect failed host=%s port=%d: %s", hop.host, hop.port, exc)
+            continue
+        try:
+            for message, recipients in batches:
+                raw = blob_store().get(message.blob_id)
+                outcomes.update(_send_one(conn, hop, message, raw, recipients))
+            conn.quit()
+        except (OSError, smtplib.SMTPException) as exc:
+            failure = Outcome(0, f"{hop.host}:{hop.port}: {exc}", hop.host, "4.4.2")
+            conn.close()
+        if len(outcomes) == len(everyone):
+            return outcomes
+        # The connection broke: the rest go to the next hop.
+        batches = [(m, [r for r in rs if r.pk not in outcomes]) for m, rs in batches]
+        batches = [(m, rs) for m, rs in batches if rs]
+    for recipient in everyone:
+        outcomes.setdefault(recipient.pk, failure)
+    return outcomes
+
+
+# Recording --------------------------------------------------------------------------------------
+
+def retry_delay(attempts: int) -> int:
+    """Return seconds to wait after this many attempts: 1 min, 5, 15, 30, 1 h, then hourly."""
+    delays = settings.OUTBOUND_RETRY_DELAYS
+    return delays[min(attempts, len(delays)) - 1] if attempts else delays[0]
+
+
+def record(recipients: list[OutboundRecipient], outcomes: dict[int, Outcome]) -> None:
+    """Store each recipient's outcome, then send the bounces and delay notices it calls for."""
+    from mailcore.queue.bounces import notify_senders
+
+    now = timezone.now()
+    with transaction.atomic():
+        for recipient in recipients:
+            outcome = outcomes[recipient.pk]
+            recipient.last_response = outcome.response
+            recipient.status = outcome.enhanced
+            recipient.remote_mta = outcome.remote_mta
+            recipient.leased_until = None
+            expires = recipient.message.expires_at
+            if outcome.delivered:
+                recipient.state = OutboundRecipient.State.DELIVERED
+            elif outcome.permanent or (expires is not None and now >= expires):
+                recipient.state = OutboundRecipient.State.FAILED
+            else:
+                recipient.next_attempt_at = now + timedelta(seconds=retry_delay(recipient.attempts))
+            recipient.save(update_fields=["last_response", "status", "remote_mta",
+                                          "leased_until", "state", "next_attempt_at"])
+            log.info("outbound message=%d to=<%s> attempt=%d %s: %s", recipient.message_id,
+                     recipient.address, recipient.attempts, recipient.state, outcome.response)
+    notify_senders({r.message_id for r in recipients})
+
+
+def attempt(message_ids: Iterable[int]) -> None:
+    """Try every due recipient of these messages once."""
+    recipients = claim(message_ids)
+    if not recipients:
+        return
+    by_domain: dict[str, dict[int, list[OutboundRecipient]]] = defaultdict(dict)
+    messages: dict[int, OutboundMessage] = {}
+    for recipient in recipients:
+        domain = recipient.address.rpartition("@")[2].lower()
+        by_domain[domain].setdefault(recipient.message_id, []).append(recipient)
+        messages[recipient.message_id] = recipient.message
+    outcomes: dict[int, Outcome] = {}
+    for domain, per_message in by_domain.items():
+        batches = [(messages[mid], rs) for mid, rs in per_message.items()]
+        outcomes.update(deliver_to_domain(domain, batches))
+    record(recipients, outcomes)

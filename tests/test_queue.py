@@ -1,0 +1,195 @@
+"""The outbound queue: delivery to the next hop, retries with backoff, and bounces (DSN)."""
+
+from __future__ import annotations
+
+import email
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from mailcore import directory
+from mailcore.models import Message, OutboundMessage, OutboundRecipient
+from mailcore.queue import sender
+from mailcore.store.blobs import blob_store
+from mailcore.store.delivery import deliver
+from tests.conftest import PASSWORD
+from tests.sink import Sink
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RAW = (b"From: alice@example.test\r\nTo: carol@remote.test\r\nSubject: Lunch?\r\n"
+       b"Message-ID: <lunch@example.test>\r\n\r\nAt noon?\r\n")
+State = OutboundRecipient.State
+
+
+@pytest.fixture
+def alice(db):
+    directory.add_domain("example.test")
+    return directory.add_mailbox("alice@example.test", PASSWORD)
+
+
+@pytest.fixture
+def sink(settings):
+    with Sink() as running:
+        settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{running.port}"
+        yield running
+
+
+def queue(mail_from="alice@example.test", rcpts=("carol@remote.test",)) -> OutboundMessage:
+    delivered = deliver(RAW, mail_from, [], rcpts)
+    return OutboundMessage.objects.get(pk=delivered.outbound_id)
+
+
+def make_due(message: OutboundMessage) -> None:
+    message.recipients.update(next_attempt_at=timezone.now())
+
+
+def inbox_dsns(mailbox) -> list[email.message.Message]:
+    rows = Message.objects.filter(folder__mailbox=mailbox, folder__name="INBOX")
+    return [email.message_from_bytes(blob_store().get(m.blob_id)) for m in rows]
+
+
+def status_fields(dsn: email.message.Message) -> list[email.message.Message]:
+    part = next(p for p in dsn.walk() if p.get_content_type() == "message/delivery-status")
+    return part.get_payload()
+
+
+def test_a_queued_message_is_delivered_to_the_transport(alice, sink):
+    message = queue()
+    sender.attempt([message.pk])
+    assert [(r.mail_from, r.rcpt_tos) for r in sink.received] == [
+        ("alice@example.test", ["carol@remote.test"])]
+    assert sink.received[0].data.rstrip(b"\r\n") == RAW.rstrip(b"\r\n")
+    recipient = message.recipients.get()
+    assert recipient.state == State.DELIVERED
+    assert recipient.last_response.startswith("250")
+
+
+def test_a_550_returns_a_dsn_to_the_local_sender(alice, sink):
+    sink.handler.rcpt_replies.append("550 5.1.1 <carol@remote.test>: no such user")
+    message = queue()
+    sender.attempt([message.pk])
+    assert message.recipients.get().state == State.FAILED
+    [dsn] = inbox_dsns(alice)
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    assert dsn["To"] == "<alice@example.test>"
+    per_message, per_recipient = status_fields(dsn)
+    assert per_message["Reporting-MTA"].startswith("dns; ")
+    assert per_recipient["Final-Recipient"] == "rfc822; carol@remote.test"
+    assert per_recipient["Action"] == "failed"
+    assert per_recipient["Status"] == "5.1.1"
+    assert per_recipient["Diagnostic-Code"] == (
+        "smtp; 550 5.1.1 <carol@remote.test>: no such user")
+    assert per_recipient["Remote-MTA"] == "dns; 127.0.0.1"
+    headers = next(p for p in dsn.walk() if p.get_content_type() == "text/rfc822-headers")
+    assert b"Subject: Lunch?" in headers.get_payload(decode=True)
+    stored = Message.objects.get(folder__mailbox=alice)
+    assert blob_store().get(stored.blob_id).startswith(b"From: Mail Delivery System")
+
+
+def test_recipients_failing_together_get_one_dsn(alice, sink):
+    sink.handler.rcpt_replies.extend(["550 5.1.1 no", "550 5.1.1 nope"])
+    message = queue(rcpts=("carol@remote.test", "dave@remote.test"))
+    sender.attempt([message.pk])
+    [dsn] = inbox_dsns(alice)
+    finals = sorted(f["Final-Recipient"] for f in status_fields(dsn)[1:])
+    assert finals == ["rfc822; carol@remote.test", "rfc822; dave@remote.test"]
+
+
+def test_a_451_is_retried_later_and_delivered_once(alice, sink):
+    sink.handler.rcpt_replies.append("451 4.7.1 greylisted, try later")
+    message = queue()
+    sender.attempt([message.pk])
+    recipient = message.recipients.get()
+    assert recipient.state == State.QUEUED
+    assert recipient.next_attempt_at > timezone.now() + timedelta(seconds=30)
+    sender.attempt([message.pk])  # not due yet: nothing happens
+    assert sink.received == [] and message.recipients.get().attempts == 1
+    make_due(message)
+    sender.attempt([message.pk])
+    sender.attempt([message.pk])
+    assert len(sink.received) == 1
+    assert message.recipients.get().state == State.DELIVERED
+    assert inbox_dsns(alice) == []
+
+
+def test_a_remote_that_is_down_is_retried_then_bounced_when_the_lifetime_ends(alice, settings):
+    from tests.servers import free_port
+
+    settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{free_port()}"
+    message = queue()
+    sender.attempt([message.pk])
+    recipient = message.recipients.get()
+    assert (recipient.state, recipient.attempts) == (State.QUEUED, 1)
+    assert inbox_dsns(alice) == []
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1))
+    make_due(message)
+    sender.attempt([message.pk])
+    recipient.refresh_from_db()
+    assert (recipient.state, recipient.attempts) == (State.FAILED, 2)
+    [dsn] = inbox_dsns(alice)
+    assert status_fields(dsn)[1]["Action"] == "failed"
+
+
+def test_a_delay_notice_goes_out_once_after_the_delay(alice, settings):
+    from tests.servers import free_port
+
+    settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{free_port()}"
+    message = queue()
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        created_at=timezone.now() - timedelta(hours=5))
+    sender.attempt([message.pk])
+    make_due(message)
+    sender.attempt([message.pk])
+    [notice] = inbox_dsns(alice)
+    assert notice["Subject"].startswith("Delayed Mail")
+    fields = status_fields(notice)[1]
+    assert fields["Action"] == "delayed"
+    assert fields["Will-Retry-Until"]
+
+
+def test_a_bounce_is_never_bounced(alice, sink):
+    sink.handler.rcpt_replies.append("550 5.1.1 no such user")
+    message = queue(mail_from="")
+    sender.attempt([message.pk])
+    recipient = message.recipients.get()
+    assert recipient.state == State.FAILED and recipient.dsn_sent
+    assert OutboundMessage.objects.count() == 1
+    assert inbox_dsns(alice) == []
+
+
+def test_a_dsn_for_a_remote_sender_is_queued_with_a_null_sender(alice, sink, settings):
+    sink.handler.rcpt_replies.append("550 5.1.1 no such user")
+    settings.OUTBOUND_TRANSPORTS += f",elsewhere.test=127.0.0.1:{sink.port}"
+    message = queue(mail_from="someone@elsewhere.test")
+    sender.attempt([message.pk])
+    dsn_message = OutboundMessage.objects.exclude(pk=message.pk).get()
+    assert dsn_message.mail_from == ""
+    assert dsn_message.recipients.get().address == "someone@elsewhere.test"
+    sender.attempt([dsn_message.pk])
+    assert sink.received[-1].mail_from == "<>"  # aiosmtpd's spelling of the null path
+    assert sink.received[-1].rcpt_tos == ["someone@elsewhere.test"]
+
+
+def test_several_messages_to_one_domain_share_a_connection(alice, sink):
+    first, second = queue(), queue(rcpts=("dave@remote.test",))
+    sender.attempt([first.pk, second.pk])
+    assert len(sink.received) == 2
+    assert sink.handler.connections == 1
+
+
+def test_a_leased_recipient_is_not_claimed_twice(alice):
+    message = queue()
+    assert len(sender.claim([message.pk])) == 1
+    assert sender.claim([message.pk]) == []
+    message.recipients.update(leased_until=timezone.now() - timedelta(seconds=1))
+    assert len(sender.claim([message.pk])) == 1
+
+
+def test_the_retry_schedule_backs_off_then_stays_hourly(settings):
+    settings.OUTBOUND_RETRY_DELAYS = [60, 300, 900, 1800, 3600]
+    assert [sender.retry_delay(n) for n in range(1, 8)] == [
+        60, 300, 900, 1800, 3600, 3600, 3600]
