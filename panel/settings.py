@@ -227,6 +227,7 @@ OUTBOUND_SMARTHOST_TLS = env_str("OUTBOUND_SMARTHOST_TLS", "starttls")
 # Per-domain overrides: "b.test=127.0.0.1:2626,c.test=10.0.0.5:25".
 OUTBOUND_TRANSPORTS = env_str("OUTBOUND_TRANSPORTS", "")
 DNS_RESOLVER = env_str("DNS_RESOLVER", "")  # host:port of the DNS server to ask
+DNS_TIMEOUT = env_float("DNS_TIMEOUT", 10)
 OUTBOUND_LIFETIME = env_int("OUTBOUND_LIFETIME", 5 * 24 * 3600)
 OUTBOUND_DELAY_NOTICE = env_int("OUTBOUND_DELAY_NOTICE", 4 * 3600)
 OUTBOUND_RETRY_DELAYS = [

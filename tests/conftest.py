@@ -24,6 +24,7 @@ def _fast_settings(settings, tmp_path: Path):
     settings.BLOB_DIR = tmp_path / "blobs"
     # No test asks a real DNS server, and outbound mail goes only where a test routes it.
     settings.DNS_RESOLVER = "127.0.0.1:1"
+    settings.DNS_TIMEOUT = 1
     settings.OUTBOUND_TRANSPORTS = ""
     from mailcore import passwords
     passwords._hasher = None

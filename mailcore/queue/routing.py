@@ -44,13 +44,14 @@ def transports() -> dict[str, tuple[str, int]]:
 
 
 def resolver() -> dns.resolver.Resolver:
-    if not settings.DNS_RESOLVER:
-        return dns.resolver.Resolver()
-    host, port = _host_port(settings.DNS_RESOLVER, 53)
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers = [host]
-    res.port = port
-    res.lifetime = 10
+    if settings.DNS_RESOLVER:
+        host, port = _host_port(settings.DNS_RESOLVER, 53)
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [host]
+        res.port = port
+    else:
+        res = dns.resolver.Resolver()
+    res.lifetime = settings.DNS_TIMEOUT
     return res
 
 
