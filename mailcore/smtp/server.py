@@ -7,7 +7,7 @@ import re
 import ssl
 from email.utils import format_datetime
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 from django.conf import settings
 from django.utils import timezone
 
@@ -20,13 +20,24 @@ from mailcore.store.delivery import QuotaExceeded, deliver
 from mailcore.store.headers import split_header_block
 
 _CODE = re.compile(r"^(\d{3})([ -])(?!\d\.\d{1,3}\.\d{1,3}\b)(.*)$", re.S)
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-_BARE_CR = re.compile(rb"\r(?!\n)")
 _RECEIVED = re.compile(rb"^Received:", re.I | re.M)
+# Control characters, and the surrogates aiosmtpd decodes invalid UTF-8 to.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# Syntax and sequence errors: the replies that spend a session's error budget. Refused
+# recipients do not (a list's stale addresses are no abuse), nor a message too big.
+_BAD_COMMAND_CODES = frozenset({500, 501, 502, 503, 504, 553, 555})
+# aiosmtpd's own limit on unknown verbs; it then closes with a 502, which RFC 5321 does not
+# allow (section 3.8: a server closing the connection says 421).
+_AIOSMTPD_BOGUS_LIMIT = "502 5.5.1 Too many unrecognized commands"
 
 
 class SMTPSession(SMTP):
     """One SMTP connection: enhanced status codes on every reply, and an error budget."""
+
+    # Deviation: RFC 5321 section 4.5.3.1.6 caps lines at 1000 octets, but real senders
+    # exceed it (long HTML lines); refusing would bounce legitimate mail. Commands keep
+    # aiosmtpd's 512-octet limit.
+    line_length_limit = 64 * 1024
 
     def __init__(self, handler: InboundHandler, connections: Connections, **kwargs) -> None:
         super().__init__(handler, **kwargs)
@@ -35,10 +46,13 @@ class SMTPSession(SMTP):
         self.log: SessionLog | None = None
         self._greeting_or_ehlo = True
         self._errors = 0
+        self._last_activity = 0.0
+        self._disconnected = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # STARTTLS calls this again with the TLS transport
         super().connection_made(transport)
+        self._last_activity = self.loop.time()
         if first:
             peer = transport.get_extra_info("peername") or ("?", 0)
             self.log = SessionLog("smtp", self.session_id, str(peer[0]))
@@ -46,10 +60,15 @@ class SMTPSession(SMTP):
             self.connections.add(self, self._abort)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self.log:
+        if self.log and not self._disconnected:
             self.log.info("disconnect")
+        self._disconnected = True
         self.connections.discard(self)
         super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = self.loop.time()
+        super().data_received(data)
 
     def _abort(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -58,7 +77,12 @@ class SMTPSession(SMTP):
             self.transport.close()
 
     def _timeout_cb(self) -> None:
-        # Deviation from aiosmtpd: say why before closing (RFC 5321 section 4.5.3.2).
+        # Deviation from aiosmtpd: the timeout is for idleness (RFC 5321 section 4.5.3.2), so
+        # a big message on a slow link is not cut off; and say why before closing.
+        idle = self.loop.time() - self._last_activity
+        if idle < self._timeout_duration:
+            self._reset_timeout(self._timeout_duration - idle)
+            return
         if self.transport is not None and not self.transport.is_closing():
             line = replies.TIMEOUT.format(hostname=self.hostname)
             self.transport.write(line.encode() + b"\r\n")
@@ -80,8 +104,80 @@ class SMTPSession(SMTP):
         finally:
             self._greeting_or_ehlo = False
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        # RFC 3207 section 4.2: no second TLS layer (aiosmtpd would try one, and fail).
+        if self._tls_protocol is not None:
+            await self.push(replies.TLS_ALREADY_ACTIVE.format())
+            return
+        await super().smtp_STARTTLS(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        # RFC 5321 sections 4.1.1.4 (DATA) and 4.5.2 (transparency).
+        # Deviation from aiosmtpd: a line may end in a bare LF (or hold a bare CR) and is
+        # stored with CRLF, as Postfix's "normalize" does, so long messages from sloppy
+        # senders are not refused as one overlong line. Only CRLF.CRLF ends the data, so
+        # "\n.\n" cannot smuggle in a second message (SMTP smuggling).
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push(replies.NEED_RECIPIENT.format())
+            return
+        if arg:
+            await self.push(replies.DATA_SYNTAX.format())
+            return
+        await self.push(replies.START_DATA.format())
+        lines, refusal = await self._read_data()
+        if refusal is not None:
+            self._set_post_data_state()
+            await self.push(refusal.format())
+            return
+        content = b"".join(_canonical_line(line) for line in lines)
+        lines.clear()
+        self.envelope.content = self.envelope.original_content = content
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self._set_post_data_state()
+        await self.push(status)
+
+    async def _read_data(self) -> tuple[list[bytes], replies.Reply | None]:
+        """Read lines up to CRLF.CRLF; return them, or why the message is refused."""
+        lines: list[bytes] = []
+        refusal: replies.Reply | None = None
+        size = 0
+        tail = b"\r\n"  # the last two bytes read: the data starts at a line's start
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError as exc:
+                # Keep reading to the end of the data, then refuse (RFC 5321 section 4.2.5).
+                line = await self._reader.read(exc.consumed)
+                refusal = refusal or replies.LINE_TOO_LONG
+            else:
+                if line == b".\r\n" and tail == b"\r\n":
+                    return lines, refusal
+            size += len(line)
+            if refusal is None and self.data_size_limit and size > self.data_size_limit:
+                refusal = replies.MESSAGE_TOO_BIG
+            if refusal is None and b"\0" in line:
+                refusal = replies.MESSAGE_HAS_NUL
+            if refusal is None:
+                lines.append(line)
+            elif lines:
+                lines.clear()  # nothing will be stored: do not hold on to it
+            tail = (tail + line)[-2:]
+
     async def handle_exception(self, error: Exception) -> str:
         """Log an unexpected error with the session id; never echo its text to the peer."""
+        if isinstance(error, TLSSetupException):
+            # A peer that gives up on the handshake (or cannot do it) is not our fault;
+            # aiosmtpd closes the connection and sends nothing.
+            if self.log:
+                self.log.info("tls handshake failed: %r", error.__cause__)
+            return ""
         if self.log:
             self.log.internal_error("command")
         return replies.TEMPORARY_FAILURE.format(session=self.session_id)
@@ -90,27 +186,44 @@ class SMTPSession(SMTP):
         """Send a reply, adding an enhanced status code (RFC 2034) where aiosmtpd left none."""
         if isinstance(status, bytes):
             status = status.decode("utf-8", "replace")
-        match = _CODE.match(status)
-        if match is None:
-            await super().push(status)
-            return
-        code = int(match.group(1))
+        # Some of aiosmtpd's replies quote the client; never echo control bytes or bad UTF-8.
+        status = _UNSAFE.sub("?", status)
+        code = int(status[:3]) if status[:3].isdigit() else 0
         if self._greeting_or_ehlo and code in (220, 250):
             await super().push(status)
             if code == 220:
                 self._greeting_or_ehlo = False
             return
-        enhanced = replies.DEFAULT_STATUS.get(code)
-        if enhanced:
+        if status.startswith(_AIOSMTPD_BOGUS_LIMIT):
+            await self._close_with(replies.TOO_MANY_ERRORS)
+            return
+        match = _CODE.match(status)
+        enhanced = replies.DEFAULT_STATUS.get(code) if match else None
+        if match and enhanced:
             status = f"{code}{match.group(2)}{enhanced} {match.group(3)}"
         await super().push(status)
-        if code >= 500 and code != 552:
+        if code in _BAD_COMMAND_CODES:
             self._errors += 1
-            if self._errors >= settings.SMTP_MAX_BAD_COMMANDS and self.transport is not None:
-                if self.log:
-                    self.log.warning("too many errors")
-                await super().push(replies.TOO_MANY_ERRORS.format(hostname=self.hostname))
-                self.transport.close()
+            if self._errors >= settings.SMTP_MAX_BAD_COMMANDS:
+                await self._close_with(replies.TOO_MANY_ERRORS)
+
+    async def _close_with(self, reply: replies.Reply) -> None:
+        """Say this 421 reply and hang up; commands pipelined behind are not run."""
+        if self.log:
+            self.log.warning("too many errors")
+        await super().push(reply.format(hostname=self.hostname))
+        if self.transport is not None:
+            self.transport.close()
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+
+
+def _canonical_line(line: bytes) -> bytes:
+    """Return a DATA line un-dot-stuffed (RFC 5321 section 4.5.2), ending in CRLF."""
+    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+    if line.startswith(b"."):
+        line = line[1:]
+    return line.replace(b"\r", b"\r\n") + b"\r\n"
 
 
 class InboundHandler:
@@ -126,7 +239,10 @@ class InboundHandler:
 
     async def handle_MAIL(self, server: SMTPSession, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        # RFC 5321 section 4.1.1.2; an empty reverse-path is a bounce and is allowed.
+        # RFC 5321 section 4.1.1.2. The null reverse-path of a bounce is allowed; aiosmtpd
+        # hands it over as "<>" (and needs mail_from truthy to allow RCPT).
+        if address != "<>" and not _plausible_sender(address):
+            return replies.BAD_SENDER.format()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.local_ids = set()
@@ -138,6 +254,8 @@ class InboundHandler:
         # RFC 5321 section 4.1.1.3: check the recipient now, so mail is refused, not bounced.
         if len(envelope.rcpt_tos) >= settings.SMTP_MAX_RECIPIENTS:
             return replies.TOO_MANY_RECIPIENTS.format()
+        if _UNSAFE.search(address):  # control characters, or invalid UTF-8
+            return replies.BAD_RECIPIENT.format()
         resolution = await dbpool.run(resolve, address)
         if resolution.route is Route.INVALID:
             return replies.BAD_RECIPIENT.format()
@@ -157,27 +275,34 @@ class InboundHandler:
     async def handle_DATA(self, server: SMTPSession, session: Session,
                           envelope: Envelope) -> str:
         # RFC 5321 section 4.1.1.4: reply 250 only once the message is durably stored.
+        # The session has already refused NUL bytes and made every line end in CRLF.
         content: bytes = envelope.original_content
-        if b"\0" in content:
-            return replies.MESSAGE_HAS_NUL.format()
-        # Deviation: bare LF and bare CR are made CRLF (as Postfix's "normalize"), so
-        # the stored message is canonical for POP3 and IMAP.
-        content = _BARE_CR.sub(b"\r\n", _BARE_LF.sub(b"\r\n", content))
         hops = len(_RECEIVED.findall(split_header_block(content)))
         if hops >= settings.SMTP_MAX_RECEIVED_HEADERS:
             return replies.LOOP_DETECTED.format()
         raw = trace_headers(server, session, envelope) + content
         try:
-            await dbpool.run(deliver, raw, envelope.mail_from or "", envelope.local_ids,
+            await dbpool.run(deliver, raw, _reverse_path(envelope), envelope.local_ids,
                              envelope.remote)
         except QuotaExceeded as exc:
             return replies.MAILBOX_FULL_FOR_MESSAGE.format(addresses=", ".join(exc.addresses))
         except Exception:
             server.log.internal_error("DATA")
             return replies.TEMPORARY_FAILURE.format(session=server.session_id)
-        server.log.info("accepted from=<%s> rcpts=%d size=%d", envelope.mail_from,
+        server.log.info("accepted from=<%s> rcpts=%d size=%d", _reverse_path(envelope),
                         len(envelope.rcpt_tos), len(raw))
         return replies.QUEUED.format(queue_id=server.session_id)
+
+
+def _plausible_sender(address: str) -> bool:
+    """Return whether a reverse-path is a mailbox with a domain, free of control bytes."""
+    local, at, domain = address.rpartition("@")
+    return bool(local and at and domain) and not _UNSAFE.search(address)
+
+
+def _reverse_path(envelope: Envelope) -> str:
+    """Return the envelope sender, "" for a bounce's null reverse-path."""
+    return "" if envelope.mail_from in (None, "<>") else envelope.mail_from
 
 
 def trace_headers(server: SMTPSession, session: Session, envelope: Envelope) -> bytes:
@@ -196,7 +321,7 @@ def trace_headers(server: SMTPSession, session: Session, envelope: Envelope) -> 
         f"\tby {server.hostname} (mailcore) with {protocol} id {server.session_id}"
         f"{recipient};\r\n\t{format_datetime(timezone.now())}\r\n"
     )
-    return_path = f"Return-Path: <{envelope.mail_from or ''}>\r\n"
+    return_path = f"Return-Path: <{_reverse_path(envelope)}>\r\n"
     return (return_path + received).encode("utf-8", "surrogateescape")
 
 
