@@ -32,7 +32,10 @@ from mailcore.store.maildrop import DropMessage
 MAX_LINE = 1024  # RFC 2449 allows 255 octets; AUTH PLAIN responses need a little more.
 MAX_AUTH_FAILURES = 3
 MAX_ERRORS = 20
+LOCK_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.4)
+SEND_CHUNK = 256 * 1024
 _DOT_LINE = re.compile(rb"(^|\n)\.", re.M)
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class State(enum.Enum):
@@ -49,6 +52,7 @@ ANY = AUTH | TRANS
 class Command:
     states: frozenset[State]
     handler: Callable[[POP3Session, str], Awaitable[None]]
+    raw_arg: bool = False  # pass the rest of the line untouched (PASS: spaces are password)
 
 
 class POP3Session:
@@ -76,33 +80,46 @@ class POP3Session:
 
     async def send(self, line: str) -> None:
         self.writer.write(line.encode("utf-8") + b"\r\n")
-        await self.writer.drain()
+        await self.drain()
 
     async def send_multiline(self, first: str, body: bytes) -> None:
         """Send a multi-line response: body dot-stuffed and terminated (RFC 1939 section 3)."""
         if body and not body.endswith(b"\r\n"):
             body += b"\r\n"
-        self.writer.write(first.encode() + b"\r\n" + _DOT_LINE.sub(rb"\1..", body) + b".\r\n")
-        await self.writer.drain()
+        data = memoryview(first.encode() + b"\r\n" + _DOT_LINE.sub(rb"\1..", body) + b".\r\n")
+        # In chunks, so the timeout bounds a stalled client, not a slow download.
+        for start in range(0, len(data), SEND_CHUNK):
+            self.writer.write(data[start:start + SEND_CHUNK])
+            await self.drain()
+
+    async def drain(self) -> None:
+        # A client that stops reading must not hold the session (and its lock) forever.
+        await asyncio.wait_for(self.writer.drain(), settings.POP3_TIMEOUT)
 
     async def read_line(self) -> bytes | None:
         """Return one line without its end, or None when the peer has gone."""
         try:
-            line = await asyncio.wait_for(self.reader.readuntil(b"\n"), settings.POP3_TIMEOUT)
-        except asyncio.LimitOverrunError as exc:
-            await self.reader.readexactly(exc.consumed)
-            while True:
-                try:
-                    await self.reader.readuntil(b"\n")
-                    break
-                except asyncio.LimitOverrunError as more:
-                    await self.reader.readexactly(more.consumed)
-            raise BadSyntax(replies.LINE_TOO_LONG) from None
+            line = await asyncio.wait_for(self._read_line(), settings.POP3_TIMEOUT)
         except asyncio.IncompleteReadError:
             return None
-        if len(line) > MAX_LINE:
+        if line is None or len(line) > MAX_LINE:
             raise BadSyntax(replies.LINE_TOO_LONG)
         return line.rstrip(b"\r\n")
+
+    async def _read_line(self) -> bytes | None:
+        """Return one line with its end, or None after discarding one beyond the buffer."""
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            consumed = exc.consumed
+        # Discard the rest of the overlong line; the caller's timeout bounds the wait.
+        while True:
+            await self.reader.readexactly(consumed)
+            try:
+                await self.reader.readuntil(b"\n")
+                return None
+            except asyncio.LimitOverrunError as more:
+                consumed = more.consumed
 
     # The loop ------------------------------------------------------------------------------
 
@@ -140,7 +157,7 @@ class POP3Session:
     async def _try_send(self, line: str) -> None:
         try:
             await self.send(line)
-        except (ConnectionError, ssl.SSLError, RuntimeError):
+        except (ConnectionError, ssl.SSLError, RuntimeError, TimeoutError):
             pass
 
     async def dispatch(self, line: bytes) -> None:
@@ -150,14 +167,16 @@ class POP3Session:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             raise BadSyntax(replies.BAD_SYNTAX.format(usage="invalid UTF-8")) from None
-        verb, _, arg = text.strip().partition(" ")
-        command = COMMANDS.get(verb.upper())
+        verb, _, arg = text.lstrip().partition(" ")
+        command = COMMANDS.get(verb.rstrip().upper())
         if command is None:
             raise BadSyntax(replies.UNKNOWN_COMMAND)
         if self.state not in command.states:
             raise Refused(replies.WRONG_STATE)
         try:
-            await command.handler(self, arg.strip())
+            if self.state is State.TRANSACTION:
+                await self.refresh_lock()
+            await command.handler(self, arg if command.raw_arg else arg.strip())
         except (ProtocolError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             raise
         except TimeoutError:
@@ -176,7 +195,10 @@ class POP3Session:
         self.log.info("disconnect")
         self.writer.close()
         try:
-            await self.writer.wait_closed()
+            # Closing waits for unsent data; a peer that reads nothing would keep us here.
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        except TimeoutError:
+            self.writer.transport.abort()
         except (ConnectionError, ssl.SSLError):
             pass
 
@@ -184,9 +206,9 @@ class POP3Session:
 
     def message(self, arg: str) -> tuple[int, DropMessage]:
         """Return (number, message) for a message-number argument that is not deleted."""
-        if not arg.isdigit():
+        number = _number(arg)
+        if number is None:
             raise BadSyntax(replies.BAD_SYNTAX.format(usage="message number expected"))
-        number = int(arg)
         if not 1 <= number <= len(self.messages):
             raise Refused(replies.NO_SUCH_MESSAGE)
         msg = self.messages[number - 1]
@@ -198,10 +220,24 @@ class POP3Session:
         return [(n, m) for n, m in enumerate(self.messages, 1) if m.id not in self.deleted]
 
     async def refresh_lock(self) -> None:
-        """Keep the maildrop lock alive during long sessions."""
+        """Keep the maildrop lock alive while commands keep coming; end the session if lost."""
         if time.monotonic() - self.lock_refreshed > settings.POP3_TIMEOUT / 3:
-            await dbpool.run(maildrop.acquire, self.mailbox_id, self.id, _lock_ttl())
+            if not await dbpool.run(maildrop.acquire, self.mailbox_id, self.id, _lock_ttl()):
+                raise Disconnect(replies.LOCK_LOST)
             self.lock_refreshed = time.monotonic()
+
+    async def _acquire(self, mailbox_id: int) -> bool:
+        """Take the maildrop lock, waiting briefly for a session that is just ending.
+
+        A client that hangs up and reconnects at once must not get [IN-USE] because its
+        old session (here or on another node) has not finished releasing the lock yet.
+        """
+        for pause in (*LOCK_RETRY_PAUSES, None):
+            if await dbpool.run(maildrop.acquire, mailbox_id, self.id, _lock_ttl()):
+                return True
+            if pause is not None:
+                await asyncio.sleep(pause)
+        return False
 
     def check_plaintext(self) -> None:
         if not plaintext_allowed(self.secure, self.peer_ip):
@@ -213,15 +249,19 @@ class POP3Session:
             mailbox = await dbpool.run(authenticate, user, password, self.peer_ip)
         except LoginRefused as exc:
             self.auth_failures += 1
-            self.log.info("login failed user=%s", user)
+            self.log.info("login failed user=%s rate_limited=%s", user, exc.rate_limited)
             await asyncio.sleep(settings.AUTH_FAILURE_DELAY)
+            if exc.rate_limited:
+                if self.auth_failures >= MAX_AUTH_FAILURES:
+                    raise Disconnect(replies.AUTH_RATE_LIMITED) from None
+                raise Refused(replies.AUTH_RATE_LIMITED) from None
             if self.auth_failures >= MAX_AUTH_FAILURES:
                 raise Disconnect(replies.TOO_MANY_FAILURES) from None
-            raise Refused(replies.AUTH_RATE_LIMITED if exc.rate_limited
-                          else replies.AUTH_FAILED) from None
-        if not await dbpool.run(maildrop.acquire, mailbox.pk, self.id, _lock_ttl()):
+            raise Refused(replies.AUTH_FAILED) from None
+        if not await self._acquire(mailbox.pk):
             self.log.info("maildrop in use user=%s", mailbox.address)
             raise Refused(replies.IN_USE)
+        # Held from here on: close() releases it whatever happens next.
         self.mailbox_id = mailbox.pk
         self.lock_refreshed = time.monotonic()
         self.messages = await dbpool.run(maildrop.listing, mailbox.pk)
@@ -249,12 +289,19 @@ class POP3Session:
             raise Refused(replies.ALREADY_TLS)
         if self.tls is None:
             raise Refused(replies.TLS_UNAVAILABLE)
-        # Anything the client pipelined after STLS would be read as if it came over TLS.
+        # Anything the client pipelined after STLS would be read as if it came over TLS
+        # (the STARTTLS command injection of CVE-2011-0411), so refuse it. Between this
+        # check and start_tls() handing the socket to TLS nothing may yield to the event
+        # loop: bytes read then would land in the plaintext buffer (an injected command, or
+        # the client's TLS hello lost). So write the +OK without our timed drain(): every
+        # earlier reply was drained below the low-water mark, so these few bytes cannot
+        # pause writing, and start_tls()'s own drain() returns without yielding.
         if self.reader._buffer:  # noqa: SLF001 - asyncio exposes no other way to peek
             raise Disconnect(replies.PIPELINED_STLS)
-        await self.send(replies.STLS_OK)
-        await self.writer.start_tls(self.tls)
+        self.writer.write(replies.STLS_OK.encode() + b"\r\n")
+        await self.writer.start_tls(self.tls, ssl_handshake_timeout=settings.POP3_TIMEOUT)
         self.secure = True
+        self.user = None  # RFC 2595 section 4: forget what was said before TLS
         self.log.info("tls established")
 
     async def do_user(self, arg: str) -> None:
@@ -292,10 +339,14 @@ class POP3Session:
             raise Refused(replies.AUTH_CANCELLED)
         try:
             decoded = base64.b64decode(initial if initial != "=" else "", validate=True)
-            _authzid, user, password = decoded.decode("utf-8").split("\0")
+            authzid, user, password = decoded.decode("utf-8").split("\0")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise BadSyntax(replies.BAD_SYNTAX.format(usage="invalid SASL PLAIN response")) \
                 from None
+        # RFC 4616 section 2: acting as someone else needs a right nobody here has.
+        if authzid and authzid.lower() != user.lower():
+            self.log.info("login refused: authzid differs user=%s", user)
+            raise Refused(replies.AUTH_FAILED)
         await self.login(user, password)
 
     async def do_stat(self, arg: str) -> None:
@@ -307,7 +358,7 @@ class POP3Session:
         # RFC 1939 section 5 (LIST).
         if arg:
             number, msg = self.message(arg)
-            await self.send(f"+OK {number} {msg.size}")
+            await self.send(replies.SCAN_LINE.format(number=number, size=msg.size))
             return
         live = self.live()
         body = "".join(f"{n} {m.size}\r\n" for n, m in live).encode()
@@ -318,7 +369,7 @@ class POP3Session:
         # RFC 1939 section 7 (UIDL).
         if arg:
             number, msg = self.message(arg)
-            await self.send(f"+OK {number} {msg.uidl}")
+            await self.send(replies.UIDL_LINE.format(number=number, uidl=msg.uidl))
             return
         body = "".join(f"{n} {m.uidl}\r\n" for n, m in self.live()).encode()
         await self.send_multiline(replies.UIDL_LIST, body)
@@ -326,21 +377,19 @@ class POP3Session:
     async def do_retr(self, arg: str) -> None:
         # RFC 1939 section 5 (RETR).
         _, msg = self.message(arg)
-        await self.refresh_lock()
         data = await dbpool.run(maildrop.read, msg)
         await self.send_multiline(replies.RETR.format(size=msg.size), data)
 
     async def do_top(self, arg: str) -> None:
-        # RFC 1939 section 7 (TOP): the header, a blank line, then n lines of the body.
+        # RFC 1939 section 7 (TOP): the header, the blank line, then n lines of the body,
+        # as the exact bytes RETR would send up to there.
         parts = arg.split()
-        if len(parts) != 2 or not parts[1].isdigit():
+        count = _number(parts[1]) if len(parts) == 2 else None
+        if count is None:
             raise BadSyntax(replies.BAD_SYNTAX.format(usage="TOP msg n"))
         _, msg = self.message(parts[0])
         data = await dbpool.run(maildrop.read, msg)
-        head, sep, body = data.partition(b"\r\n\r\n")
-        lines = body.split(b"\r\n")[: int(parts[1])] if sep else []
-        text = head + b"\r\n\r\n" + b"".join(line + b"\r\n" for line in lines)
-        await self.send_multiline(replies.TOP, text)
+        await self.send_multiline(replies.TOP, _top(data, count))
 
     async def do_dele(self, arg: str) -> None:
         # RFC 1939 section 5 (DELE): only marked now; removed in the UPDATE state.
@@ -355,8 +404,7 @@ class POP3Session:
             count=len(self.messages), size=sum(m.size for m in self.messages)))
 
     async def do_noop(self, arg: str) -> None:
-        # RFC 1939 section 5 (NOOP).
-        await self.refresh_lock()
+        # RFC 1939 section 5 (NOOP); dispatch() has refreshed the lock.
         await self.send(replies.OK)
 
     async def do_quit(self, arg: str) -> None:
@@ -364,6 +412,9 @@ class POP3Session:
         if self.state is State.TRANSACTION:
             try:
                 await dbpool.run(maildrop.update, self.mailbox_id, self.id, self.deleted)
+            except maildrop.MaildropLocked:
+                self.log.info("update refused: lock lost to another session")
+                raise Disconnect(replies.LOCK_LOST) from None
             except Exception:
                 self.log.internal_error("UPDATE")
                 raise Disconnect(replies.UPDATE_FAILED) from None
@@ -377,11 +428,32 @@ def _lock_ttl() -> float:
     return settings.POP3_TIMEOUT + 60
 
 
+def _number(arg: str) -> int | None:
+    """Return a decimal number made of ASCII digits only (not '²' or '١'), else None."""
+    return int(arg) if _DIGITS.fullmatch(arg) else None
+
+
+def _top(data: bytes, count: int) -> bytes:
+    """Return the header, the blank line and the first count body lines of a message."""
+    if data.startswith(b"\r\n"):
+        end = 2  # an empty header
+    elif (blank := data.find(b"\r\n\r\n")) >= 0:
+        end = blank + 4
+    else:
+        return data  # no body at all: the whole message is header
+    for _ in range(count):
+        if end >= len(data):
+            break
+        line_end = data.find(b"\r\n", end)
+        end = len(data) if line_end < 0 else line_end + 2
+    return data[:end]
+
+
 COMMANDS: dict[str, Command] = {
     "CAPA": Command(ANY, POP3Session.do_capa),
     "STLS": Command(AUTH, POP3Session.do_stls),
     "USER": Command(AUTH, POP3Session.do_user),
-    "PASS": Command(AUTH, POP3Session.do_pass),
+    "PASS": Command(AUTH, POP3Session.do_pass, raw_arg=True),
     "AUTH": Command(AUTH, POP3Session.do_auth),
     "STAT": Command(TRANS, POP3Session.do_stat),
     "LIST": Command(TRANS, POP3Session.do_list),

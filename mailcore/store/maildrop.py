@@ -15,6 +15,10 @@ from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX, expunge, lock_folder
 
 
+class MaildropLocked(Exception):
+    """Another live session holds the maildrop's lock: this session's changes are refused."""
+
+
 @dataclass(frozen=True)
 class DropMessage:
     id: int
@@ -33,6 +37,7 @@ def acquire(mailbox_id: int, token: str, ttl: float) -> bool:
 
 
 def release(mailbox_id: int, token: str) -> None:
+    """Give up the maildrop's lock if this session still holds it."""
     Mailbox.objects.filter(pk=mailbox_id, pop3_lock=token).update(
         pop3_lock="", pop3_lock_until=None)
 
@@ -48,17 +53,23 @@ def listing(mailbox_id: int) -> list[DropMessage]:
 
 
 def read(message: DropMessage) -> bytes:
+    """Return a message's raw bytes exactly as stored."""
     return blob_store().get(message.blob_key)
 
 
 def update(mailbox_id: int, token: str, deleted_ids: Iterable[int]) -> None:
     """Apply a session's deletions per the mailbox's POP3 policy and release the lock.
 
-    RFC 1939 section 6: deletions happen only here, in the UPDATE state after QUIT.
+    RFC 1939 section 6: deletions happen only here, in the UPDATE state after QUIT. Raise
+    MaildropLocked, changing nothing, if this session's lock lapsed and another session
+    took it: access to a maildrop is exclusive (RFC 1939 section 4).
     """
     deleted_ids = list(deleted_ids)
     with transaction.atomic():
         mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
+        if (mailbox.pop3_lock not in ("", token) and mailbox.pop3_lock_until is not None
+                and mailbox.pop3_lock_until >= timezone.now()):
+            raise MaildropLocked(mailbox_id)
         if deleted_ids:
             inbox = lock_folder(mailbox_id, INBOX)
             if mailbox.pop3_policy == Mailbox.Pop3Policy.KEEP:
