@@ -205,6 +205,7 @@ SMTP_MAX_RECEIVED_HEADERS = env_int("SMTP_MAX_RECEIVED_HEADERS", 50)
 POP3_TIMEOUT = env_float("POP3_TIMEOUT", 600)
 SHUTDOWN_GRACE = env_float("SHUTDOWN_GRACE", 10)
 MAILCORE_DB_THREADS = env_int("MAILCORE_DB_THREADS", 8)
+MAILCORE_CHANGE_POLL = env_float("MAILCORE_CHANGE_POLL", 0.5)
 
 # "never": passwords only over TLS; "loopback": plaintext allowed from 127.0.0.1/::1
 # (development); "always": plaintext anywhere (only behind a TLS-terminating proxy).

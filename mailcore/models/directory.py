@@ -80,6 +80,9 @@ class Mailbox(models.Model):
         default=200, help_text="Messages this mailbox may submit per hour (0: no limit).")
     max_recipients = models.PositiveIntegerField(
         default=100, help_text="Recipients per submitted message.")
+    last_uidvalidity = models.BigIntegerField(
+        default=0, editable=False,
+        help_text="The last UIDVALIDITY given to a folder; never handed out twice.")
     pop3_lock = models.CharField(max_length=64, blank=True, editable=False)
     pop3_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

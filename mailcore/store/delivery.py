@@ -13,6 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mailcore.models import Blob, Mailbox, Message, OutboundMessage, OutboundRecipient
+from mailcore.store import events
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX, lock_folder
 from mailcore.store.headers import summarize
@@ -68,6 +69,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             target.uidnext += 1
             target.save(update_fields=["uidnext", "highestmodseq"])
             message_ids.append(message.pk)
+            events.changed(mailbox.pk)
         Mailbox.objects.filter(pk__in=[m.pk for m in mailboxes]).update(
             used_bytes=F("used_bytes") + size)
         outbound_id = None

@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import F, Max, Sum
+from django.db.models import F, Sum
 
 from mailcore.models import Expunged, Folder, Mailbox, Message
+from mailcore.store import events
 
 INBOX = "INBOX"
 DEFAULT_FOLDERS: list[tuple[str, str]] = [
@@ -22,9 +23,14 @@ DEFAULT_FOLDERS: list[tuple[str, str]] = [
 
 
 def next_uidvalidity(mailbox: Mailbox) -> int:
-    """Return a UIDVALIDITY no folder of this mailbox has had: the clock, or one past the last."""
-    latest = Folder.objects.for_mailbox(mailbox).aggregate(m=Max("uidvalidity"))["m"] or 0
-    return max(int(time.time()) & 0xFFFFFFFF, latest + 1)
+    """Return a UIDVALIDITY this mailbox never used: the clock, or one past the last given.
+
+    Callers hold the transaction that creates the folder, so the counter moves with it.
+    """
+    last = Mailbox.objects.values_list("last_uidvalidity", flat=True).get(pk=mailbox.pk)
+    value = max(int(time.time()) & 0xFFFFFFFF, last + 1)
+    Mailbox.objects.filter(pk=mailbox.pk).update(last_uidvalidity=value)
+    return value
 
 
 def create_folder(mailbox: Mailbox, name: str, special_use: str = "") -> Folder:
@@ -60,6 +66,7 @@ def expunge(folder: Folder, message_ids: Iterable[int]) -> int:
     folder.save(update_fields=["highestmodseq"])
     freed = sum(size for _, _, size in doomed)
     Mailbox.objects.filter(pk=folder.mailbox_id).update(used_bytes=F("used_bytes") - freed)
+    events.changed(folder.mailbox_id)
     return len(doomed)
 
 
@@ -68,3 +75,144 @@ def recount_usage(mailbox: Mailbox) -> int:
     used = Message.objects.filter(folder__mailbox=mailbox).aggregate(s=Sum("size"))["s"] or 0
     Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=used)
     return used
+
+
+# The folder tree (IMAP CREATE, DELETE, RENAME, SUBSCRIBE, STATUS; webmail) ------------------
+
+SEPARATOR = "/"
+
+
+class FolderError(Exception):
+    """A folder operation refused; code is an IMAP response code (RFC 5530) naming why."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
+def canonical_name(name: str) -> str:
+    """Return a folder name as stored: INBOX in upper case, no trailing separator."""
+    name = name.rstrip(SEPARATOR)
+    if name.upper() == INBOX:
+        return INBOX
+    if name.upper().startswith(INBOX + SEPARATOR):
+        return INBOX + name[len(INBOX):]
+    return name
+
+
+def _check_name(name: str) -> str:
+    name = canonical_name(name)
+    parts = name.split(SEPARATOR)
+    if not name or any(not p for p in parts) or len(name) > 500:
+        raise FolderError("CANNOT", "Invalid folder name")
+    if any(ch in name for ch in "*%\r\n\0") or any(not ch.isprintable() for ch in name):
+        raise FolderError("CANNOT", "Invalid characters in folder name")
+    return name
+
+
+def find_folder(mailbox_id: int, name: str) -> Folder:
+    try:
+        return Folder.objects.get(mailbox_id=mailbox_id, name=canonical_name(name))
+    except Folder.DoesNotExist:
+        raise FolderError("NONEXISTENT", "No such folder") from None
+
+
+def list_folders(mailbox_id: int) -> list[Folder]:
+    return list(Folder.objects.filter(mailbox_id=mailbox_id).order_by("name"))
+
+
+def _create_parents(mailbox: Mailbox, name: str) -> None:
+    parts = name.split(SEPARATOR)
+    for depth in range(1, len(parts)):
+        parent = SEPARATOR.join(parts[:depth])
+        if not Folder.objects.filter(mailbox=mailbox, name=parent).exists():
+            create_folder(mailbox, parent)
+
+
+@transaction.atomic
+def add_folder(mailbox_id: int, name: str, special_use: str = "") -> Folder:
+    """Create a folder (and any missing parents); refuse an existing name."""
+    name = _check_name(name)
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
+    if Folder.objects.filter(mailbox=mailbox, name=name).exists():
+        raise FolderError("ALREADYEXISTS", "Folder already exists")
+    if special_use and special_use not in Folder.SpecialUse.values:
+        raise FolderError("USEATTR", "Unsupported special-use attribute")
+    _create_parents(mailbox, name)
+    return create_folder(mailbox, name, special_use)
+
+
+@transaction.atomic
+def remove_folder(mailbox_id: int, name: str) -> None:
+    """Delete a folder and its messages; INBOX and folders with children stay."""
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
+    folder = find_folder(mailbox_id, name)
+    if folder.name == INBOX:
+        raise FolderError("CANNOT", "INBOX cannot be deleted")
+    if Folder.objects.filter(mailbox=mailbox, name__startswith=folder.name + SEPARATOR).exists():
+        raise FolderError("HASCHILDREN", "Folder has subfolders; delete them first")
+    freed = Message.objects.filter(folder=folder).aggregate(s=Sum("size"))["s"] or 0
+    folder.delete()
+    Mailbox.objects.filter(pk=mailbox_id).update(used_bytes=F("used_bytes") - freed)
+
+
+@transaction.atomic
+def rename_folder(mailbox_id: int, old: str, new: str) -> None:
+    """Rename a folder and its subfolders (RFC 3501 section 6.3.5).
+
+    Renaming INBOX moves its messages to a new folder and leaves INBOX empty.
+    """
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
+    folder = find_folder(mailbox_id, old)
+    new = _check_name(new)
+    if Folder.objects.filter(mailbox=mailbox, name=new).exists():
+        raise FolderError("ALREADYEXISTS", "Target folder already exists")
+    if new.startswith(folder.name + SEPARATOR):
+        raise FolderError("CANNOT", "Cannot move a folder into itself")
+    _create_parents(mailbox, new)
+    if folder.name == INBOX:
+        target = create_folder(mailbox, new)
+        inbox = lock_folder(mailbox_id, INBOX)
+        moved = list(Message.objects.filter(folder=inbox).order_by("uid"))
+        old_uids = [message.uid for message in moved]
+        target.highestmodseq += 1
+        for message in moved:
+            message.folder, message.uid = target, target.uidnext
+            message.modseq = target.highestmodseq
+            target.uidnext += 1
+        Message.objects.bulk_update(moved, ["folder", "uid", "modseq"])
+        target.save(update_fields=["uidnext", "highestmodseq"])
+        inbox.highestmodseq += 1
+        Expunged.objects.bulk_create(
+            Expunged(folder=inbox, uid=uid, modseq=inbox.highestmodseq) for uid in old_uids)
+        inbox.save(update_fields=["highestmodseq"])
+        events.changed(mailbox_id)
+        return
+    prefix = folder.name + SEPARATOR
+    children = list(Folder.objects.filter(mailbox=mailbox, name__startswith=prefix))
+    folder.name = new
+    folder.save(update_fields=["name"])
+    for child in children:
+        child.name = new + SEPARATOR + child.name[len(prefix):]
+        child.save(update_fields=["name"])
+
+
+def subscribe(mailbox_id: int, name: str, subscribed: bool) -> None:
+    folder = find_folder(mailbox_id, name)
+    Folder.objects.filter(pk=folder.pk).update(subscribed=subscribed)
+
+
+def status(folder: Folder) -> dict[str, int]:
+    """Return the counters STATUS and webmail show for a folder."""
+    rows = Message.objects.filter(folder=folder)
+    counts = rows.aggregate(size=Sum("size"))
+    return {
+        "MESSAGES": rows.count(),
+        "UNSEEN": rows.filter(seen=False).count(),
+        "DELETED": rows.filter(deleted=True).count(),
+        "RECENT": 0,
+        "UIDNEXT": folder.uidnext,
+        "UIDVALIDITY": folder.uidvalidity,
+        "HIGHESTMODSEQ": folder.highestmodseq,
+        "SIZE": counts["size"] or 0,
+    }

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mailcore.models import Mailbox, Message
+from mailcore.store import events
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX, expunge, lock_folder
 
@@ -77,6 +78,7 @@ def update(mailbox_id: int, token: str, deleted_ids: Iterable[int]) -> None:
                 Message.objects.filter(folder=inbox, pk__in=deleted_ids).update(
                     seen=True, pop3_hidden=True, modseq=inbox.highestmodseq)
                 inbox.save(update_fields=["highestmodseq"])
+                events.changed(mailbox_id)
             else:
                 expunge(inbox, deleted_ids)
         if mailbox.pop3_lock == token:
