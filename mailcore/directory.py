@@ -14,7 +14,7 @@ from django.utils import timezone
 from mailcore import passwords, ratelimit
 from mailcore.addresses import AddressError, normalize_address, normalize_domain, split_address
 from mailcore.dkim import generate_private_key
-from mailcore.models import Alias, Domain, Mailbox
+from mailcore.models import Alias, AppPassword, Domain, Mailbox
 from mailcore.store.folders import create_default_folders
 
 MAX_ALIAS_DEPTH = 10
@@ -134,11 +134,49 @@ def authenticate(user: str, password: str, peer_ip: str) -> Mailbox:
                    .select_related("domain").first())
     except AddressError:
         pass
-    stored = mailbox.password_hash if mailbox else ""
-    if mailbox is None or not passwords.check_password(mailbox.address, password, stored):
+    if mailbox is None or not _password_matches(mailbox, password):
         ratelimit.record_failure(user, peer_ip)
         raise LoginRefused()
     return mailbox
+
+
+def _password_matches(mailbox: Mailbox, password: str) -> bool:
+    """Check the mailbox password, then its app passwords (noting an app password's use)."""
+    if passwords.check_password(mailbox.address, password, mailbox.password_hash):
+        return True
+    for app in AppPassword.objects.for_mailbox(mailbox).only("pk", "password_hash",
+                                                              "last_used_at"):
+        if passwords.check_password(f"{mailbox.address}#{app.pk}", password, app.password_hash):
+            now = timezone.now()
+            if app.last_used_at is None or (now - app.last_used_at).total_seconds() > 60:
+                AppPassword.objects.filter(pk=app.pk).update(last_used_at=now)
+            return True
+    return False
+
+
+# Sending ----------------------------------------------------------------------------------
+
+def may_send_as(mailbox: Mailbox, address: str) -> bool:
+    """Return whether this mailbox may send as address (RFC 6409 section 6.1).
+
+    Its own address, or an exact alias whose expansion delivers to it. A catch-all does
+    not count: it would let one mailbox pose as every unused name of its domain.
+    """
+    try:
+        local, domain = split_address(address)
+    except AddressError:
+        return False
+    if local == mailbox.local_part and domain == mailbox.domain.name:
+        return True
+    if not _is_hosted(domain):
+        return False
+    alias = Alias.objects.filter(domain__name=domain, local_part=local, is_active=True).first()
+    if alias is None:
+        return False
+    result = Resolution(Route.LOCAL)
+    full: list[int] = []
+    _expand_destinations(alias, result, full, seen={f"{local}@{domain}"}, depth=0)
+    return mailbox.pk in result.mailbox_ids or mailbox.pk in full
 
 
 # Operator and customer changes ---------------------------------------------------------------
@@ -196,6 +234,19 @@ def get_mailbox(address: str) -> Mailbox:
         return Mailbox.objects.by_address(normalize_address(address)).select_related("domain").get()
     except (AddressError, Mailbox.DoesNotExist) as exc:
         raise DirectoryError(f"no such mailbox: {address}") from exc
+
+
+def add_app_password(mailbox: Mailbox, name: str) -> tuple[AppPassword, str]:
+    """Create a named app password; return it and the password, which is shown only once."""
+    name = name.strip()
+    if not name:
+        raise DirectoryError("an app password needs a name")
+    if AppPassword.objects.for_mailbox(mailbox).count() >= 20:
+        raise DirectoryError("a mailbox can have at most 20 app passwords")
+    secret = passwords.generate_app_password()
+    app = AppPassword.objects.create(mailbox=mailbox, name=name,
+                                     password_hash=passwords.make_password(secret))
+    return app, secret
 
 
 def set_password(mailbox: Mailbox, password: str) -> None:

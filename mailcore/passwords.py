@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import threading
 import time
 
@@ -31,6 +32,13 @@ def hasher() -> PasswordHasher:
 def make_password(password: str) -> str:
     """Return the argon2id hash to store for a mailbox password."""
     return hasher().hash(password)
+
+
+def generate_app_password() -> str:
+    """Return a new random app password: 16 letters in groups of four, easy to type."""
+    alphabet = "abcdefghijkmnopqrstuvwxyz"
+    raw = "".join(secrets.choice(alphabet) for _ in range(16))
+    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
 
 
 def _cache_key(user: str, password: str, stored_hash: str) -> bytes:

@@ -128,3 +128,15 @@ def test_plaintext_passwords_need_tls_unless_on_loopback(settings):
     assert directory.plaintext_allowed(True, "192.0.2.1")
     settings.PLAINTEXT_AUTH = "never"
     assert not directory.plaintext_allowed(False, "127.0.0.1")
+
+
+def test_an_app_password_opens_the_mailbox_and_records_its_use(hosted):
+    alice, _ = hosted
+    app, secret = directory.add_app_password(alice, "Phone")
+    assert len(secret) == 19 and app.password_hash != secret
+    assert directory.authenticate("alice@example.test", secret, "127.0.0.1").pk == alice.pk
+    app.refresh_from_db()
+    assert app.last_used_at is not None
+    app.delete()
+    with pytest.raises(LoginRefused):
+        directory.authenticate("alice@example.test", secret, "127.0.0.1")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from .accounts import AppPassword, CustomerLimits
 from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
+from .stats import TrafficCount
 from .store import Blob, Expunged, Folder, Message
 
 __all__ = [
     "Alias",
+    "AppPassword",
+    "CustomerLimits",
+    "TrafficCount",
     "Blob",
     "Domain",
     "Expunged",
