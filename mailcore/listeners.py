@@ -98,10 +98,15 @@ def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
 
     from mailcore.pop3.server import start_pop3
     from mailcore.smtp.server import start_smtp
+    from mailcore.smtp.submission import start_submission
 
     return [
         ListenerSpec("smtp", settings.SMTP_PORT,
                      lambda h, p, c: start_smtp(h, p, c, tls=tls)),
+        ListenerSpec("submission", settings.SUBMISSION_PORT,
+                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=False)),
+        ListenerSpec("submissions", settings.SUBMISSIONS_PORT,
+                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=True)),
         ListenerSpec("pop3", settings.POP3_PORT,
                      lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=False)),
         ListenerSpec("pop3s", settings.POP3S_PORT,

@@ -20,7 +20,7 @@ from mailcore.listeners import MailServer, configured_specs
 from mailcore.tls import server_context
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("smtp", "pop3", "pop3s")
+NAMES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
 
 
 class ServerThread:

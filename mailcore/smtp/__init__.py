@@ -1,1 +1,1 @@
-"""The SMTP server (RFC 5321) on aiosmtpd: receiving mail for hosted domains."""
+"""The SMTP servers on aiosmtpd: receiving for hosted domains (RFC 5321), submission (RFC 6409)."""

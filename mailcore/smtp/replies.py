@@ -39,6 +39,21 @@ TOO_MANY_ERRORS = Reply(421, "4.7.0", "{hostname} Too many errors, closing conne
 TIMEOUT = Reply(421, "4.4.2", "{hostname} Timeout exceeded, closing connection")
 SHUTTING_DOWN = Reply(421, "4.3.2", "{hostname} Service shutting down, closing connection")
 
+# Submission (RFC 6409) and AUTH (RFC 4954).
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_RATE_LIMITED = Reply(454, "4.7.0", "Too many failed logins, try again later")
+AUTH_CANCELLED = Reply(501, "5.7.0", "Authentication cancelled")
+AUTH_MALFORMED = Reply(501, "5.5.2", "Cannot decode the authentication response")
+AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "AUTH is not allowed during a mail transaction")
+AUTH_TOO_MANY_FAILURES = Reply(421, "4.7.0",
+                               "{hostname} Too many failed logins, closing connection")
+SENDER_NOT_YOURS = Reply(553, "5.7.1", "Sender address <{address}> is not yours to send as")
+FROM_NOT_YOURS = Reply(553, "5.7.1", "From header address <{address}> is not yours to send as")
+FROM_MISSING_ADDRESS = Reply(553, "5.7.1", "The From header names no address")
+SEND_LIMIT_REACHED = Reply(450, "4.7.1",
+                           "Sending limit of {limit} messages per hour reached, try again later")
+
 # Enhanced status codes for the replies aiosmtpd writes itself, which carry none. (220 is
 # STARTTLS's "Ready to start TLS"; the greeting goes out unmarked.)
 DEFAULT_STATUS: dict[int, str] = {

@@ -38,6 +38,7 @@ class SMTPSession(SMTP):
     # exceed it (long HTML lines); refusing would bounce legitimate mail. Commands keep
     # aiosmtpd's 512-octet limit.
     line_length_limit = 64 * 1024
+    protocol = "smtp"  # the name in the session log
 
     def __init__(self, handler: InboundHandler, connections: Connections, **kwargs) -> None:
         super().__init__(handler, **kwargs)
@@ -55,7 +56,7 @@ class SMTPSession(SMTP):
         self._last_activity = self.loop.time()
         if first:
             peer = transport.get_extra_info("peername") or ("?", 0)
-            self.log = SessionLog("smtp", self.session_id, str(peer[0]))
+            self.log = SessionLog(self.protocol, self.session_id, str(peer[0]))
             self.log.info("connect")
             self.connections.add(self, self._abort)
 
@@ -195,7 +196,7 @@ class SMTPSession(SMTP):
                 self._greeting_or_ehlo = False
             return
         if status.startswith(_AIOSMTPD_BOGUS_LIMIT):
-            await self._close_with(replies.TOO_MANY_ERRORS)
+            await self.close_with(replies.TOO_MANY_ERRORS, "too many errors")
             return
         match = _CODE.match(status)
         enhanced = replies.DEFAULT_STATUS.get(code) if match else None
@@ -205,12 +206,12 @@ class SMTPSession(SMTP):
         if code in _BAD_COMMAND_CODES:
             self._errors += 1
             if self._errors >= settings.SMTP_MAX_BAD_COMMANDS:
-                await self._close_with(replies.TOO_MANY_ERRORS)
+                await self.close_with(replies.TOO_MANY_ERRORS, "too many errors")
 
-    async def _close_with(self, reply: replies.Reply) -> None:
+    async def close_with(self, reply: replies.Reply, reason: str) -> None:
         """Say this 421 reply and hang up; commands pipelined behind are not run."""
         if self.log:
-            self.log.warning("too many errors")
+            self.log.warning(reason)
         await super().push(reply.format(hostname=self.hostname))
         if self.transport is not None:
             self.transport.close()
@@ -254,7 +255,7 @@ class InboundHandler:
         # RFC 5321 section 4.1.1.3: check the recipient now, so mail is refused, not bounced.
         if len(envelope.rcpt_tos) >= settings.SMTP_MAX_RECIPIENTS:
             return replies.TOO_MANY_RECIPIENTS.format()
-        if _UNSAFE.search(address):  # control characters, or invalid UTF-8
+        if is_unsafe(address):  # control characters, or invalid UTF-8
             return replies.BAD_RECIPIENT.format()
         resolution = await dbpool.run(resolve, address)
         if resolution.route is Route.INVALID:
@@ -277,8 +278,7 @@ class InboundHandler:
         # RFC 5321 section 4.1.1.4: reply 250 only once the message is durably stored.
         # The session has already refused NUL bytes and made every line end in CRLF.
         content: bytes = envelope.original_content
-        hops = len(_RECEIVED.findall(split_header_block(content)))
-        if hops >= settings.SMTP_MAX_RECEIVED_HEADERS:
+        if hop_count(content) >= settings.SMTP_MAX_RECEIVED_HEADERS:
             return replies.LOOP_DETECTED.format()
         raw = trace_headers(server, session, envelope) + content
         try:
@@ -297,7 +297,17 @@ class InboundHandler:
 def _plausible_sender(address: str) -> bool:
     """Return whether a reverse-path is a mailbox with a domain, free of control bytes."""
     local, at, domain = address.rpartition("@")
-    return bool(local and at and domain) and not _UNSAFE.search(address)
+    return bool(local and at and domain) and not is_unsafe(address)
+
+
+def is_unsafe(text: str) -> bool:
+    """Return whether text holds control characters or bytes that were not UTF-8."""
+    return _UNSAFE.search(text) is not None
+
+
+def hop_count(content: bytes) -> int:
+    """Return how many Received fields a message has collected (RFC 5321 section 6.3)."""
+    return len(_RECEIVED.findall(split_header_block(content)))
 
 
 def _reverse_path(envelope: Envelope) -> str:
@@ -307,6 +317,22 @@ def _reverse_path(envelope: Envelope) -> str:
 
 def trace_headers(server: SMTPSession, session: Session, envelope: Envelope) -> bytes:
     """Return the Return-Path and Received fields to put on top (RFC 5321 section 4.4)."""
+    return return_path(envelope) + received_header(server, session, envelope)
+
+
+def return_path(envelope: Envelope) -> bytes:
+    """Return the Return-Path field that final delivery adds (RFC 5321 section 4.4)."""
+    return f"Return-Path: <{_reverse_path(envelope)}>\r\n".encode("utf-8", "surrogateescape")
+
+
+def received_header(server: SMTPSession, session: Session, envelope: Envelope,
+                    user: str = "", recipient: bool = True) -> bytes:
+    """Return this hop's Received field (RFC 5321 section 4.4).
+
+    With user, the session authenticated as that mailbox: the protocol gets RFC 3848's "A"
+    and a comment names the user (RFC 4954 section 7). recipient=False leaves out the
+    "for" clause, which would show a Bcc recipient to the others.
+    """
     peer_ip = session.peer[0] if session.peer else "unknown"
     helo = session.host_name or "unknown"
     if envelope.smtp_utf8:
@@ -315,14 +341,17 @@ def trace_headers(server: SMTPSession, session: Session, envelope: Envelope) -> 
         protocol = "ESMTPS" if session.ssl else "ESMTP"
     else:
         protocol = "SMTPS" if session.ssl else "SMTP"
-    recipient = f"\r\n\tfor <{envelope.rcpt_tos[0]}>" if len(envelope.rcpt_tos) == 1 else ""
+    if user:
+        protocol += "A"
+    authenticated = f"\r\n\t(authenticated as {_clean(user)})" if user else ""
+    single = recipient and len(envelope.rcpt_tos) == 1
+    for_clause = f"\r\n\tfor <{envelope.rcpt_tos[0]}>" if single else ""
     received = (
-        f"Received: from {_clean(helo)} ([{peer_ip}])\r\n"
+        f"Received: from {_clean(helo)} ([{peer_ip}]){authenticated}\r\n"
         f"\tby {server.hostname} (mailcore) with {protocol} id {server.session_id}"
-        f"{recipient};\r\n\t{format_datetime(timezone.now())}\r\n"
+        f"{for_clause};\r\n\t{format_datetime(timezone.now())}\r\n"
     )
-    return_path = f"Return-Path: <{_reverse_path(envelope)}>\r\n"
-    return (return_path + received).encode("utf-8", "surrogateescape")
+    return received.encode("utf-8", "surrogateescape")
 
 
 def _clean(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Run the mail listeners (SMTP, POP3, POP3S) until SIGTERM or SIGINT."""
+"""Run the mail listeners (SMTP, submission, POP3, IMAP) until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ log = logging.getLogger("mailcore")
 
 
 class Command(BaseCommand):
-    help = "Serve SMTP, POP3 and POP3S on the ports the settings name."
+    help = "Serve every mail protocol on the ports the settings name (a port of 0 disables one)."
 
     def handle(self, *args, **options) -> None:
         asyncio.run(self.serve())

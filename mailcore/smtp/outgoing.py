@@ -1,0 +1,113 @@
+"""Readying submitted mail to leave (RFC 6409 section 8): sender rules, added fields, DKIM."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from email.message import Message
+from email.parser import HeaderParser
+from email.policy import compat32
+from email.utils import format_datetime, getaddresses, make_msgid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from mailcore import directory, dkim
+from mailcore.addresses import split_address
+from mailcore.models import Mailbox
+from mailcore.store.delivery import deliver
+
+SEND_WINDOW = 3600  # seconds: the per-hour sending limit counts in fixed windows this long
+
+
+class FromRefused(Exception):
+    """The From header names an address the user may not send as ("" for no address)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.address = address
+
+
+def header_block(content: bytes) -> bytes:
+    """Return a CRLF message's header fields, up to the empty line (b"" if it has none)."""
+    if content.startswith(b"\r\n"):
+        return b""
+    end = content.find(b"\r\n\r\n")
+    return content if end == -1 else content[: end + 2]
+
+
+def parse_headers(content: bytes) -> Message:
+    # UTF-8 first: an SMTPUTF8 message may name internationalised addresses in From.
+    text = header_block(content).decode("utf-8", "surrogateescape")
+    return HeaderParser(policy=compat32).parsestr(text, headersonly=True)
+
+
+def from_addresses(headers: Message) -> list[str]:
+    """Return the addresses every From field names (RFC 5322 section 3.6.2)."""
+    values = [str(value) for value in headers.get_all("From") or []]
+    return [address for _, address in getaddresses(values) if address]
+
+
+def submit(content: bytes, *, mailbox: Mailbox, mail_from: str, local_ids: Iterable[int],
+           remote: Iterable[str], received: bytes, return_path: bytes) -> None:
+    """Check the From header, complete and sign the message, then store and queue it.
+
+    Raise FromRefused if the From header names an address that is not the user's.
+    Local recipients get their copy at once (with Return-Path, as final delivery); the
+    remote ones are queued in the same transaction, so either both happen or neither.
+    """
+    headers = parse_headers(content)
+    added = []
+    if "From" in headers:
+        senders = from_addresses(headers)
+        if not senders:
+            raise FromRefused("")
+    else:
+        # RFC 5322 requires a From field; add the envelope sender's, as Postfix does.
+        senders = [mail_from]
+        added.append(f"From: <{mail_from}>")
+    for address in senders:
+        if not directory.may_send_as(mailbox, address):
+            raise FromRefused(address)
+    # RFC 6409 sections 8.2 and 8.3.
+    if "Date" not in headers:
+        added.append(f"Date: {format_datetime(timezone.now())}")
+    if "Message-ID" not in headers:
+        added.append(f"Message-ID: {make_msgid(domain=settings.MAIL_HOSTNAME)}")
+    fields = "".join(f"{field}\r\n" for field in added).encode("utf-8", "surrogateescape")
+    # RFC 6409 section 8.5: sign as the domain the From field names (one the user may use).
+    domain = directory.get_domain(split_address(senders[0])[1])
+    message = dkim.sign(received + fields + content, domain)
+    local_ids, remote = list(local_ids), list(remote)
+    with transaction.atomic():
+        if local_ids:
+            deliver(return_path + message, mail_from, local_ids, sender_mailbox_id=mailbox.pk)
+        if remote:
+            # RFC 5321 section 4.4: only final delivery adds Return-Path.
+            deliver(message, mail_from, [], remote, sender_mailbox_id=mailbox.pk)
+    count_sent(mailbox.pk)
+
+
+# The hourly sending limit --------------------------------------------------------------------
+
+def _window_key(mailbox_id: int) -> str:
+    return f"sent:{mailbox_id}:{int(time.time()) // SEND_WINDOW}"
+
+
+def send_limit_reached(mailbox: Mailbox) -> bool:
+    """Return whether the mailbox has sent its messages for this hour (0: no limit)."""
+    limit = mailbox.send_limit_per_hour
+    return bool(limit) and (cache.get(_window_key(mailbox.pk)) or 0) >= limit
+
+
+def count_sent(mailbox_id: int) -> None:
+    """Count one more message sent in this hour's window (shared by every node with Redis)."""
+    key = _window_key(mailbox_id)
+    if cache.add(key, 1, SEND_WINDOW + 60):
+        return
+    try:
+        cache.incr(key)
+    except ValueError:  # it expired in between
+        cache.set(key, 1, SEND_WINDOW + 60)
