@@ -1,4 +1,7 @@
-"""The operator's Django admin for domains, mailboxes and aliases, acting through the services."""
+"""The operator's Django admin for domains, mailboxes, aliases and the outbound queue.
+
+It acts through the services (directory, queue operations), never on the rows behind them.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import filesizeformat
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from mailcore import directory
 from mailcore.addresses import (
@@ -21,7 +25,9 @@ from mailcore.addresses import (
     normalize_local_part,
 )
 from mailcore.directory import DirectoryError
-from mailcore.models import Alias, Domain, Mailbox
+from mailcore.models import Alias, Domain, Mailbox, OutboundMessage, OutboundRecipient
+from mailcore.queue import operations
+from mailcore.store.blobs import blob_store
 
 
 def _validation_error(exc: Exception) -> forms.ValidationError:
@@ -340,3 +346,160 @@ class AliasAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Alias]) -> None:
         for alias in queryset:
             directory.remove_alias(alias)
+
+
+# Outbound queue ---------------------------------------------------------------------------
+
+RECIPIENT_LINES = 5  # recipients shown per message in the queue list; the rest are counted
+HEADER_PREVIEW = 8192
+
+
+class OutboundRecipientInline(admin.TabularInline):
+    model = OutboundRecipient
+    fields = ["address", "state", "attempts", "next_attempt_at", "leased_until", "status",
+              "last_response", "remote_mta", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class QueueStateFilter(admin.SimpleListFilter):
+    """Messages with at least one recipient in the state (deferred: queued, tried before)."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [*OutboundRecipient.State.choices, ("deferred", "Deferred (tried, waiting)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        recipients = OutboundRecipient.objects.filter(message=OuterRef("pk"))
+        if self.value() == "deferred":
+            recipients = recipients.pending().filter(attempts__gt=0)
+        elif self.value() in OutboundRecipient.State.values:
+            recipients = recipients.filter(state=self.value())
+        else:
+            return queryset
+        return queryset.filter(Exists(recipients))
+
+
+def _lines(values: list[object], more: int) -> str:
+    """Return one line per recipient, so a message's columns line up recipient by recipient."""
+    html = format_html_join("", "<div>{}</div>", ((v,) for v in values))
+    if more:
+        html += format_html("<div>&hellip; and {} more</div>", more)
+    return html or "-"
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "created_at", "envelope_sender", "recipient_addresses",
+                    "recipient_states", "recipient_attempts", "next_attempt",
+                    "recipient_responses", "recipient_mtas"]
+    list_display_links = ["id", "created_at"]
+    list_filter = [QueueStateFilter]
+    search_fields = ["mail_from", "recipients__address"]
+    search_help_text = "Search by sender or recipient address."
+    inlines = [OutboundRecipientInline]
+    actions = ["retry_now", "bounce_now"]
+    ordering = ["-created_at", "-pk"]
+    fields = ["mail_from", "sender", "created_at", "expires_at", "envelope_id", "dsn_return",
+              "headers"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundMessage]:
+        queued = OutboundRecipient.objects.pending().filter(message=OuterRef("pk"))
+        return super().get_queryset(request).select_related("sender__domain").prefetch_related(
+            Prefetch("recipients", queryset=OutboundRecipient.objects.order_by("pk")),
+        ).annotate(
+            next_attempt_at=Subquery(queued.order_by("next_attempt_at")
+                                     .values("next_attempt_at")[:1]),
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Mail enters the queue by being sent, not by being typed into a form.
+        return False
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Every field is read-only: the page is for reading; the actions change things.
+        extra_context = {**(extra_context or {}), "show_save": False,
+                         "show_save_and_continue": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @staticmethod
+    def _shown(message: OutboundMessage) -> tuple[list[OutboundRecipient], int]:
+        recipients = list(message.recipients.all())
+        return recipients[:RECIPIENT_LINES], max(len(recipients) - RECIPIENT_LINES, 0)
+
+    @admin.display(description="sender", ordering="mail_from")
+    def envelope_sender(self, message: OutboundMessage) -> str:
+        return message.mail_from or "<> (bounce)"
+
+    @admin.display(description="recipients")
+    def recipient_addresses(self, message: OutboundMessage) -> str:
+        shown, more = self._shown(message)
+        return _lines([r.address for r in shown], more)
+
+    @admin.display(description="state")
+    def recipient_states(self, message: OutboundMessage) -> str:
+        shown, more = self._shown(message)
+        return _lines([r.get_state_display() for r in shown], more)
+
+    @admin.display(description="attempts")
+    def recipient_attempts(self, message: OutboundMessage) -> str:
+        shown, more = self._shown(message)
+        return _lines([r.attempts for r in shown], more)
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, message: OutboundMessage) -> object:
+        return message.next_attempt_at or "-"
+
+    @admin.display(description="last response")
+    def recipient_responses(self, message: OutboundMessage) -> str:
+        shown, more = self._shown(message)
+        return _lines([Truncator(r.last_response).chars(100) or "-" for r in shown], more)
+
+    @admin.display(description="remote MTA")
+    def recipient_mtas(self, message: OutboundMessage) -> str:
+        shown, more = self._shown(message)
+        return _lines([r.remote_mta or "-" for r in shown], more)
+
+    @admin.display(description="headers")
+    def headers(self, message: OutboundMessage) -> str:
+        try:
+            raw = blob_store().get(message.blob_id)
+        except OSError:
+            return "(message file missing)"
+        head = raw.split(b"\r\n\r\n", 1)[0][:HEADER_PREVIEW]
+        return format_html("<pre>{}</pre>", head.decode("utf-8", "replace"))
+
+    @admin.action(description="Retry now", permissions=["change"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        count = operations.retry_now(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{_count(count, 'recipient')} handed to the worker "
+                          "for an attempt now.")
+
+    @admin.action(description="Bounce now", permissions=["change"])
+    def bounce_now(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        bounced = operations.bounce_now(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{_count(bounced.recipients, 'recipient')} bounced; "
+                          "the senders were notified.")
+        if bounced.in_delivery:
+            self.message_user(
+                request, f"{_count(bounced.in_delivery, 'recipient')} being delivered right "
+                "now left alone; bounce again once the attempt is over.", messages.WARNING)
+
+    def delete_model(self, request: HttpRequest, obj: OutboundMessage) -> None:
+        operations.delete([obj.pk])
+
+    def delete_queryset(self, request: HttpRequest,
+                        queryset: QuerySet[OutboundMessage]) -> None:
+        operations.delete(queryset.values_list("pk", flat=True))
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

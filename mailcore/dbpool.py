@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 
 T = TypeVar("T")
 
@@ -31,9 +32,22 @@ def executor() -> ThreadPoolExecutor:
     return _executor
 
 
+_CHECK_EVERY = 30.0  # seconds between connection health checks in one thread
+_local = threading.local()
+
+
 def _unit(fn: Callable[..., T], *args, **kwargs) -> T:
-    close_old_connections()
-    return fn(*args, **kwargs)
+    # A health check costs a round trip (SELECT 1 on Postgres): do it every so often,
+    # and after any database error, rather than before every unit of work.
+    now = time.monotonic()
+    if getattr(_local, "next_check", 0.0) <= now:
+        close_old_connections()
+        _local.next_check = now + _CHECK_EVERY
+    try:
+        return fn(*args, **kwargs)
+    except DatabaseError:
+        _local.next_check = 0.0
+        raise
 
 
 async def run(fn: Callable[..., T], *args, **kwargs) -> T:

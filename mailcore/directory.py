@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -45,14 +45,54 @@ def _is_hosted(domain: str) -> bool:
     return Domain.objects.receiving().filter(name=domain).exists()
 
 
+def _route_sql() -> str:
+    # Hand-written: the recipient check runs for every RCPT, and one statement instead of
+    # three ORM queries measurably raises delivered messages per second (bench/).
+    domain, mailbox, alias = (m._meta.db_table for m in (Domain, Mailbox, Alias))
+    return f"""
+        SELECT m.id, m.is_active, m.quota_bytes, m.used_bytes,
+               EXISTS (SELECT 1 FROM {alias} a WHERE a.domain_id = d.id AND a.is_active
+                       AND a.local_part = %s),
+               EXISTS (SELECT 1 FROM {alias} a WHERE a.domain_id = d.id AND a.is_active
+                       AND a.local_part = '')
+        FROM {domain} d
+        LEFT JOIN {mailbox} m ON m.domain_id = d.id AND m.local_part = %s
+        WHERE d.name = %s AND d.is_active AND d.verified_at IS NOT NULL
+    """
+
+
+_ROUTE_SQL: str | None = None
+
+
+def _quick_route(local: str, domain: str) -> Resolution | None:
+    """Answer the common cases in one query; None when aliases need the full expansion."""
+    global _ROUTE_SQL
+    if _ROUTE_SQL is None:
+        _ROUTE_SQL = _route_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(_ROUTE_SQL, [local, local, domain])
+        row = cursor.fetchone()
+    if row is None:
+        return Resolution(Route.NOT_HOSTED)
+    mailbox_id, active, quota, used, exact_alias, catch_all = row
+    if exact_alias:
+        return None
+    if mailbox_id is not None and active:
+        if quota and used >= quota:
+            return Resolution(Route.OVER_QUOTA)
+        return Resolution(Route.LOCAL, {mailbox_id})
+    return None if catch_all else Resolution(Route.UNKNOWN_USER)
+
+
 def resolve(address: str) -> Resolution:
     """Resolve a recipient address through aliases and catch-alls to mailboxes and forwards."""
     try:
         local, domain = split_address(address)
     except AddressError:
         return Resolution(Route.INVALID)
-    if not _is_hosted(domain):
-        return Resolution(Route.NOT_HOSTED)
+    quick = _quick_route(local, domain)
+    if quick is not None:
+        return quick
     result = Resolution(Route.LOCAL)
     full: list[int] = []
     _expand(local, domain, result, full, seen=set(), depth=0)

@@ -37,3 +37,11 @@ def sweep_outbound() -> int:
     for start in range(0, len(ids), 20):
         deliver_outbound.delay(ids[start:start + 20])
     return len(ids)
+
+
+@shared_task(acks_late=True)
+def remove_domain_data(domain_id: int) -> bool:
+    """Delete a domain its customer removed (already deactivated) with all its data."""
+    from mailcore.customers import remove_domain_data as remove
+
+    return remove(domain_id)

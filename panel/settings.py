@@ -69,6 +69,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "mailcore",
+    # Panel accounts (django-allauth): sign-up, email verification, TOTP 2FA.
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +83,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Panel accounts: allauth's flows, and staff sent to 2FA setup when it is required.
+    "allauth.account.middleware.AccountMiddleware",
+    "panel.accounts.middleware.StaffTwoFactorMiddleware",
 ]
 
 if not DEBUG:
@@ -195,6 +202,8 @@ SUBMISSION_PORT = env_int("SUBMISSION_PORT", 2587)
 SUBMISSIONS_PORT = env_int("SUBMISSIONS_PORT", 2465)
 POP3_PORT = env_int("POP3_PORT", 2110)
 POP3S_PORT = env_int("POP3S_PORT", 2995)
+IMAP_PORT = env_int("IMAP_PORT", 2143)
+IMAPS_PORT = env_int("IMAPS_PORT", 2993)
 
 MESSAGE_SIZE_LIMIT = env_int("MESSAGE_SIZE_LIMIT", 50 * 1024 * 1024)
 DEFAULT_QUOTA = env_int("DEFAULT_QUOTA", 2 * 1024 * 1024 * 1024)
@@ -203,6 +212,16 @@ SMTP_MAX_RECIPIENTS = env_int("SMTP_MAX_RECIPIENTS", 100)
 SMTP_MAX_BAD_COMMANDS = env_int("SMTP_MAX_BAD_COMMANDS", 10)
 SMTP_MAX_RECEIVED_HEADERS = env_int("SMTP_MAX_RECEIVED_HEADERS", 50)
 POP3_TIMEOUT = env_float("POP3_TIMEOUT", 600)
+# IMAP: the autologout timer (RFC 9051 section 5.4: at least 30 minutes once logged in),
+# a shorter one before login, a longer one while IDLE, and how long a client that stops
+# reading our output may hold a session.
+IMAP_TIMEOUT = env_float("IMAP_TIMEOUT", 1800)
+IMAP_PREAUTH_TIMEOUT = env_float("IMAP_PREAUTH_TIMEOUT", 120)
+IMAP_IDLE_TIMEOUT = env_float("IMAP_IDLE_TIMEOUT", 3600)
+IMAP_WRITE_TIMEOUT = env_float("IMAP_WRITE_TIMEOUT", 300)
+IMAP_MAX_LINE = env_int("IMAP_MAX_LINE", 64 * 1024)  # one command line, literals aside
+IMAP_MAX_LITERAL = env_int("IMAP_MAX_LITERAL", 64 * 1024)  # any literal but APPEND's
+IMAP_MAX_COMMAND = env_int("IMAP_MAX_COMMAND", 2 * MESSAGE_SIZE_LIMIT)  # lines + literals
 SHUTDOWN_GRACE = env_float("SHUTDOWN_GRACE", 10)
 MAILCORE_DB_THREADS = env_int("MAILCORE_DB_THREADS", 8)
 MAILCORE_CHANGE_POLL = env_float("MAILCORE_CHANGE_POLL", 0.5)
@@ -236,6 +255,39 @@ OUTBOUND_RETRY_DELAYS = [
 ]
 OUTBOUND_TIMEOUT = env_float("OUTBOUND_TIMEOUT", 60)
 OUTBOUND_LEASE = env_int("OUTBOUND_LEASE", 900)
+
+# Panel accounts (django-allauth) and the mail it sends ----------------------------------
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Mailhost] "
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Mailhost"
+# Staff without TOTP are sent to set it up before anything else (panel.accounts.middleware).
+REQUIRE_STAFF_2FA = env_bool("REQUIRE_STAFF_2FA", not DEBUG)
+# The panel's mail (verification, password resets) goes through mailcore's own delivery.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "mailcore.mailer.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"noreply@{MAIL_HOSTNAME}")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The panel's own stylesheet and script.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOGGING = {
     "version": 1,

@@ -1,13 +1,19 @@
-"""The panel's URL map."""
+"""The panel's URL map: customer pages at /, accounts, the operator's dashboard and admin,
+and the well-known URLs mail clients configure themselves from."""
 
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-from panel import views
+# The admin logs in through allauth, so staff get the same rate limits and 2FA.
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("panel.customers.urls")),
+    path("", include("panel.autoconfig.urls")),
+    path("dashboard/", include("panel.dashboard.urls")),
+    path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,154 @@
+"""Operator statistics: hourly traffic counters, and the read-side queries of the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Min, Q, QuerySet, Sum
+from django.utils import timezone
+
+from mailcore.models import Domain, Mailbox, OutboundMessage, OutboundRecipient, TrafficCount
+
+KINDS = [k.value for k in TrafficCount.Kind]
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def record(kind: str, n: int = 1) -> None:
+    """Add n to this hour's counter of kind ('received', 'sent', 'bounced', 'rejected')."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown traffic kind {kind!r}")
+    if n <= 0:
+        return
+    hour = _hour(timezone.now())
+    rows = TrafficCount.objects.filter(hour=hour, kind=kind)
+    if rows.update(count=F("count") + n):
+        return
+    try:
+        # A savepoint, so that losing the race to another process leaves the caller's
+        # transaction usable for the update below.
+        with transaction.atomic():
+            TrafficCount.objects.create(hour=hour, kind=kind, count=n)
+    except IntegrityError:
+        rows.update(count=F("count") + n)
+
+
+# Traffic series -------------------------------------------------------------------------------
+
+@dataclass
+class Series:
+    """Counts per kind over consecutive buckets (hours or days), oldest first."""
+
+    labels: list[datetime] | list[date]
+    counts: dict[str, list[int]]
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {kind: sum(values) for kind, values in self.counts.items()}
+
+
+def hourly(days: int = 14, now: datetime | None = None) -> Series:
+    """Return the counters of every hour of the last days, the current hour last."""
+    end = _hour(now or timezone.now())
+    hours = [end - timedelta(hours=i) for i in range(days * 24 - 1, -1, -1)]
+    index = {h: i for i, h in enumerate(hours)}
+    counts = {kind: [0] * len(hours) for kind in KINDS}
+    rows = TrafficCount.objects.filter(hour__gte=hours[0]).values_list("hour", "kind", "count")
+    for hour, kind, count in rows:
+        i = index.get(_hour(hour.astimezone(end.tzinfo)))
+        if i is not None and kind in counts:
+            counts[kind][i] += count
+    return Series(hours, counts)
+
+
+def daily(days: int = 14, now: datetime | None = None) -> Series:
+    """Return the counters summed per (UTC) day for the last days, today last."""
+    per_hour = hourly(days + 1, now)
+    today = per_hour.labels[-1].date()
+    labels = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
+    index = {d: i for i, d in enumerate(labels)}
+    counts = {kind: [0] * days for kind in KINDS}
+    for position, hour in enumerate(per_hour.labels):
+        i = index.get(hour.date())
+        if i is None:
+            continue
+        for kind in KINDS:
+            counts[kind][i] += per_hour.counts[kind][position]
+    return Series(labels, counts)
+
+
+# Totals and the queue -------------------------------------------------------------------------
+
+@dataclass
+class Totals:
+    customers: int
+    domains: int
+    unverified_domains: int
+    mailboxes: int
+    aliases: int
+    storage_bytes: int
+
+
+def totals() -> Totals:
+    from mailcore.models import Alias
+
+    domains = Domain.objects.aggregate(
+        all=Count("pk"), unverified=Count("pk", filter=Q(verified_at__isnull=True)))
+    return Totals(
+        customers=get_user_model().objects.filter(is_staff=False, is_active=True).count(),
+        domains=domains["all"],
+        unverified_domains=domains["unverified"],
+        mailboxes=Mailbox.objects.count(),
+        aliases=Alias.objects.count(),
+        storage_bytes=Mailbox.objects.aggregate(total=Sum("used_bytes"))["total"] or 0,
+    )
+
+
+@dataclass
+class QueueState:
+    depth: int
+    messages: int
+    oldest: datetime | None
+
+
+def queue_state() -> QueueState:
+    """Return how many recipients wait in the outbound queue, and since when the oldest."""
+    pending = OutboundRecipient.objects.pending()
+    summary = pending.aggregate(depth=Count("pk"),
+                                messages=Count("message", distinct=True),
+                                oldest=Min("message__created_at"))
+    return QueueState(summary["depth"], summary["messages"], summary["oldest"])
+
+
+def oldest_queued(limit: int = 10) -> QuerySet[OutboundRecipient]:
+    return (OutboundRecipient.objects.pending().select_related("message")
+            .order_by("message__created_at", "pk")[:limit])
+
+
+def storage_by_domain(limit: int = 20) -> QuerySet[Domain]:
+    """Return the domains using the most storage, annotated with storage and mailbox counts."""
+    return (Domain.objects.select_related("owner")
+            .annotate(storage=Sum("mailboxes__used_bytes"), mailbox_count=Count("mailboxes"))
+            .order_by(F("storage").desc(nulls_last=True), "name")[:limit])
+
+
+def recent_failures(limit: int = 20) -> QuerySet[OutboundRecipient]:
+    """Return the latest recipients that failed for good, with the remote server's reply."""
+    return (OutboundRecipient.objects.filter(state=OutboundRecipient.State.FAILED)
+            .select_related("message", "message__sender", "message__sender__domain")
+            .order_by("-updated_at", "-pk")[:limit])
+
+
+def busiest_senders(hours: int = 24, limit: int = 10) -> list[tuple[Mailbox, int]]:
+    """Return the mailboxes that submitted the most outbound messages in the last hours."""
+    since = timezone.now() - timedelta(hours=hours)
+    rows = (OutboundMessage.objects.filter(created_at__gte=since, sender__isnull=False)
+            .values("sender").annotate(n=Count("pk")).order_by("-n", "sender")[:limit])
+    counts = {row["sender"]: row["n"] for row in rows}
+    mailboxes = Mailbox.objects.select_related("domain").in_bulk(list(counts))
+    return [(mailboxes[pk], n) for pk, n in counts.items() if pk in mailboxes]

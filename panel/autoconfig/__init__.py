@@ -1,0 +1,1 @@
+"""Automatic mail client configuration: Thunderbird autoconfig and Outlook autodiscover."""

@@ -1,0 +1,1 @@
+"""The customer's self-service pages: domains, DNS, mailboxes, aliases, client setup."""

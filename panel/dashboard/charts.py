@@ -1,0 +1,117 @@
+"""Traffic charts drawn on the server as inline SVG: no JavaScript, readable without colour."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+from mailcore.stats import Series
+
+COLOURS = {"received": "#2563eb", "sent": "#16a34a", "bounced": "#d97706",
+           "rejected": "#dc2626"}
+DASHES = {"received": "", "sent": "6 3", "bounced": "2 2", "rejected": "8 3 2 3"}
+WIDTH, HEIGHT = 720, 240
+LEFT, RIGHT, TOP, BOTTOM = 44, 10, 12, 28
+
+
+def _nice_max(value: int) -> int:
+    """Return a round number at least value and divisible by 4, for the top of the y axis
+    (so the quarter grid lines fall on whole messages)."""
+    if value <= 4:
+        return 4
+    magnitude = 10 ** int(math.log10(value))
+    for step in (1, 1.2, 1.6, 2, 4, 6, 8, 10, 12):
+        top = round(step * magnitude)
+        if value <= top and top % 4 == 0:
+            return top
+    return -(-value // 4) * 4
+
+
+def _y(value: float, top: int) -> float:
+    return TOP + (HEIGHT - TOP - BOTTOM) * (1 - value / top)
+
+
+def _frame(top: int, title: str) -> list[SafeString]:
+    parts = [format_html('<title>{}</title>', title)]
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        value = top * fraction
+        y = _y(value, top)
+        parts.append(format_html(
+            '<line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>'
+            '<text x="{}" y="{}" class="axis" text-anchor="end">{}</text>',
+            LEFT, WIDTH - RIGHT, f"{y:.1f}", f"{y:.1f}", LEFT - 6, f"{y + 4:.1f}",
+            f"{value:g}"))
+    return parts
+
+
+def _svg(parts: list[SafeString], label: str) -> SafeString:
+    return format_html(
+        '<svg viewBox="0 0 {} {}" role="img" aria-label="{}" class="chart-svg">{}</svg>',
+        WIDTH, HEIGHT, label, mark_safe("".join(parts)))
+
+
+def _x_label(bucket: date | datetime) -> str:
+    return f"{bucket:%b} {bucket.day}"
+
+
+def line_chart(series: Series, title: str) -> SafeString:
+    """Return one line per kind over the series' buckets (hours), with day ticks."""
+    n = len(series.labels)
+    top = _nice_max(max((max(v) for v in series.counts.values()), default=0))
+    plot = WIDTH - LEFT - RIGHT
+    step = plot / max(n - 1, 1)
+    parts = _frame(top, title)
+    days = [i for i, label in enumerate(series.labels) if label.hour == 0]
+    every = max(1, math.ceil(len(days) / 7))
+    for count, i in enumerate(days):
+        x = LEFT + i * step
+        parts.append(format_html('<line x1="{}" x2="{}" y1="{}" y2="{}" class="tick"/>',
+                                 f"{x:.1f}", f"{x:.1f}", TOP, HEIGHT - BOTTOM))
+        if count % every == 0:
+            parts.append(format_html(
+                '<text x="{}" y="{}" class="axis" text-anchor="middle">{}</text>',
+                f"{x:.1f}", HEIGHT - BOTTOM + 16, _x_label(series.labels[i])))
+    for kind, values in series.counts.items():
+        points = " ".join(f"{LEFT + i * step:.1f},{_y(v, top):.1f}" for i, v in enumerate(values))
+        parts.append(format_html(
+            '<polyline points="{}" fill="none" stroke="{}" stroke-width="1.6" '
+            'stroke-dasharray="{}" stroke-linejoin="round"><title>{}</title></polyline>',
+            points, COLOURS[kind], DASHES[kind], kind))
+    return _svg(parts, title)
+
+
+def bar_chart(series: Series, title: str) -> SafeString:
+    """Return grouped bars: one group per bucket (day), one bar per kind."""
+    n = len(series.labels)
+    kinds = list(series.counts)
+    top = _nice_max(max((max(v) for v in series.counts.values()), default=0))
+    group = (WIDTH - LEFT - RIGHT) / max(n, 1)
+    bar = group * 0.8 / max(len(kinds), 1)
+    parts = _frame(top, title)
+    every = max(1, math.ceil(n / 7))
+    for i, label in enumerate(series.labels):
+        x0 = LEFT + i * group + group * 0.1
+        for k, kind in enumerate(kinds):
+            value = series.counts[kind][i]
+            y = _y(value, top)
+            parts.append(format_html(
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
+                '<title>{} {}: {}</title></rect>',
+                f"{x0 + k * bar:.1f}", f"{y:.1f}", f"{max(bar - 1, 1):.1f}",
+                f"{HEIGHT - BOTTOM - y:.1f}", COLOURS[kind], _x_label(label), kind, value))
+        if i % every == 0 or i == n - 1:
+            parts.append(format_html(
+                '<text x="{}" y="{}" class="axis" text-anchor="middle">{}</text>',
+                f"{LEFT + (i + 0.5) * group:.1f}", HEIGHT - BOTTOM + 16, _x_label(label)))
+    return _svg(parts, title)
+
+
+def legend(series: Series) -> SafeString:
+    return format_html(
+        '<ul class="legend">{}</ul>',
+        format_html_join("", '<li><span class="swatch" style="background:{}"></span>'
+                             '{} <strong>{}</strong></li>',
+                         ((COLOURS[k], k.capitalize(), t) for k, t in series.totals.items())))

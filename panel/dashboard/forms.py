@@ -1,0 +1,33 @@
+"""Forms of the operator's dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from mailcore import customers
+from mailcore.models import CustomerLimits
+
+MB = 1024 ** 2
+
+
+class LimitsForm(forms.Form):
+    max_domains = forms.IntegerField(label="Domains", min_value=0, help_text="0: no limit.")
+    max_mailboxes = forms.IntegerField(label="Mailboxes", min_value=0, help_text="0: no limit.")
+    max_storage_mb = forms.IntegerField(
+        label="Storage (MB)", min_value=0,
+        help_text="The sum of the customer's mailbox quotas. 0: no limit.")
+
+    def __init__(self, *args: Any, user, **kwargs: Any) -> None:
+        limits = customers.limits_for(user)
+        kwargs.setdefault("initial", {"max_domains": limits.max_domains,
+                                      "max_mailboxes": limits.max_mailboxes,
+                                      "max_storage_mb": limits.max_storage_bytes // MB})
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def save(self) -> CustomerLimits:
+        data = self.cleaned_data
+        return customers.set_limits(self.user, data["max_domains"], data["max_mailboxes"],
+                                    data["max_storage_mb"] * MB)

@@ -1,0 +1,95 @@
+"""The panel tests' small cast: alice owns a domain, bob is another customer, carol is staff.
+
+Import with `from tests.panel_cast import *`; each fixture overrides conftest's of the
+same name (there, alice and bob are mailboxes) in the importing module only.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from mailcore import directory
+from mailcore.models import Domain, Mailbox
+
+__all__ = ["PASSWORD", "WEB_PASSWORD", "alice", "alice_domain", "alice_mailbox", "as_alice",
+           "as_bob", "as_carol", "bob", "carol", "published_records", "removals"]
+
+PASSWORD = "correct horse battery staple"
+WEB_PASSWORD = "web-login-Secret-42"
+
+
+def _user(name: str, staff: bool = False):
+    user = get_user_model().objects.create_user(
+        name, f"{name}@customers.test", WEB_PASSWORD, is_staff=staff, is_superuser=staff)
+    return user
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice(db):
+    return _user("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return _user("bob")
+
+
+@pytest.fixture
+def carol(db):
+    return _user("carol", staff=True)
+
+
+@pytest.fixture
+def as_alice(alice) -> Client:
+    return _client(alice)
+
+
+@pytest.fixture
+def as_bob(bob) -> Client:
+    return _client(bob)
+
+
+@pytest.fixture
+def as_carol(carol) -> Client:
+    return _client(carol)
+
+
+@pytest.fixture
+def alice_domain(alice) -> Domain:
+    return directory.add_domain("alice.test", owner=alice, verified=True)
+
+
+@pytest.fixture
+def alice_mailbox(alice_domain) -> Mailbox:
+    return directory.add_mailbox("hello@alice.test", PASSWORD, display_name="Alice Hello",
+                                 quota_bytes=100 * 1024 ** 2)
+
+
+@pytest.fixture
+def removals(monkeypatch) -> list[int]:
+    """Record the domains queued for data removal instead of asking the worker."""
+    queued: list[int] = []
+    monkeypatch.setattr("mailcore.customers._enqueue_removal", queued.append)
+    return queued
+
+
+def published_records(domain: Domain) -> dict[tuple[str, str], list[str]]:
+    """Return tests.dns_server records publishing exactly what the domain is asked to."""
+    from mailcore import dnscheck
+
+    records: dict[tuple[str, str], list[str]] = {}
+    for record in dnscheck.expected_records(domain):
+        value = record.value
+        if record.rtype == "TXT":
+            # Long TXT values travel as several strings, as a zone file splits them.
+            value = " ".join(f'"{value[i:i + 255]}"' for i in range(0, len(value), 255))
+        records.setdefault((record.name, record.rtype), []).append(value)
+    return records

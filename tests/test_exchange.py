@@ -1,0 +1,235 @@
+"""Two mailcore installations exchanging mail: submission, SMTP between them, POP3.
+
+a.test and b.test each run as a real installation on 127.0.0.1: its own `manage.py
+mailcore` process, its own Celery worker on the embedded (filesystem) broker, its own data
+folder. Each one's outbound transport for the other's domain is the other's SMTP port.
+
+These installations keep their own SQLite databases in their data folders whatever
+DATABASE_URL the suite runs with: they are whole deployments, not views of the test DB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import os
+import poplib
+import re
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import dkim
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.servers import NAMES, ROOT, free_port
+
+T = TypeVar("T")
+WAIT = 30  # seconds any one step may take before the test gives up
+
+
+def wait_for(probe: Callable[[], T | None], what: str, *hosts: Installation) -> T:
+    """Call probe until it returns something; after WAIT seconds fail, quoting hosts' logs."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            logs = "".join(f"\n--- {h.domain} {name}.log ---\n{h.log(name)[-4000:]}"
+                           for h in hosts for name in ("mailcore", "worker"))
+            pytest.fail(f"gave up waiting for {what}{logs}")
+        time.sleep(0.25)
+
+
+class Installation:
+    """One mail host on loopback: database, mailcore and a Celery worker, in data_dir."""
+
+    def __init__(self, domain: str, data_dir: Path) -> None:
+        self.domain = domain
+        self.data_dir = data_dir
+        self.ports = {name: free_port() for name in NAMES}
+        self.transports = ""
+        self.procs: list[subprocess.Popen] = []
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("REDIS_URL", "BLOB_DIR", "TLS_CERT_FILE", "TLS_KEY_FILE")}
+        env.update({
+            "DJANGO_SETTINGS_MODULE": "panel.settings",
+            "DATA_DIR": str(self.data_dir),
+            "DATABASE_URL": f"sqlite:///{self.data_dir / 'db.sqlite3'}",
+            "CELERY_BROKER_URL": "filesystem://",
+            "SECRET_KEY": f"exchange-test-{self.domain}",
+            "MAIL_HOSTNAME": f"mx.{self.domain}",
+            "MAIL_BIND_ADDRESS": "127.0.0.1",
+            "OUTBOUND_TRANSPORTS": self.transports,
+            "DNS_RESOLVER": "127.0.0.1:1",
+            "DNS_TIMEOUT": "1",
+            "PLAINTEXT_AUTH": "loopback",
+            "ARGON2_TIME_COST": "1",
+            "ARGON2_MEMORY_COST": "1024",
+            "AUTH_FAILURE_DELAY": "0.05",
+            "SHUTDOWN_GRACE": "2",
+            "LOG_LEVEL": "INFO",
+        })
+        env.update({f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        return env
+
+    def manage(self, *args: str, stdin: str = "") -> str:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=self.env(),
+            input=stdin, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"manage.py {args[0]}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    def set_up(self, *users: str) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.manage("migrate", "--noinput")
+        self.manage("domain", "add", self.domain)
+        for user in users:
+            self.manage("mailbox", "add", f"{user}@{self.domain}", "--password-stdin",
+                        stdin=PASSWORD + "\n")
+
+    def spawn(self, name: str, args: list[str]) -> None:
+        log = (self.data_dir / f"{name}.log").open("ab")
+        self.procs.append(subprocess.Popen(
+            args, cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True))
+        log.close()
+
+    def start(self) -> None:
+        self.spawn("mailcore", [sys.executable, str(ROOT / "manage.py"), "mailcore"])
+        self.spawn("worker", [sys.executable, "-m", "celery", "-A", "panel", "worker",
+                              "--pool", "solo", "--loglevel", "INFO", "-n",
+                              f"{self.domain}@%h", "--without-mingle", "--without-gossip",
+                              "--without-heartbeat"])
+        wait_for(lambda: self._listening() or None, f"{self.domain}'s mailcore to listen", self)
+        wait_for(lambda: " ready." in self.log("worker") or None,
+                 f"{self.domain}'s worker to start", self)
+
+    def _listening(self) -> bool:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                pytest.fail(f"{self.domain}: {proc.args[1:3]} exited:\n"
+                            f"{self.log('mailcore')}\n{self.log('worker')}")
+        try:
+            with contextlib.closing(
+                    smtplib.SMTP("127.0.0.1", self.ports["submission"], timeout=2)):
+                return True
+        except OSError:
+            return False
+
+    def log(self, name: str) -> str:
+        path = self.data_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Trust this installation's self-signed certificate (made on its first start)."""
+        context = ssl.create_default_context(cafile=str(self.data_dir / "tls" / "cert.pem"))
+        # Connecting to 127.0.0.1, which the certificate does not name; the chain is checked.
+        context.check_hostname = False
+        return context
+
+    def dkim_txt(self) -> str:
+        """Return the DKIM TXT record the operator publishes (`domain dkim` prints it)."""
+        out = self.manage("domain", "dkim", self.domain)
+        [value] = re.findall(r"^Value: +(.+)$", out, re.MULTILINE)
+        return value
+
+    def submit(self, user: str, to: str, raw: bytes, implicit_tls: bool = False) -> None:
+        address = f"{user}@{self.domain}"
+        if implicit_tls:
+            session: smtplib.SMTP = smtplib.SMTP_SSL(
+                "127.0.0.1", self.ports["submissions"], timeout=10, context=self.tls_context())
+        else:
+            session = smtplib.SMTP("127.0.0.1", self.ports["submission"], timeout=10)
+            session.starttls(context=self.tls_context())
+        with session:
+            session.login(address, PASSWORD)
+            assert session.sendmail(address, [to], raw) == {}
+
+    def pop3_messages(self, user: str) -> list[bytes]:
+        """Return every message POP3 offers the user now (without deleting any)."""
+        pop = poplib.POP3("127.0.0.1", self.ports["pop3"], timeout=10)
+        try:
+            pop.user(f"{user}@{self.domain}")
+            pop.pass_(PASSWORD)
+            count, _ = pop.stat()
+            return [b"\r\n".join(pop.retr(n + 1)[1]) + b"\r\n" for n in range(count)]
+        finally:
+            pop.quit()
+
+
+def verifies(raw: bytes, txt: str) -> bool:
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return txt.encode()
+
+    return dkim.verify(raw, dnsfunc=dnsfunc)
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    a = Installation("a.test", tmp_path / "a")
+    b = Installation("b.test", tmp_path / "b")
+    a.transports = f"b.test=127.0.0.1:{b.ports['smtp']}"
+    b.transports = f"a.test=127.0.0.1:{a.ports['smtp']}"
+    try:
+        a.set_up("alice")
+        b.set_up("bob")
+        a.start()
+        b.start()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_two_installations_exchange_signed_mail(hosts):
+    a, b = hosts
+    a.submit("alice", "bob@b.test", (
+        b"From: Alice <alice@a.test>\r\nTo: Bob <bob@b.test>\r\nSubject: Lunch?\r\n\r\n"
+        b"Noon at the usual place?\r\n"))
+    [raw] = wait_for(lambda: b.pop3_messages("bob") or None, "bob's copy at b.test", a, b)
+    question = email.message_from_bytes(raw)
+    assert question["Subject"] == "Lunch?"
+    assert question["Message-ID"] and question["Date"]
+    assert "d=a.test" in question["DKIM-Signature"].replace(" ", "")
+    assert verifies(raw, a.dkim_txt())
+    received = question.get_all("Received")
+    assert "by mx.b.test" in received[0] and "with ESMTPS" in received[0]
+    assert "by mx.a.test" in received[1] and "with ESMTPSA" in received[1]
+
+    b.submit("bob", "alice@a.test", (
+        f"From: bob@b.test\r\nTo: alice@a.test\r\nSubject: Re: Lunch?\r\n"
+        f"In-Reply-To: {question['Message-ID']}\r\n\r\nSee you there.\r\n").encode(),
+        implicit_tls=True)
+    [raw] = wait_for(lambda: a.pop3_messages("alice") or None, "alice's copy at a.test", a, b)
+    reply = email.message_from_bytes(raw)
+    assert reply["Subject"] == "Re: Lunch?"
+    assert reply["In-Reply-To"] == question["Message-ID"]
+    assert "d=b.test" in reply["DKIM-Signature"].replace(" ", "")
+    assert verifies(raw, b.dkim_txt())
+    for host in (a, b):
+        for name in ("mailcore", "worker"):
+            assert "Traceback" not in host.log(name), host.log(name)

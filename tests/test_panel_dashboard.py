@@ -1,0 +1,133 @@
+"""The operator's dashboard and the statistics behind it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from mailcore import directory, stats
+from mailcore.models import OutboundMessage, OutboundRecipient, TrafficCount
+from mailcore.store.delivery import deliver
+from panel.dashboard import charts
+from tests.panel_cast import *  # noqa: F403
+
+pytestmark = pytest.mark.django_db
+
+
+def test_record_adds_to_the_current_hours_counter() -> None:
+    stats.record("received")
+    stats.record("received", 4)
+    stats.record("rejected")
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    assert TrafficCount.objects.get(hour=hour, kind="received").count == 5
+    assert TrafficCount.objects.get(hour=hour, kind="rejected").count == 1
+    with pytest.raises(ValueError):
+        stats.record("eaten")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_is_atomic_across_threads() -> None:
+    def work() -> None:
+        try:
+            for _ in range(10):
+                stats.record("sent")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert TrafficCount.objects.get(kind="sent").count == 40
+
+
+def test_series_cover_14_days_per_hour_and_per_day() -> None:
+    now = timezone.now()
+    TrafficCount.objects.create(hour=now.replace(minute=0, second=0, microsecond=0),
+                                kind="sent", count=3)
+    TrafficCount.objects.create(
+        hour=(now - timedelta(days=2)).replace(minute=0, second=0, microsecond=0),
+        kind="bounced", count=2)
+    TrafficCount.objects.create(
+        hour=(now - timedelta(days=30)).replace(minute=0, second=0, microsecond=0),
+        kind="sent", count=100)
+    hourly = stats.hourly(14)
+    assert len(hourly.labels) == 14 * 24
+    assert hourly.counts["sent"][-1] == 3
+    assert hourly.totals == {"received": 0, "sent": 3, "bounced": 2, "rejected": 0}
+    daily = stats.daily(14)
+    assert len(daily.labels) == 14 and daily.labels[-1] == now.date()
+    assert daily.counts["sent"][-1] == 3
+    assert daily.counts["bounced"][-3] == 2
+
+
+def test_charts_are_inline_svg_with_a_line_or_bar_per_kind() -> None:
+    stats.record("received", 7)
+    line = charts.line_chart(stats.hourly(14), "per hour")
+    assert line.startswith("<svg") and line.count("<polyline") == 4
+    bars = charts.bar_chart(stats.daily(14), "per day")
+    assert bars.count("<rect") == 14 * 4
+    assert "received: 7" in bars
+
+
+def _queue(sender, address: str, state: str, response: str = "", age_hours: int = 0):
+    raw = b"Subject: x\r\n\r\nx\r\n"
+    delivered = deliver(raw, sender.address, [], [address], sender_mailbox_id=sender.pk)
+    message = OutboundMessage.objects.get(pk=delivered.outbound_id)
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        created_at=timezone.now() - timedelta(hours=age_hours))
+    OutboundRecipient.objects.filter(message=message).update(
+        state=state, last_response=response, status="5.1.1" if response else "")
+    return message
+
+
+def test_carol_sees_the_dashboard(as_carol, alice_domain, alice_mailbox) -> None:
+    directory.add_domain("unverified.test", verified=False)
+    _queue(alice_mailbox, "a@remote.test", "queued", age_hours=3)
+    _queue(alice_mailbox, "b@remote.test", "failed", "550 5.1.1 no such user here")
+    stats.record("received", 12)
+    response = as_carol.get(reverse("dashboard"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    context = response.context
+    assert context["totals"].domains == 2 and context["totals"].mailboxes == 1
+    assert context["queue"].depth == 1
+    assert "3\xa0hours" in page  # the oldest queued message's age
+    assert "550 5.1.1 no such user here" in page
+    assert context["senders"] == [(alice_mailbox, 2)]
+    assert "<svg" in page and "Messages per hour" in page
+    assert "unverified.test" in page and reverse("domain_verify", args=[
+        context["unverified"][0].pk]) in page
+    assert reverse("admin:mailcore_domain_change", args=[alice_domain.pk]) in page
+    assert reverse("admin:mailcore_mailbox_change", args=[alice_mailbox.pk]) in page
+
+
+def test_storage_per_domain_is_largest_first(alice, alice_domain, alice_mailbox) -> None:
+    other = directory.add_domain("big.test", owner=alice)
+    box = directory.add_mailbox("x@big.test", "pw-pw-pw-pw")
+    box.used_bytes = 10_000
+    box.save()
+    assert [d.name for d in stats.storage_by_domain()] == ["big.test", "alice.test"]
+    assert stats.storage_by_domain()[0].storage == 10_000
+    assert other.owner == alice
+
+
+def test_busiest_senders_count_only_the_last_day(alice_mailbox) -> None:
+    _queue(alice_mailbox, "a@remote.test", "delivered", age_hours=30)
+    assert stats.busiest_senders() == []
+
+
+def test_customers_get_404_from_the_dashboard(as_alice) -> None:
+    assert as_alice.get(reverse("dashboard")).status_code == 404
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client) -> None:
+    response = client.get(reverse("dashboard"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
