@@ -1,0 +1,1 @@
+"""Benchmark harness: reference servers and generic SMTP/POP3 load generators."""
