@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from mailcore import dsn
@@ -54,7 +55,13 @@ def send_dsn(raw: bytes, sender: str) -> None:
 
 def notify_senders(message_ids: set[int]) -> None:
     """Send the bounces and delay notices these messages' recipients now call for."""
-    for message_id in message_ids:
+    notice_due = timezone.now() - timedelta(seconds=settings.OUTBOUND_DELAY_NOTICE)
+    pending = (OutboundRecipient.objects.filter(message_id__in=list(message_ids))
+               .filter(Q(state=OutboundRecipient.State.FAILED, dsn_sent=False)
+                       | Q(state=OutboundRecipient.State.QUEUED, delay_notified=False,
+                           message__created_at__lte=notice_due))
+               .values_list("message_id", flat=True).distinct())
+    for message_id in set(pending):
         with transaction.atomic():
             message = OutboundMessage.objects.select_for_update().get(pk=message_id)
             recipients = list(message.recipients.select_related("message"))
