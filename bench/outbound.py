@@ -439,7 +439,7 @@ def main() -> None:
 
     print(f"{args.messages} messages of {args.size} B to {len(RECIPIENTS)} recipients at one "
           f"domain, loopback sink on {HOST}; {os.cpu_count()} CPUs")
-    polling = args.polling_interval if args.polling_interval is not None else "1 (default)"
+    polling = args.polling_interval if args.polling_interval is not None else "the settings'"
     database = urlsplit(args.database_url).path.lstrip("/") if args.database_url else "SQLite"
     print(f"ours: Celery prefork x{args.workers}, filesystem broker polled every {polling} s, "
           f"{database}; postfix: defaults (20 connections per destination)")

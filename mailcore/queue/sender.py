@@ -238,11 +238,31 @@ def record(recipients: list[OutboundRecipient], outcomes: dict[int, Outcome]) ->
     notify_senders({r.message_id for r in recipients})
 
 
-def attempt(message_ids: Iterable[int]) -> None:
-    """Try every due recipient of these messages once."""
+def _company(recipients: list[OutboundRecipient], limit: int) -> list[int]:
+    """Return other due messages bound for the same domains, to share the connections."""
+    now = timezone.now()
+    domains = {r.address.rpartition("@")[2].lower() for r in recipients}
+    same_domain = Q()
+    for domain in domains:
+        same_domain |= Q(address__iendswith=f"@{domain}")
+    return list(OutboundRecipient.objects.pending()
+                .filter(same_domain, next_attempt_at__lte=now)
+                .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+                .exclude(message_id__in={r.message_id for r in recipients})
+                .order_by("next_attempt_at").values_list("message_id", flat=True)
+                .distinct()[:limit])
+
+
+def attempt(message_ids: Iterable[int], batch: int = 50) -> None:
+    """Try every due recipient of these messages once, with other mail for the same domains.
+
+    Each queued message asks for its own attempt; whichever attempt runs first takes the
+    waiting company along on one connection, and the later ones find nothing left to do.
+    """
     recipients = claim(message_ids)
     if not recipients:
         return
+    recipients += claim(_company(recipients, batch))
     by_domain: dict[str, dict[int, list[OutboundRecipient]]] = defaultdict(dict)
     messages: dict[int, OutboundMessage] = {}
     for recipient in recipients:
