@@ -96,6 +96,7 @@ def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
     """Return the listeners the settings ask for (a port of 0 disables one)."""
     from django.conf import settings
 
+    from mailcore.imap.server import start_imap
     from mailcore.pop3.server import start_pop3
     from mailcore.smtp.server import start_smtp
     from mailcore.smtp.submission import start_submission
@@ -111,4 +112,8 @@ def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
                      lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=False)),
         ListenerSpec("pop3s", settings.POP3S_PORT,
                      lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=True)),
+        ListenerSpec("imap", settings.IMAP_PORT,
+                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=False)),
+        ListenerSpec("imaps", settings.IMAPS_PORT,
+                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=True)),
     ]

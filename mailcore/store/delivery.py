@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mailcore.models import Blob, Mailbox, Message, OutboundMessage, OutboundRecipient
-from mailcore.store import events
+from mailcore.store import events, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX, lock_folder
 from mailcore.store.headers import summarize
@@ -48,7 +48,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     mailbox_ids = sorted(set(mailbox_ids))
     remote = sorted(set(remote))
     size = len(raw)
-    fields = summarize(raw)
+    fields = {**summarize(raw), **structure.compute(raw)}
     key = blob_store().put(raw)
     now = timezone.now()
     with transaction.atomic():

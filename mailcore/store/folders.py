@@ -51,18 +51,26 @@ def lock_folder(mailbox_id: int, name: str = INBOX) -> Folder:
     return Folder.objects.select_for_update().get(mailbox_id=mailbox_id, name=name)
 
 
+_BATCH = 500
+
+
 def expunge(folder: Folder, message_ids: Iterable[int]) -> int:
     """Remove messages from a locked folder, leaving tombstones; return how many went."""
     assert transaction.get_connection().in_atomic_block
-    doomed = list(Message.objects.filter(folder=folder, pk__in=list(message_ids))
-                  .values_list("pk", "uid", "size"))
+    ids = list(message_ids)
+    # In batches: an IN list of a whole large folder exceeds SQLite's parameter limit.
+    doomed = [row for start in range(0, len(ids), _BATCH)
+              for row in Message.objects.filter(folder=folder, pk__in=ids[start:start + _BATCH])
+              .values_list("pk", "uid", "size")]
     if not doomed:
         return 0
     folder.highestmodseq += 1
     Expunged.objects.bulk_create(
-        Expunged(folder=folder, uid=uid, modseq=folder.highestmodseq) for _, uid, _ in doomed
+        (Expunged(folder=folder, uid=uid, modseq=folder.highestmodseq) for _, uid, _ in doomed),
+        batch_size=_BATCH,
     )
-    Message.objects.filter(pk__in=[pk for pk, _, _ in doomed]).delete()
+    for start in range(0, len(doomed), _BATCH):
+        Message.objects.filter(pk__in=[pk for pk, _, _ in doomed[start:start + _BATCH]]).delete()
     folder.save(update_fields=["highestmodseq"])
     freed = sum(size for _, _, size in doomed)
     Mailbox.objects.filter(pk=folder.mailbox_id).update(used_bytes=F("used_bytes") - freed)
@@ -154,6 +162,7 @@ def remove_folder(mailbox_id: int, name: str) -> None:
     freed = Message.objects.filter(folder=folder).aggregate(s=Sum("size"))["s"] or 0
     folder.delete()
     Mailbox.objects.filter(pk=mailbox_id).update(used_bytes=F("used_bytes") - freed)
+    events.changed(mailbox_id)  # a session with it selected must learn it is gone
 
 
 @transaction.atomic
@@ -216,3 +225,21 @@ def status(folder: Folder) -> dict[str, int]:
         "HIGHESTMODSEQ": folder.highestmodseq,
         "SIZE": counts["size"] or 0,
     }
+
+
+def folder_status(mailbox_id: int, name: str) -> dict[str, int]:
+    """Return status() of a folder found by name; raise FolderError if there is none."""
+    return status(find_folder(mailbox_id, name))
+
+
+def statuses(mailbox_id: int, names: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Return status() of several folders by name (LIST-STATUS, RFC 5819)."""
+    wanted = set(names)
+    return {f.name: status(f) for f in list_folders(mailbox_id) if f.name in wanted}
+
+
+def usage(mailbox_id: int, name: str | None = None) -> tuple[int, int]:
+    """Return a mailbox's (used bytes, quota bytes; 0 for none), checking a folder exists."""
+    if name is not None:
+        find_folder(mailbox_id, name)
+    return Mailbox.objects.values_list("used_bytes", "quota_bytes").get(pk=mailbox_id)

@@ -1,0 +1,226 @@
+"""IMAP FETCH (RFC 9051 section 6.4.5): every message data item, in bounded chunks.
+
+Rows are loaded a chunk at a time with only the columns the items need; blobs are read
+only for body sections, in batches of bounded size; non-PEEK body fetches set \\Seen
+first, so the FLAGS they report are the new ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from mailcore import dbpool
+from mailcore.imap import encode, mime, replies
+from mailcore.imap.parser import Command, Fetch, FetchItem, Section
+from mailcore.models import Message
+from mailcore.sessions import BadSyntax, Refused
+from mailcore.store import messages
+from mailcore.store.messages import flags_of
+
+if TYPE_CHECKING:
+    from mailcore.imap.session import IMAPSession
+    from mailcore.imap.view import View
+
+CHUNK = 250  # messages whose rows are loaded at once
+BLOB_BATCH = 8 * 1024 * 1024  # octets of blobs read at once
+
+_COLUMNS = {
+    "INTERNALDATE": ("internal_date",), "RFC822.SIZE": ("size",),
+    "ENVELOPE": ("envelope",), "BODYSTRUCTURE": ("bodystructure",),
+}
+_BODY_COLUMNS = ("blob_id", "size", "bodystructure")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+_WHOLE_MESSAGE_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+
+
+def _needs_body(item: FetchItem) -> bool:
+    return item.name in _WHOLE_MESSAGE_ITEMS or item.section is not None
+
+
+def _sets_seen(item: FetchItem) -> bool:
+    """Tell whether fetching the item sets \\Seen (RFC 9051 section 6.4.5)."""
+    if item.name in ("RFC822", "RFC822.TEXT"):
+        return True
+    return item.name in ("BODY", "BINARY") and item.section is not None and not item.peek
+
+
+async def do_fetch(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.4.5 (RFC 3501 section 6.4.5), BINARY (RFC 3516 section 4.2),
+    # CHANGEDSINCE (RFC 7162 section 3.1.4), VANISHED (RFC 7162 section 3.2.6).
+    view = session.selected
+    args: Fetch = command.args
+    items = list(args.items)
+    if args.vanished and not (command.uid and session.qresync
+                              and args.changed_since is not None):
+        raise BadSyntax(replies.VANISHED_NEEDS_CHANGEDSINCE)
+    if args.changed_since is not None or any(i.name == "MODSEQ" for i in items):
+        session.enable_condstore()
+    names = {i.name for i in items}
+    if "MODSEQ" not in names and (args.changed_since is not None
+                                  or session.condstore and "FLAGS" in names):
+        # RFC 7162 sections 3.1.4.1 (CHANGEDSINCE) and 3.1 (flags come with their modseq).
+        items.append(FetchItem("MODSEQ"))
+    if command.uid and "UID" not in names:
+        items.insert(0, FetchItem("UID"))  # RFC 9051 section 6.4.9
+    uids = view.resolve(args.sequence, command.uid)
+    if args.vanished:
+        ranges = view.uid_ranges(args.sequence, uid=True).resolve(view.max_uid)
+        gone = await dbpool.run(messages.vanished, view.folder_id, args.changed_since, ranges)
+        if gone:
+            await session.send(encode.untagged("VANISHED", "(EARLIER)",
+                                               encode.sequence_set(gone)))
+    columns = {c for i in items for c in _COLUMNS.get(i.name, ())}
+    if any(_needs_body(i) for i in items):
+        columns.update(_BODY_COLUMNS)
+    if any(i.name == "BODY" and i.section is None for i in items):
+        columns.add("bodystructure")
+    sets_seen = not view.read_only and any(_sets_seen(i) for i in items)
+    found = 0
+    for start in range(0, len(uids), CHUNK):
+        chunk = uids[start:start + CHUNK]
+        rows = await dbpool.run(messages.fetch_rows, view.folder_id, chunk, columns,
+                                args.changed_since)
+        found += len(rows)
+        seen_now = await _mark_seen(session, view, rows) if sets_seen else set()
+        await _respond(session, view, items, rows, seen_now)
+    if found < len(uids) and args.changed_since is None and not command.uid:
+        # RFC 2180 section 4.1.2: expunged by another session, not yet announced here.
+        raise Refused(replies.EXPUNGE_ISSUED)
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+async def _mark_seen(session: IMAPSession, view: View, rows: list[Message]) -> set[int]:
+    """Set \\Seen on the rows without it; return their UIDs."""
+    unseen = [row.uid for row in rows if not row.seen]
+    if not unseen:
+        return set()
+    states, _, before, after = await dbpool.run(
+        messages.store_flags_tracked, view.folder_id, unseen, "add", ["\\Seen"])
+    if before == view.modseq:
+        view.modseq = after
+    else:
+        session.must_sync = True
+    modseqs = {state.uid: state.modseq for state in states}
+    for row in rows:
+        if row.uid in modseqs:
+            row.seen = True
+            row.modseq = modseqs[row.uid]
+    return set(modseqs)
+
+
+async def _respond(session: IMAPSession, view: View, items: list[FetchItem],
+                   rows: list[Message], seen_now: set[int]) -> None:
+    needs_body = any(_needs_body(i) for i in items)
+    with_flags = any(i.name == "FLAGS" for i in items)
+    for batch in _batches(rows) if needs_body else [rows]:
+        raws = await dbpool.run(messages.read_many, batch) if needs_body else [None] * len(batch)
+        for row, raw in zip(batch, raws, strict=True):
+            number = view.seq(row.uid)
+            if number is None:
+                continue
+            values = [render(item, row, raw) for item in items]
+            if row.uid in seen_now and not with_flags:
+                values.append(("FLAGS", encode.flags(flags_of(row))))
+            session.write(encode.fetch_response(number, values))
+        await session.drain()
+
+
+def _batches(rows: list[Message]) -> list[list[Message]]:
+    """Split rows so that each batch's blobs add up to at most BLOB_BATCH (one at least)."""
+    batches: list[list[Message]] = []
+    size = 0
+    for row in rows:
+        if not batches or size + row.size > BLOB_BATCH:
+            batches.append([])
+            size = 0
+        batches[-1].append(row)
+        size += row.size
+    return batches
+
+
+def render(item: FetchItem, row: Message, raw: bytes | None) -> tuple[str, bytes]:
+    """Return (label, encoded value) of one data item for one message."""
+    name = item.name
+    if name == "UID":
+        return name, b"%d" % row.uid
+    if name == "FLAGS":
+        return name, encode.flags(flags_of(row))
+    if name == "INTERNALDATE":
+        return name, encode.date_time(row.internal_date)
+    if name == "RFC822.SIZE":
+        return name, b"%d" % row.size
+    if name == "MODSEQ":
+        return name, b"(%d)" % row.modseq
+    if name == "ENVELOPE":
+        return name, mime.envelope_sexp(row.envelope)
+    if name == "BODYSTRUCTURE":
+        return name, mime.bodystructure_sexp(row.bodystructure, extensible=True)
+    if name == "BODY" and item.section is None:
+        return name, mime.bodystructure_sexp(row.bodystructure, extensible=False)
+    assert raw is not None
+    if name == "RFC822":
+        return name, encode.literal(raw)
+    if name == "RFC822.HEADER":
+        return name, encode.literal(mime.section_bytes(raw, row.bodystructure, "HEADER"))
+    if name == "RFC822.TEXT":
+        return name, encode.literal(mime.section_bytes(raw, row.bodystructure, "TEXT"))
+    if name == "BODY":
+        data = mime.section_bytes(raw, row.bodystructure, str(item.section))
+        return item.label(), encode.literal(_partial(data, item.partial))
+    decoded = binary_content(raw, row.bodystructure, item.section)
+    if name == "BINARY.SIZE":
+        return item.label(), b"%d" % len(decoded)
+    data = _partial(decoded, item.partial)
+    return item.label(), encode.literal(data, binary=b"\0" in data)
+
+
+def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
+    if partial is None:
+        return data
+    origin, count = partial
+    return data[origin:origin + count]
+
+
+def binary_content(raw: bytes, structure: dict, section: Section) -> bytes:
+    """Return a part's content with its transfer encoding undone (RFC 3516 section 4.2).
+
+    Raise Refused [UNKNOWN-CTE] for an encoding this server cannot decode.
+    """
+    if not section.part:
+        return raw
+    node = _find_part(structure, section.part)
+    if node is None:
+        return b""
+    start, end = node["body"]
+    body = raw[start:end]
+    encoding = (node.get("encoding") or "7bit").lower()
+    if node["kind"] != "single" or encoding in ("7bit", "8bit", "binary"):
+        return body
+    if encoding == "base64":
+        # Tolerant, as mail readers are: line breaks and stray characters are skipped.
+        data = _NOT_BASE64.sub(b"", body.split(b"=", 1)[0])
+        data = data[:len(data) - len(data) % 4 if len(data) % 4 == 1 else len(data)]
+        return base64.b64decode(data + b"=" * (-len(data) % 4))
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(body)
+    raise Refused(replies.UNKNOWN_CTE)
+
+
+def _find_part(structure: dict, path: Sequence[int]) -> dict | None:
+    """Return the part a section path names (RFC 9051 section 6.4.5, part specifier)."""
+    node = structure
+    for number in path:
+        if node["kind"] == "message":
+            node = node["message"]
+        if node["kind"] == "multipart":
+            parts = node.get("parts") or []
+            if number > len(parts):
+                return None
+            node = parts[number - 1]
+        elif number != 1:
+            return None
+    return node

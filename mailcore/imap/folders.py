@@ -1,0 +1,300 @@
+"""IMAP folder commands: CREATE, DELETE, RENAME, SUBSCRIBE, LIST, LSUB, STATUS, APPEND, QUOTA."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from mailcore import dbpool
+from mailcore.imap import encode, replies
+from mailcore.imap.parser import (
+    Append,
+    Command,
+    Create,
+    GetQuota,
+    List,
+    MailboxName,
+    Rename,
+    Status,
+)
+from mailcore.sessions import Refused
+from mailcore.store import folders as store_folders
+from mailcore.store import messages
+from mailcore.store.delivery import QuotaExceeded
+from mailcore.store.folders import SEPARATOR, FolderError
+
+if TYPE_CHECKING:
+    from mailcore.imap.session import IMAPSession
+
+QUOTA_ROOT = ""  # one quota for the whole mailbox (RFC 9208 section 3.2)
+
+
+def _folder_error(exc: FolderError) -> Refused:
+    return Refused(replies.FOLDER_ERROR.format(code=exc.code, text=exc.text))
+
+
+async def do_create(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.3.4; CREATE-SPECIAL-USE: RFC 6154 section 3.
+    args: Create = command.args
+    if len(args.special_use) > 1:
+        raise Refused(replies.ONE_SPECIAL_USE)
+    special_use = args.special_use[0] if args.special_use else ""
+    try:
+        await dbpool.run(store_folders.add_folder, session.mailbox_id, args.mailbox, special_use)
+    except FolderError as exc:
+        raise _folder_error(exc) from None
+    session.log.info("create folder=%s", args.mailbox)
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+async def do_delete(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.3.5 (a folder with subfolders is refused: they would be orphans).
+    args: MailboxName = command.args
+    try:
+        await dbpool.run(store_folders.remove_folder, session.mailbox_id, args.mailbox)
+    except FolderError as exc:
+        raise _folder_error(exc) from None
+    view = session.selected
+    if view is not None and store_folders.canonical_name(view.name) == \
+            store_folders.canonical_name(args.mailbox):
+        session.deselect()
+        await session.send(encode.untagged_status("OK", replies.CLOSED))
+    session.log.info("delete folder=%s", args.mailbox)
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+async def do_rename(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.3.6: subfolders move along; renaming INBOX moves its messages.
+    args: Rename = command.args
+    try:
+        await dbpool.run(store_folders.rename_folder, session.mailbox_id, args.mailbox,
+                         args.new_name)
+    except FolderError as exc:
+        raise _folder_error(exc) from None
+    view = session.selected
+    if view is not None and store_folders.canonical_name(view.name) == \
+            store_folders.canonical_name(args.mailbox) and view.name.upper() != "INBOX":
+        view.name = args.new_name  # the same folder under its new name
+    session.log.info("rename folder=%s to=%s", args.mailbox, args.new_name)
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+async def do_subscribe(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 sections 6.3.7 (SUBSCRIBE) and 6.3.8 (UNSUBSCRIBE).
+    args: MailboxName = command.args
+    try:
+        await dbpool.run(store_folders.subscribe, session.mailbox_id, args.mailbox,
+                         command.name == "SUBSCRIBE")
+    except FolderError as exc:
+        raise _folder_error(exc) from None
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+# LIST and LSUB ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Folder:
+    name: str
+    special_use: str
+    subscribed: bool
+
+
+def pattern(reference: str, mailbox: str) -> re.Pattern[str]:
+    """Return a regular expression for a LIST reference and pattern (RFC 9051 6.3.9).
+
+    "*" matches anything, "%" anything but the hierarchy separator; INBOX matches in any
+    case.
+    """
+    full = reference + mailbox
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in SEPARATOR + "*%"):
+        full = "INBOX" + full[5:]
+    regex = "".join(".*" if c == "*" else f"[^{re.escape(SEPARATOR)}]*" if c == "%"
+                    else re.escape(c) for c in full)
+    return re.compile(regex, re.S)
+
+
+def _matches(patterns: list[re.Pattern[str]], name: str) -> bool:
+    return any(p.fullmatch(name) for p in patterns)
+
+
+async def do_list(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.3.9, RFC 3501 sections 6.3.8 (LIST) and 6.3.9 (LSUB),
+    # LIST-EXTENDED (RFC 5258), SPECIAL-USE (RFC 6154), LIST-STATUS (RFC 5819),
+    # CHILDREN (RFC 3348: always returned).
+    args: List = command.args
+    lsub = command.name == "LSUB"
+    if not lsub and args.patterns == ("",) and not args.select_options:
+        # RFC 9051 section 6.3.9: the hierarchy delimiter and the root name.
+        await session.send(encode.untagged("LIST", b"(\\Noselect)", b'"/"', b'""'))
+        return replies.COMPLETED.format(verb=command.verb)
+    rows = await dbpool.run(store_folders.list_folders, session.mailbox_id)
+    found = [_Folder(f.name, f.special_use, f.subscribed) for f in rows]
+    patterns = [pattern(args.reference, p) for p in args.patterns]
+    if lsub:
+        lines = _lsub(found, patterns, session.utf8)
+        await session.send(*lines)
+        return replies.COMPLETED.format(verb=command.verb)
+    listed = _list(found, patterns, args)
+    statuses = {}
+    if "STATUS" in args.return_options and listed:
+        statuses = await dbpool.run(store_folders.statuses, session.mailbox_id,
+                                    [folder.name for folder, _, _ in listed])
+    lines = []
+    for folder, attributes, extra in listed:
+        name = encode.mailbox(folder.name, utf8=session.utf8)
+        line = encode.untagged("LIST", encode.flags(attributes), b'"/"', name, *extra)
+        lines.append(line)
+        if folder.name in statuses:
+            lines.append(status_response(name, statuses[folder.name], args.status_items))
+    await session.send(*lines)
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+def _children(found: list[_Folder], folder: _Folder) -> list[_Folder]:
+    prefix = folder.name + SEPARATOR
+    return [f for f in found if f.name.startswith(prefix)]
+
+
+def _list(found: list[_Folder], patterns: list[re.Pattern[str]], args: List
+          ) -> list[tuple[_Folder, list[str], list[bytes]]]:
+    """Return (folder, attributes, extended data) for each LIST response."""
+    subscribed_only = "SUBSCRIBED" in args.select_options
+    special_only = "SPECIAL-USE" in args.select_options
+    recursive = "RECURSIVEMATCH" in args.select_options
+    show_subscribed = subscribed_only or "SUBSCRIBED" in args.return_options
+    listed = []
+    for folder in found:
+        if not _matches(patterns, folder.name):
+            continue
+        children = _children(found, folder)
+        extra: list[bytes] = []
+        if recursive and subscribed_only and any(c.subscribed for c in children):
+            extra = [b'("CHILDINFO" ("SUBSCRIBED"))']
+        if subscribed_only and not folder.subscribed and not extra:
+            continue
+        if special_only and not folder.special_use:
+            continue
+        attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+        if folder.special_use:
+            attributes.append(folder.special_use)
+        if show_subscribed and folder.subscribed:
+            attributes.append("\\Subscribed")
+        listed.append((folder, attributes, extra))
+    return listed
+
+
+def _lsub(found: list[_Folder], patterns: list[re.Pattern[str]], utf8: bool) -> list[bytes]:
+    lines = []
+    for folder in found:
+        if not _matches(patterns, folder.name):
+            continue
+        if folder.subscribed:
+            attributes = []
+        elif any(c.subscribed and not _matches(patterns, c.name)
+                 for c in _children(found, folder)):
+            # RFC 3501 section 6.3.9: "%" shows the parent of a subscribed folder so.
+            attributes = ["\\Noselect"]
+        else:
+            continue
+        lines.append(encode.untagged("LSUB", encode.flags(attributes), b'"/"',
+                                     encode.mailbox(folder.name, utf8=utf8)))
+    return lines
+
+
+# STATUS ----------------------------------------------------------------------------------
+
+def status_response(name: bytes, counters: dict[str, int], items: tuple[str, ...]) -> bytes:
+    """Return * STATUS name (item value ...) for the items asked (RFC 9051 7.3.4)."""
+    values = {**counters, "APPENDLIMIT": settings.MESSAGE_SIZE_LIMIT}
+    pairs = [f"{item} {values[item]}" for item in dict.fromkeys(items) if item in values]
+    return encode.untagged("STATUS", name, "(" + " ".join(pairs) + ")")
+
+
+async def do_status(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.3.11; SIZE and DELETED (RFC 8438, RFC 9051), HIGHESTMODSEQ
+    # (RFC 7162 section 3.1.6), APPENDLIMIT (RFC 7889).
+    args: Status = command.args
+    if "HIGHESTMODSEQ" in args.items:
+        session.enable_condstore()
+    try:
+        counters = await dbpool.run(store_folders.folder_status, session.mailbox_id,
+                                    args.mailbox)
+    except FolderError as exc:
+        raise _folder_error(exc) from None
+    name = encode.mailbox(args.mailbox, utf8=session.utf8)
+    await session.send(status_response(name, counters, args.items))
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+# APPEND ----------------------------------------------------------------------------------
+
+async def do_append(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.3.12, MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315 section 3),
+    # APPENDLIMIT (RFC 7889), literal8 (RFC 3516).
+    args: Append = command.args
+    limit = settings.MESSAGE_SIZE_LIMIT
+    items = []
+    for message in args.messages:
+        if len(message.data) > limit:
+            raise Refused(replies.MESSAGE_TOO_BIG.format(limit=limit))
+        if not message.data:
+            raise Refused(replies.EMPTY_MESSAGE)
+        items.append((message.data, [f for f in message.flags if f != "\\Recent"],
+                      message.date))
+    try:
+        folder_id, uidvalidity, uids = await dbpool.run(
+            messages.append_to, session.mailbox_id, args.mailbox, items)
+    except FolderError:
+        raise Refused(replies.TRY_CREATE) from None
+    except QuotaExceeded:
+        raise Refused(replies.OVER_QUOTA) from None
+    if session.selected is not None and session.selected.folder_id == folder_id:
+        session.must_sync = True
+    session.log.info("append folder=%s messages=%d octets=%d", args.mailbox, len(items),
+                     sum(len(m[0]) for m in items))
+    return replies.APPENDED.format(uidvalidity=uidvalidity,
+                                   uids=encode.sequence_set(uids).decode())
+
+
+# QUOTA (RFC 9208) ------------------------------------------------------------------------
+
+def _quota_response(used: int, limit: int) -> bytes:
+    # STORAGE is counted in units of 1024 octets (RFC 9208 section 5.1).
+    return encode.untagged("QUOTA", encode.string(QUOTA_ROOT),
+                           f"(STORAGE {used // 1024} {limit // 1024})")
+
+
+async def do_getquotaroot(session: IMAPSession, command: Command) -> str:
+    # RFC 9208 section 4.1.2.
+    args: MailboxName = command.args
+    try:
+        used, limit = await dbpool.run(store_folders.usage, session.mailbox_id, args.mailbox)
+    except FolderError as exc:
+        raise _folder_error(exc) from None
+    name = encode.mailbox(args.mailbox, utf8=session.utf8)
+    if not limit:
+        await session.send(encode.untagged("QUOTAROOT", name))
+    else:
+        await session.send(encode.untagged("QUOTAROOT", name, encode.string(QUOTA_ROOT)),
+                           _quota_response(used, limit))
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+async def do_getquota(session: IMAPSession, command: Command) -> str:
+    # RFC 9208 section 4.1.1.
+    args: GetQuota = command.args
+    if args.root != QUOTA_ROOT:
+        raise Refused(replies.NO_QUOTA_ROOT)
+    used, limit = await dbpool.run(store_folders.usage, session.mailbox_id)
+    if not limit:
+        raise Refused(replies.NO_QUOTA_ROOT)
+    await session.send(_quota_response(used, limit))
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+async def do_setquota(session: IMAPSession, command: Command) -> str:
+    # RFC 9208 section 4.1.4: quotas are the host's to set, never the user's.
+    raise Refused(replies.QUOTA_NOT_SETTABLE)

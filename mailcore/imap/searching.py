@@ -1,0 +1,98 @@
+"""IMAP SEARCH (RFC 9051 section 6.4.4): numbers to UIDs, the store's search, SEARCH/ESEARCH.
+
+The store evaluates the key tree (mailcore.store.search); this module turns message
+numbers and "$" into UID sets first, because only the session knows its numbering,
+then answers with SEARCH (IMAP4rev1) or ESEARCH (RFC 4731, and always under IMAP4rev2),
+and saves the result for "$" (SEARCHRES, RFC 5182).
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING
+
+from mailcore import dbpool
+from mailcore.imap import encode, replies
+from mailcore.imap.parser import Command, Search
+from mailcore.imap.search import AndKey, NotKey, OrKey, SearchKey, SetKey
+from mailcore.store import search as store_search
+
+if TYPE_CHECKING:
+    from mailcore.imap.session import IMAPSession
+    from mailcore.imap.view import View
+
+
+def by_uid(key: SearchKey, view: View) -> SearchKey:
+    """Return the key with every message-number set and "$" turned into a UID set."""
+    if isinstance(key, SetKey):
+        if key.uid and not key.set.saved:
+            return key
+        return SetKey(view.uid_ranges(key.set, key.uid), uid=True)
+    if isinstance(key, NotKey):
+        return NotKey(by_uid(key.key, view))
+    if isinstance(key, OrKey):
+        return OrKey(by_uid(key.left, view), by_uid(key.right, view))
+    if isinstance(key, AndKey):
+        return AndKey(tuple(by_uid(k, view) for k in key.keys))
+    return key
+
+
+async def do_search(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.4.4 (RFC 3501 section 6.4.4), ESEARCH (RFC 4731 section 3.1),
+    # SEARCHRES (RFC 5182 section 2), MODSEQ (RFC 7162 section 3.1.5).
+    view = session.selected
+    args: Search = command.args
+    if args.uses_modseq:
+        session.enable_condstore()
+    options = args.return_options
+    if options is None and session.rev2:
+        options = frozenset({"ALL"})  # IMAP4rev2 answers with ESEARCH only
+    saving = options is not None and "SAVE" in options
+    try:
+        found = await dbpool.run(store_search.search, view.folder_id, by_uid(args.key, view),
+                                 view.max_uid)
+    except BaseException:
+        if saving:
+            view.saved = array("I")  # RFC 5182 section 2.1: a failed SEARCH empties "$"
+        raise
+    found = [(uid, modseq) for uid, modseq in found if view.seq(uid) is not None]
+    uids = [uid for uid, _ in found]
+    numbers = uids if command.uid else [view.seq(uid) for uid in uids]
+    modseq = max((m for _, m in found), default=0) if args.uses_modseq else 0
+    if saving:
+        view.saved = array("I", _saved(uids, options))
+    if options is None:
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if modseq:
+            line += b" (MODSEQ %d)" % modseq
+        await session.send(line + b"\r\n")
+    elif options != {"SAVE"}:
+        await session.send(_esearch(command, options, numbers, modseq))
+    return replies.COMPLETED.format(verb=command.verb)
+
+
+def _saved(uids: list[int], options: frozenset[str]) -> list[int]:
+    """Return what SAVE keeps: MIN and/or MAX alone keep just those (RFC 5182 2.4)."""
+    if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"} or not uids:
+        return uids
+    kept = ([uids[0]] if "MIN" in options else []) + ([uids[-1]] if "MAX" in options else [])
+    return sorted(set(kept))
+
+
+def _esearch(command: Command, options: frozenset[str], numbers: list[int],
+             modseq: int) -> bytes:
+    """Return * ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set] [MODSEQ n]."""
+    parts = [b"ESEARCH", b"(TAG " + encode.quoted(command.tag) + b")"]
+    if command.uid:
+        parts.append(b"UID")
+    if numbers and "MIN" in options:
+        parts.append(b"MIN %d" % min(numbers))
+    if numbers and "MAX" in options:
+        parts.append(b"MAX %d" % max(numbers))
+    if "COUNT" in options:
+        parts.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in options:
+        parts.append(b"ALL " + encode.sequence_set(numbers))
+    if modseq and options & {"MIN", "MAX", "COUNT", "ALL"}:
+        parts.append(b"MODSEQ %d" % modseq)
+    return encode.untagged(*parts)

@@ -1,0 +1,166 @@
+"""The selected folder as one session sees it: message numbers, and the updates it owes.
+
+A session numbers messages by the UIDs it has announced (RFC 9051 section 2.3.1.2). It
+keeps only those UIDs (4 bytes a message) and the folder's HIGHESTMODSEQ it has caught
+up to; what changed since is asked of the store and turned into EXISTS, EXPUNGE (or
+VANISHED) and FETCH FLAGS responses here.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Iterable, Sequence
+
+from mailcore.imap import encode, replies
+from mailcore.imap.lexer import SequenceSet
+from mailcore.sessions import BadSyntax
+from mailcore.store.messages import FolderState, MessageState, OpenedFolder
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+class View:
+    """One session's picture of its selected folder."""
+
+    __slots__ = ("folder_id", "name", "read_only", "uidvalidity", "uidnext", "modseq",
+                 "uids", "keywords", "pending", "saved")
+
+    def __init__(self, opened: OpenedFolder, name: str, read_only: bool) -> None:
+        self.folder_id = opened.folder.id
+        self.name = name
+        self.read_only = read_only
+        self.uidvalidity = opened.folder.uidvalidity
+        self.uidnext = opened.folder.uidnext
+        self.modseq = opened.folder.highestmodseq
+        self.uids: array = opened.uids
+        self.keywords: list[str] = list(opened.keywords)
+        self.pending: set[int] = set()  # expunged elsewhere, not yet announced
+        self.saved: array = array("I")  # the SEARCH result saved as "$" (RFC 5182)
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    @property
+    def max_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    def seq(self, uid: int) -> int | None:
+        """Return the message number of a UID, or None when it is not in view."""
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def resolve(self, numbers: SequenceSet, uid: bool) -> list[int]:
+        """Return the UIDs (ascending) a sequence set names, "$" being the saved result.
+
+        Raise BadSyntax for a message number beyond the last one (RFC 9051 section
+        6.4.5); UIDs that do not exist are simply left out (section 6.4.9).
+        """
+        if numbers.saved:
+            return [u for u in self.saved if self.seq(u) is not None]
+        if uid:
+            return numbers.select(self.uids)
+        count = len(self.uids)
+        for low, high in numbers.ranges:
+            if low is not None and high is not None and max(low, high) > count:
+                raise BadSyntax(replies.INVALID_SEQUENCE)
+            if (low is None) != (high is None) and count == 0:
+                return []
+        return [self.uids[n - 1] for n in numbers.iter_numbers(count)]
+
+    def uid_ranges(self, numbers: SequenceSet, uid: bool) -> SequenceSet:
+        """Return a set of message numbers as the equivalent UID set (for SEARCH).
+
+        Each run of numbers maps to one run of UIDs, so "1:*" stays one range however
+        large the folder.
+        """
+        if numbers.saved:
+            return SequenceSet.from_numbers(self.resolve(numbers, uid))
+        if uid:
+            return numbers
+        count = len(self.uids)
+        ranges = []
+        for low, high in numbers.resolve(count):
+            low, high = max(low, 1), min(high, count)
+            if low <= high:
+                ranges.append((self.uids[low - 1], self.uids[high - 1]))
+        return SequenceSet(tuple(ranges)) if ranges else SequenceSet(((0, 0),))
+
+    # Flags --------------------------------------------------------------------------------
+
+    def flags_response(self) -> list[bytes]:
+        """Return the FLAGS and PERMANENTFLAGS responses (RFC 9051 sections 7.3.5, 7.1)."""
+        names = [*SYSTEM_FLAGS, *self.keywords]
+        permanent = (replies.NO_PERMANENT_FLAGS if self.read_only else
+                     replies.PERMANENT_FLAGS.format(flags=" ".join([*names, "\\*"])))
+        return [encode.untagged("FLAGS", encode.flags(names)),
+                encode.untagged_status("OK", permanent)]
+
+    def learn_keywords(self, flags: Iterable[str]) -> bool:
+        """Note keywords first seen now; return whether FLAGS must be announced again."""
+        new = [f for f in flags if not f.startswith("\\") and f not in self.keywords]
+        self.keywords.extend(dict.fromkeys(new))
+        return bool(new)
+
+    # Updates ------------------------------------------------------------------------------
+
+    def updates(self, folder: FolderState, changed: Sequence[MessageState],
+                gone: Sequence[int], *, expunge_allowed: bool, condstore: bool,
+                qresync: bool) -> list[bytes]:
+        """Take in what changed since self.modseq; return the responses that announce it.
+
+        Expunges wait in self.pending while they may not be sent (RFC 9051 section
+        7.5.1: not during FETCH, STORE or SEARCH by message number).
+        """
+        known = self.max_uid
+        self.pending.update(uid for uid in gone if uid <= known and self.seq(uid) is not None)
+        out: list[bytes] = []
+        if expunge_allowed:
+            out += self.announce_expunges(qresync)
+        new_flags = []
+        for message in changed:
+            if message.uid > known:
+                continue
+            if self.learn_keywords(message.flags):
+                new_flags = self.flags_response()
+        out[len(out):] = new_flags
+        for message in changed:
+            if message.uid > known or message.uid in self.pending:
+                continue
+            number = self.seq(message.uid)
+            if number is not None:
+                out.append(fetch_flags(number, message, uid=True, modseq=condstore))
+        arrived = [m.uid for m in changed if m.uid > known]
+        if arrived:
+            self.uids.extend(sorted(arrived))
+            out.append(encode.untagged(len(self.uids), "EXISTS"))
+        self.uidnext = max(self.uidnext, folder.uidnext)
+        self.modseq = max(self.modseq, folder.highestmodseq)
+        return out
+
+    def announce_expunges(self, qresync: bool) -> list[bytes]:
+        """Return EXPUNGE (or VANISHED) responses for the pending expunges, and drop them."""
+        if not self.pending:
+            return []
+        pending, self.pending = self.pending, set()
+        if qresync:
+            out = [encode.untagged("VANISHED", encode.sequence_set(pending))]
+        else:
+            # Highest number first, so each response's number is still right when sent.
+            numbers = sorted((self.seq(uid) for uid in pending), reverse=True)
+            out = [encode.untagged(n, "EXPUNGE") for n in numbers if n is not None]
+        self.uids = array("I", (u for u in self.uids if u not in pending))
+        return out
+
+
+def fetch_flags(number: int, message: MessageState, *, uid: bool, modseq: bool,
+                flags: bool = True) -> bytes:
+    """Return * n FETCH (FLAGS (...) [UID u] [MODSEQ (m)]) for a message's new state."""
+    items: list[tuple[str, bytes]] = []
+    if uid:
+        items.append(("UID", b"%d" % message.uid))
+    if flags:
+        items.append(("FLAGS", encode.flags(message.flags)))
+    if modseq:
+        items.append(("MODSEQ", b"(%d)" % message.modseq))
+    return encode.fetch_response(number, items)

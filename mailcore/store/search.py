@@ -1,0 +1,316 @@
+"""SEARCH over a folder: one query on the cached columns; blobs opened only for what remains.
+
+The key tree is the IMAP grammar's (mailcore.imap.search). Everything the message rows
+hold (flags, keywords, size, dates, the cached From/To/Cc/Subject, UID, modseq) becomes
+one SQL condition; keys that need the message itself (BODY, TEXT, BCC and other header
+fields) are checked in Python, and only on the rows the SQL part let through.
+"""
+
+from __future__ import annotations
+
+import bisect
+import email
+import email.errors
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from django.db.models import F, Q, TextField
+from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
+
+from mailcore.imap.search import (
+    AgeKey,
+    AllKey,
+    AndKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    ModSeqKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SetKey,
+    SizeKey,
+    TextKey,
+)
+from mailcore.models import Message
+from mailcore.store.blobs import blob_store
+from mailcore.store.headers import decode_text, split_header_block
+from mailcore.store.messages import MAX_UID_RANGES, SYSTEM_FLAGS
+
+_CACHED_HEADERS = {"subject": "subject", "from": "from_addr", "to": "to_addrs",
+                   "cc": "cc_addrs"}
+_NOTHING = Q(pk__in=[])
+_EVERYTHING = Q(uid__gte=0)  # not Q(): an empty Q vanishes from OR and NOT
+_ROW_FIELDS = ("pk", "uid", "modseq", "size", "internal_date", "sent_date", "blob_id",
+               "keywords", *SYSTEM_FLAGS.values())
+
+
+def search(folder_id: int, key: SearchKey, max_uid: int,
+           now: datetime | None = None) -> list[tuple[int, int]]:
+    """Return (UID, modseq) of the folder's messages matching key, UIDs up to max_uid.
+
+    Sequence-number keys must already be UID sets (the session knows the numbering);
+    "*" in a UID set stands for max_uid.
+    """
+    now = now or timezone.now()
+    translate = _Translator(max_uid, now)
+    keys = list(key.keys) if isinstance(key, AndKey) else [key]
+    conditions, residual = [], []
+    for k in keys:
+        condition = translate.q(k)
+        if condition is None:
+            residual.append(k)
+        else:
+            conditions.append(condition)
+    rows = (Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
+            .annotate(sent_or_internal=Coalesce("sent_date", "internal_date"),
+                      keyword_text=Cast(F("keywords"), TextField()))
+            .filter(*conditions).order_by("uid"))
+    if not residual:
+        return list(rows.values_list("uid", "modseq"))
+    check = _Matcher(max_uid, now)
+    found = []
+    for row in rows.only(*_ROW_FIELDS).iterator(500):
+        message = _Text(row)
+        if all(check.matches(k, row, message) for k in residual):
+            found.append((row.uid, row.modseq))
+    return found
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+class _UidSet:
+    """A resolved UID set, tested with bisect."""
+
+    def __init__(self, key: SetKey, max_uid: int) -> None:
+        self.ranges = key.set.resolve(max_uid)
+        self.lows = [low for low, _ in self.ranges]
+
+    def __contains__(self, uid: int) -> bool:
+        i = bisect.bisect_right(self.lows, uid) - 1
+        return i >= 0 and uid <= self.ranges[i][1]
+
+
+class _Translator:
+    """Turn keys into SQL conditions; None for a key that needs the message text."""
+
+    def __init__(self, max_uid: int, now: datetime) -> None:
+        self.max_uid = max_uid
+        self.now = now
+
+    def q(self, key: SearchKey) -> Q | None:
+        if isinstance(key, AllKey):
+            return _EVERYTHING
+        if isinstance(key, FlagKey):
+            return self._flag(key)
+        if isinstance(key, HeaderKey):
+            column = _CACHED_HEADERS.get(key.field)
+            if column is None or not key.value:
+                return None  # presence, or a field not cached: read the header
+            return Q(**{f"{column}__icontains": key.value})
+        if isinstance(key, TextKey):
+            return None
+        if isinstance(key, DateKey):
+            column = "internal_date" if key.field == "INTERNAL" else "sent_or_internal"
+            start = _day_start(key.value)
+            if key.op == "BEFORE":
+                return Q(**{f"{column}__lt": start})
+            if key.op == "SINCE":
+                return Q(**{f"{column}__gte": start})
+            return Q(**{f"{column}__gte": start, f"{column}__lt": start + timedelta(days=1)})
+        if isinstance(key, SizeKey):
+            return Q(size__gt=key.value) if key.op == "LARGER" else Q(size__lt=key.value)
+        if isinstance(key, AgeKey):
+            edge = self.now - timedelta(seconds=key.seconds)
+            return Q(internal_date__lte=edge) if key.op == "OLDER" else \
+                Q(internal_date__gte=edge)
+        if isinstance(key, SetKey):
+            if key.set.saved or not key.uid:
+                raise ValueError("resolve sequence numbers and $ to UIDs first")
+            ranges = key.set.resolve(self.max_uid)
+            if len(ranges) > MAX_UID_RANGES:
+                return None
+            condition = _NOTHING
+            for low, high in ranges:
+                condition |= Q(uid__gte=low, uid__lte=high)
+            return condition
+        if isinstance(key, ModSeqKey):
+            return Q(modseq__gte=key.modseq)
+        if isinstance(key, NotKey):
+            inner = self.q(key.key)
+            return None if inner is None else ~inner
+        if isinstance(key, OrKey):
+            left, right = self.q(key.left), self.q(key.right)
+            return None if left is None or right is None else left | right
+        if isinstance(key, AndKey):
+            parts = [self.q(k) for k in key.keys]
+            if any(p is None for p in parts):
+                return None
+            condition = _EVERYTHING
+            for part in parts:
+                condition &= part
+            return condition
+        raise TypeError(f"unknown search key {key!r}")
+
+    def _flag(self, key: FlagKey) -> Q:
+        column = SYSTEM_FLAGS.get(_system_flag(key.flag))
+        if column is not None:
+            return Q(**{column: key.present})
+        if key.flag.lower() == "\\recent":
+            return _NOTHING if key.present else _EVERYTHING  # nothing is ever \Recent here
+        if key.flag.startswith("\\"):
+            return _EVERYTHING if not key.present else _NOTHING
+        # Keywords are atoms (no quotes or backslashes): their JSON form is "name".
+        condition = Q(keyword_text__icontains=json.dumps(key.flag))
+        return condition if key.present else ~condition
+
+
+def _system_flag(flag: str) -> str:
+    return next((name for name in SYSTEM_FLAGS if name.lower() == flag.lower()), flag)
+
+
+class _Text:
+    """A message's text, read from the blob on first use."""
+
+    def __init__(self, row: Message) -> None:
+        self.row = row
+        self._raw: bytes | None = None
+        self._header = None
+        self._body: str | None = None
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = blob_store().get(self.row.blob_id)
+        return self._raw
+
+    def header_values(self, field: str) -> list[str] | None:
+        """Return the decoded values of a header field, or None when it is absent."""
+        if self._header is None:
+            self._header = BytesHeaderParser(policy=compat32).parsebytes(
+                split_header_block(self.raw))
+        values = self._header.get_all(field)
+        if values is None:
+            return None
+        return [" ".join(decode_text(str(v)).split()) for v in values]
+
+    def header_text(self) -> str:
+        block = split_header_block(self.raw).decode("utf-8", "replace")
+        return decode_text(" ".join(block.split()))
+
+    def body(self) -> str:
+        """Return the body's text parts decoded (transfer encoding and charset)."""
+        if self._body is None:
+            self._body = _body_text(self.raw)
+        return self._body
+
+
+def _body_text(raw: bytes) -> str:
+    try:
+        message = email.message_from_bytes(raw, policy=compat32)
+        texts = []
+        for part in message.walk():
+            if part.is_multipart() or part.get_content_maintype() not in ("text", "message"):
+                continue
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                continue
+            charset = part.get_content_charset() or "utf-8"
+            try:
+                texts.append(payload.decode(charset, "replace"))
+            except LookupError:
+                texts.append(payload.decode("utf-8", "replace"))
+        return "\n".join(texts)
+    except (email.errors.MessageError, ValueError, LookupError, AssertionError):
+        body = raw[len(split_header_block(raw)):]
+        return body.decode("utf-8", "replace")
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    return needle.casefold() in haystack.casefold()
+
+
+class _Matcher:
+    """Evaluate any key on one row (and its text, when the key needs it)."""
+
+    def __init__(self, max_uid: int, now: datetime) -> None:
+        self.max_uid = max_uid
+        self.now = now
+        self.sets: dict[int, _UidSet] = {}
+
+    def matches(self, key: SearchKey, row: Message, text: _Text) -> bool:
+        method: Callable[[SearchKey, Message, _Text], bool] = getattr(
+            self, f"_{type(key).__name__}")
+        return method(key, row, text)
+
+    def _AllKey(self, key, row, text) -> bool:
+        return True
+
+    def _FlagKey(self, key: FlagKey, row: Message, text: _Text) -> bool:
+        column = SYSTEM_FLAGS.get(_system_flag(key.flag))
+        if column is not None:
+            has = getattr(row, column)
+        elif key.flag.startswith("\\"):
+            has = False
+        else:
+            has = key.flag.lower() in {k.lower() for k in row.keywords or ()}
+        return has == key.present
+
+    def _HeaderKey(self, key: HeaderKey, row: Message, text: _Text) -> bool:
+        values = text.header_values(key.field)
+        if values is None:
+            return False
+        return not key.value or any(_contains(v, key.value) for v in values)
+
+    def _TextKey(self, key: TextKey, row: Message, text: _Text) -> bool:
+        if key.part == "TEXT" and _contains(text.header_text(), key.value):
+            return True
+        return _contains(text.body(), key.value)
+
+    def _DateKey(self, key: DateKey, row: Message, text: _Text) -> bool:
+        moment = row.internal_date if key.field == "INTERNAL" else \
+            (row.sent_date or row.internal_date)
+        day = moment.astimezone(UTC).date()
+        if key.op == "BEFORE":
+            return day < key.value
+        if key.op == "SINCE":
+            return day >= key.value
+        return day == key.value
+
+    def _SizeKey(self, key: SizeKey, row: Message, text: _Text) -> bool:
+        return row.size > key.value if key.op == "LARGER" else row.size < key.value
+
+    def _AgeKey(self, key: AgeKey, row: Message, text: _Text) -> bool:
+        edge = self.now - timedelta(seconds=key.seconds)
+        return row.internal_date <= edge if key.op == "OLDER" else row.internal_date >= edge
+
+    def _SetKey(self, key: SetKey, row: Message, text: _Text) -> bool:
+        uid_set = self.sets.get(id(key))
+        if uid_set is None:
+            uid_set = self.sets[id(key)] = _UidSet(key, self.max_uid)
+        return row.uid in uid_set
+
+    def _ModSeqKey(self, key: ModSeqKey, row: Message, text: _Text) -> bool:
+        return row.modseq >= key.modseq
+
+    def _NotKey(self, key: NotKey, row: Message, text: _Text) -> bool:
+        return not self.matches(key.key, row, text)
+
+    def _OrKey(self, key: OrKey, row: Message, text: _Text) -> bool:
+        return self.matches(key.left, row, text) or self.matches(key.right, row, text)
+
+    def _AndKey(self, key: AndKey, row: Message, text: _Text) -> bool:
+        return all(self.matches(k, row, text) for k in key.keys)
+
+
+def uid_set_key(uids: Sequence[int]) -> SetKey:
+    """Return a key matching exactly these UIDs."""
+    from mailcore.imap.lexer import SequenceSet
+
+    return SetKey(SequenceSet.from_numbers(uids), uid=True)
