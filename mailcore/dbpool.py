@@ -8,15 +8,16 @@ blocks one thread, never the whole server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 
 T = TypeVar("T")
 
@@ -75,3 +76,23 @@ def shutdown() -> None:
     for _ in range(pool._max_workers):  # noqa: SLF001
         pool.submit(close)
     pool.shutdown(wait=True)
+
+
+_sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Open a write transaction.
+
+    SQLite has one writer at a time, and a thread waiting for it sleeps in growing steps
+    (up to 100 ms) even after the lock is free; threads of this process queue on a Python
+    lock instead, which hands over at once. Inside an open transaction (which on SQLite
+    already holds the write lock: BEGIN IMMEDIATE) this is a plain savepoint.
+    """
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+        return
+    with _sqlite_writer, transaction.atomic():
+        yield
