@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "panel.accounts",
 ]
 
 MIDDLEWARE = [
@@ -258,6 +259,14 @@ OUTBOUND_RETRY_DELAYS = [
 ]
 OUTBOUND_TIMEOUT = env_float("OUTBOUND_TIMEOUT", 60)
 OUTBOUND_LEASE = env_int("OUTBOUND_LEASE", 900)
+
+# Webmail (panel/webmail, mailcore/webmail) ------------------------------------------------
+
+WEBMAIL_PAGE_SIZE = env_int("WEBMAIL_PAGE_SIZE", 50)  # messages per list page
+WEBMAIL_POLL_SECONDS = env_int("WEBMAIL_POLL_SECONDS", 15)  # how often a list looks for mail
+WEBMAIL_AUTOSAVE_SECONDS = env_int("WEBMAIL_AUTOSAVE_SECONDS", 20)  # draft autosave period
+# A body search reads at most this many messages (newest first), then says so.
+WEBMAIL_BODY_SEARCH_LIMIT = env_int("WEBMAIL_BODY_SEARCH_LIMIT", 2000)
 
 # Panel accounts (django-allauth) and the mail it sends ----------------------------------
 
