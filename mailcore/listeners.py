@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 log = logging.getLogger("mailcore")
+STATS_FLUSH_SECONDS = 10.0
 
 
 class Connections:
@@ -70,6 +71,17 @@ class MailServer:
         self.host = host
         self.connections = Connections()
         self.bound: list[Bound] = []
+        self.flusher: asyncio.Task | None = None
+
+    async def _flush_stats(self) -> None:
+        from mailcore import dbpool, stats
+
+        while True:
+            await asyncio.sleep(STATS_FLUSH_SECONDS)
+            try:
+                await dbpool.run(stats.tally.flush)
+            except Exception:
+                log.warning("could not write traffic counters", exc_info=True)
 
     async def start(self) -> list[Bound]:
         for spec in self.specs:
@@ -78,6 +90,7 @@ class MailServer:
             self.bound.append(Bound(spec.name, server))
             log.info("mailcore listening name=%s address=%s port=%d",
                      spec.name, self.host, self.bound[-1].port)
+        self.flusher = asyncio.get_running_loop().create_task(self._flush_stats())
         return self.bound
 
     def port(self, name: str) -> int:
@@ -89,6 +102,11 @@ class MailServer:
         await self.connections.drain(grace)
         for bound in self.bound:
             await bound.server.wait_closed()
+        from mailcore import dbpool, stats
+
+        if self.flusher is not None:
+            self.flusher.cancel()
+        await dbpool.run(stats.tally.flush)
         log.info("mailcore stopped")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -36,6 +38,31 @@ def record(kind: str, n: int = 1) -> None:
             TrafficCount.objects.create(hour=hour, kind=kind, count=n)
     except IntegrityError:
         rows.update(count=F("count") + n)
+
+
+class Tally:
+    """Counters a busy process keeps in memory and writes every few seconds.
+
+    The SMTP listener counts here rather than writing a row per message; the listener
+    process flushes the tally on a timer and at shutdown.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[kind] += n
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        for kind, n in counts.items():
+            record(kind, n)
+
+
+tally = Tally()
 
 
 # Traffic series -------------------------------------------------------------------------------

@@ -683,3 +683,18 @@ def test_an_internal_error_in_a_command_is_not_echoed_to_the_client(
     assert "secret" not in reply and "RuntimeError" not in reply
     assert _fail_on_internal_errors.records
     client.transact("NOOP", "250 2.0.0", smtp=True)
+
+
+def test_accepted_and_refused_mail_is_counted_for_the_dashboard(server, connect, alice):
+    from mailcore import stats
+    from mailcore.models import TrafficCount
+
+    client = connect()
+    client.transact("MAIL FROM:<a@remote.test>", "250", smtp=True)
+    client.transact("RCPT TO:<nobody@example.test>", "550 5.1.1", smtp=True)
+    client.transact("RCPT TO:<x@elsewhere.test>", "554 5.7.1", smtp=True)
+    client.transact("RSET", "250", smtp=True)
+    assert send_data(client, BODY).startswith("250 2.0.0")
+    stats.tally.flush()
+    counts = dict(TrafficCount.objects.values_list("kind", "count"))
+    assert counts == {"received": 1, "rejected": 2}

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from mailcore import stats
 from mailcore.models import OutboundMessage, OutboundRecipient
 from mailcore.queue.routing import Hop, NoRoute, hops_for
 from mailcore.store.blobs import blob_store
@@ -235,6 +236,9 @@ def record(recipients: list[OutboundRecipient], outcomes: dict[int, Outcome]) ->
                      state=recipient.state, next_attempt_at=recipient.next_attempt_at)
             log.info("outbound message=%d to=<%s> attempt=%d %s: %s", recipient.message_id,
                      recipient.address, recipient.attempts, recipient.state, outcome.response)
+    states = [r.state for r in recipients]
+    stats.record("sent", states.count(OutboundRecipient.State.DELIVERED))
+    stats.record("bounced", states.count(OutboundRecipient.State.FAILED))
     notify_senders({r.message_id for r in recipients})
 
 

@@ -11,7 +11,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 from django.conf import settings
 from django.utils import timezone
 
-from mailcore import dbpool
+from mailcore import dbpool, stats
 from mailcore.directory import Route, resolve
 from mailcore.listeners import Connections
 from mailcore.sessions import SessionLog, new_session_id
@@ -258,14 +258,10 @@ class InboundHandler:
         if is_unsafe(address):  # control characters, or invalid UTF-8
             return replies.BAD_RECIPIENT.format()
         resolution = await dbpool.run(resolve, address)
-        if resolution.route is Route.INVALID:
-            return replies.BAD_RECIPIENT.format()
-        if resolution.route is Route.NOT_HOSTED:
-            return replies.RELAY_DENIED.format()
-        if resolution.route is Route.UNKNOWN_USER:
-            return replies.UNKNOWN_USER.format()
-        if resolution.route is Route.OVER_QUOTA:
-            return replies.MAILBOX_FULL.format()
+        refusal = _REFUSALS.get(resolution.route)
+        if refusal is not None:
+            stats.tally.add("rejected")
+            return refusal.format()
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         envelope.local_ids |= resolution.mailbox_ids
@@ -291,7 +287,16 @@ class InboundHandler:
             return replies.TEMPORARY_FAILURE.format(session=server.session_id)
         server.log.info("accepted from=<%s> rcpts=%d size=%d", _reverse_path(envelope),
                         len(envelope.rcpt_tos), len(raw))
+        stats.tally.add("received")
         return replies.QUEUED.format(queue_id=server.session_id)
+
+
+_REFUSALS = {
+    Route.INVALID: replies.BAD_RECIPIENT,
+    Route.NOT_HOSTED: replies.RELAY_DENIED,
+    Route.UNKNOWN_USER: replies.UNKNOWN_USER,
+    Route.OVER_QUOTA: replies.MAILBOX_FULL,
+}
 
 
 def _plausible_sender(address: str) -> bool:
