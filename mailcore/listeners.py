@@ -7,6 +7,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 log = logging.getLogger("mailcore")
 STATS_FLUSH_SECONDS = 10.0
@@ -44,6 +45,43 @@ class Connections:
                 await asyncio.wait_for(self._empty.wait(), 2)
             except TimeoutError:
                 pass
+
+
+class StreamSession(Protocol):
+    async def run(self) -> None: ...
+
+
+async def start_stream_listener(
+    host: str, port: int, connections: Connections, *,
+    session: Callable[[asyncio.StreamReader, asyncio.StreamWriter], StreamSession],
+    farewell: bytes, tls: ssl.SSLContext, implicit_tls: bool, limit: int,
+) -> asyncio.Server:
+    """Serve a line protocol: one session per connection, registered for shutdown.
+
+    On shutdown a session still open after the grace period is told farewell and ended.
+    """
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        current = session(reader, writer)
+        task = asyncio.current_task()
+
+        def abort() -> None:
+            if not writer.is_closing():
+                writer.write(farewell)
+            if task is not None:
+                task.cancel()
+
+        connections.add(current, abort)
+        try:
+            await current.run()
+        except asyncio.CancelledError:
+            writer.close()
+        finally:
+            connections.discard(current)
+
+    return await asyncio.start_server(
+        serve, host, port, ssl=tls if implicit_tls else None, limit=limit,
+        ssl_handshake_timeout=30 if implicit_tls else None,
+    )
 
 
 @dataclass

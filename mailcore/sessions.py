@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -51,3 +52,22 @@ class SessionLog:
     def internal_error(self, event: str) -> None:
         """Log an unexpected exception with its traceback (the peer only sees the id)."""
         log.error(f"{self.prefix} internal error in {event}", exc_info=True)
+
+
+async def read_line(reader: asyncio.StreamReader) -> bytes | None:
+    """Return one line with its end, or None after discarding a line beyond the buffer.
+
+    The caller bounds the wait with its timeout; an overlong line is read to its end so
+    the next command starts clean.
+    """
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.LimitOverrunError as exc:
+        consumed = exc.consumed
+    while True:
+        await reader.readexactly(consumed)
+        try:
+            await reader.readuntil(b"\n")
+            return None
+        except asyncio.LimitOverrunError as more:
+            consumed = more.consumed

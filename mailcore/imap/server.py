@@ -9,31 +9,15 @@ from django.conf import settings
 
 from mailcore.imap import encode, replies
 from mailcore.imap.session import IMAPSession
-from mailcore.listeners import Connections
+from mailcore.listeners import Connections, start_stream_listener
 
 
 async def start_imap(host: str, port: int, connections: Connections, *,
                      tls: ssl.SSLContext, implicit_tls: bool) -> asyncio.Server:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = IMAPSession(reader, writer, tls, secure=implicit_tls)
-        task = asyncio.current_task()
-
-        def abort() -> None:
-            if not writer.is_closing():
-                writer.write(encode.untagged_status("BYE", replies.SHUTTING_DOWN))
-            if task is not None:
-                task.cancel()
-
-        connections.add(session, abort)
-        try:
-            await session.run()
-        except asyncio.CancelledError:
-            writer.close()
-        finally:
-            connections.discard(session)
-
     # The reader's limit bounds one line; literals are read by size, not by line.
-    return await asyncio.start_server(
-        serve, host, port, ssl=tls if implicit_tls else None, limit=settings.IMAP_MAX_LINE,
-        ssl_handshake_timeout=30 if implicit_tls else None,
+    return await start_stream_listener(
+        host, port, connections,
+        session=lambda reader, writer: IMAPSession(reader, writer, tls, secure=implicit_tls),
+        farewell=encode.untagged_status("BYE", replies.SHUTTING_DOWN),
+        tls=tls, implicit_tls=implicit_tls, limit=settings.IMAP_MAX_LINE,
     )

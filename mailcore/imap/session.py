@@ -45,6 +45,7 @@ from mailcore.sessions import (
     SessionLog,
     TemporaryFailure,
     new_session_id,
+    read_line,
 )
 from mailcore.store import events, messages
 
@@ -140,26 +141,12 @@ class IMAPSession:
     async def read_line(self, timeout: float | None = None) -> bytes | None:
         """Return one line with its CRLF, or None when the peer has gone."""
         try:
-            line = await asyncio.wait_for(self._read_line(), timeout or self.timeout())
+            line = await asyncio.wait_for(read_line(self.reader), timeout or self.timeout())
         except asyncio.IncompleteReadError:
             return None
         if line is None:
             raise BadSyntax(replies.LINE_TOO_LONG)
         return line
-
-    async def _read_line(self) -> bytes | None:
-        """Return one line, or None after discarding one longer than IMAP_MAX_LINE."""
-        try:
-            return await self.reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as exc:
-            consumed = exc.consumed
-        while True:
-            await self.reader.readexactly(consumed)
-            try:
-                await self.reader.readuntil(b"\n")
-                return None
-            except asyncio.LimitOverrunError as more:
-                consumed = more.consumed
 
     async def read_exactly(self, size: int, keep: bool = True) -> bytes:
         """Read a literal in chunks, each within the timeout (slow is fine, stalled is not)."""
@@ -521,7 +508,7 @@ class IMAPSession:
         self.log.info("idle")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.IMAP_IDLE_TIMEOUT
-        reading = asyncio.ensure_future(self._read_line())
+        reading = asyncio.ensure_future(read_line(self.reader))
         try:
             while True:
                 await self.sync()

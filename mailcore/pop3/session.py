@@ -25,6 +25,7 @@ from mailcore.sessions import (
     SessionLog,
     TemporaryFailure,
     new_session_id,
+    read_line,
 )
 from mailcore.store import maildrop
 from mailcore.store.maildrop import DropMessage
@@ -100,27 +101,12 @@ class POP3Session:
     async def read_line(self) -> bytes | None:
         """Return one line without its end, or None when the peer has gone."""
         try:
-            line = await asyncio.wait_for(self._read_line(), settings.POP3_TIMEOUT)
+            line = await asyncio.wait_for(read_line(self.reader), settings.POP3_TIMEOUT)
         except asyncio.IncompleteReadError:
             return None
         if line is None or len(line) > MAX_LINE:
             raise BadSyntax(replies.LINE_TOO_LONG)
         return line.rstrip(b"\r\n")
-
-    async def _read_line(self) -> bytes | None:
-        """Return one line with its end, or None after discarding one beyond the buffer."""
-        try:
-            return await self.reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as exc:
-            consumed = exc.consumed
-        # Discard the rest of the overlong line; the caller's timeout bounds the wait.
-        while True:
-            await self.reader.readexactly(consumed)
-            try:
-                await self.reader.readuntil(b"\n")
-                return None
-            except asyncio.LimitOverrunError as more:
-                consumed = more.consumed
 
     # The loop ------------------------------------------------------------------------------
 
