@@ -1,5 +1,5 @@
 """The panel's URL map: customer pages at /, accounts, the operator's dashboard and admin,
-and the well-known URLs mail clients configure themselves from."""
+webmail, and the well-known URLs mail clients configure themselves from."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("panel.customers.urls")),
     path("", include("panel.autoconfig.urls")),
     path("dashboard/", include("panel.dashboard.urls")),
+    path("webmail/", include("panel.webmail.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,143 @@
+"""A mailbox's folders as webmail shows them: roles, unread counts, and changes by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q
+
+from mailcore.models import Folder, Message
+from mailcore.store import folders as store_folders
+from mailcore.store.folders import INBOX, SEPARATOR, FolderError
+
+# Special-use attribute (RFC 6154) -> role, and the folder created when one is missing.
+ROLES = {
+    Folder.SpecialUse.SENT: "sent",
+    Folder.SpecialUse.DRAFTS: "drafts",
+    Folder.SpecialUse.TRASH: "trash",
+    Folder.SpecialUse.JUNK: "junk",
+    Folder.SpecialUse.ARCHIVE: "archive",
+}
+_USES = {role: use for use, role in ROLES.items()}
+_DEFAULT_NAMES = {"sent": "Sent", "drafts": "Drafts", "trash": "Trash", "junk": "Junk",
+                  "archive": "Archive"}
+_ORDER = ["inbox", "drafts", "sent", "archive", "junk", "trash"]
+
+
+class NoSuchFolder(Exception):
+    """The folder does not exist, or belongs to another mailbox."""
+
+
+@dataclass
+class FolderItem:
+    id: int
+    name: str  # full name, "Projects/2025"
+    label: str  # last component, "2025"
+    depth: int
+    role: str  # "inbox", "sent", "drafts", "trash", "junk", "archive" or ""
+    unread: int
+    total: int
+
+
+def role_of(folder: Folder) -> str:
+    if folder.name == INBOX:
+        return "inbox"
+    return ROLES.get(folder.special_use, "")
+
+
+def get_folder(mailbox_id: int, folder_id: int) -> Folder:
+    """Return a folder of this mailbox; raise NoSuchFolder for anyone else's."""
+    folder = Folder.objects.filter(pk=folder_id, mailbox_id=mailbox_id).first()
+    if folder is None:
+        raise NoSuchFolder(folder_id)
+    return folder
+
+
+def folder_list(mailbox_id: int) -> list[FolderItem]:
+    """Return the mailbox's folders, INBOX and the special ones first, with their counts."""
+    folders = store_folders.list_folders(mailbox_id)
+    counts = {
+        row["folder_id"]: row for row in
+        Message.objects.filter(folder__mailbox_id=mailbox_id).values("folder_id")
+        .annotate(total=Count("id"), unread=Count("id", filter=Q(seen=False, deleted=False)))
+    }
+    items = []
+    for folder in folders:
+        row = counts.get(folder.pk, {})
+        parts = folder.name.split(SEPARATOR)
+        items.append(FolderItem(folder.pk, folder.name, parts[-1], len(parts) - 1,
+                                role_of(folder), row.get("unread", 0), row.get("total", 0)))
+
+    def key(item: FolderItem) -> tuple:
+        # Top-level special folders in a fixed order, then the rest as a tree by name.
+        top = item.name.split(SEPARATOR)[0]
+        top_item = next((i for i in items if i.name == top), None)
+        role = top_item.role if top_item else ""
+        rank = _ORDER.index(role) if role in _ORDER else len(_ORDER)
+        return rank, item.name.casefold().split(SEPARATOR)
+
+    return sorted(items, key=key)
+
+
+def unread_counts(mailbox_id: int) -> dict[int, int]:
+    """Return unread messages per folder id (folders without any are left out)."""
+    rows = (Message.objects.filter(folder__mailbox_id=mailbox_id, seen=False, deleted=False)
+            .values("folder_id").annotate(n=Count("id")))
+    return {row["folder_id"]: row["n"] for row in rows}
+
+
+def inbox(mailbox_id: int) -> Folder:
+    return store_folders.find_folder(mailbox_id, INBOX)
+
+
+def special_folder(mailbox_id: int, role: str, create: bool = True) -> Folder | None:
+    """Return the folder with this role (special-use first, then the usual name).
+
+    With create, a missing one is made (a mailbox whose Trash was deleted over IMAP).
+    """
+    if role == "inbox":
+        return inbox(mailbox_id)
+    use = _USES[role]
+    folder = (Folder.objects.filter(mailbox_id=mailbox_id, special_use=use).order_by("pk")
+              .first())
+    if folder is None:
+        folder = Folder.objects.filter(mailbox_id=mailbox_id,
+                                       name__iexact=_DEFAULT_NAMES[role]).first()
+    if folder is None and create:
+        try:
+            folder = store_folders.add_folder(mailbox_id, _DEFAULT_NAMES[role], use)
+        except FolderError:  # made meanwhile by another session
+            folder = store_folders.find_folder(mailbox_id, _DEFAULT_NAMES[role])
+    return folder
+
+
+def create(mailbox_id: int, name: str, parent_id: int | None = None) -> Folder:
+    """Create a folder (under a parent, if given); raise FolderError with a reason."""
+    name = name.strip()
+    if SEPARATOR in name:
+        raise FolderError("CANNOT", f"A folder name cannot contain “{SEPARATOR}”.")
+    if parent_id:
+        name = get_folder(mailbox_id, parent_id).name + SEPARATOR + name
+    return store_folders.add_folder(mailbox_id, name)
+
+
+def rename(mailbox_id: int, folder_id: int, new_label: str) -> Folder:
+    """Rename a folder in place (its subfolders follow); special folders keep their name."""
+    folder = get_folder(mailbox_id, folder_id)
+    if role_of(folder):
+        raise FolderError("CANNOT", f"{folder.name} is a special folder and keeps its name.")
+    new_label = new_label.strip()
+    if SEPARATOR in new_label:
+        raise FolderError("CANNOT", f"A folder name cannot contain “{SEPARATOR}”.")
+    parent, _, _ = folder.name.rpartition(SEPARATOR)
+    new_name = f"{parent}{SEPARATOR}{new_label}" if parent else new_label
+    store_folders.rename_folder(mailbox_id, folder.name, new_name)
+    return get_folder(mailbox_id, folder_id)
+
+
+def delete(mailbox_id: int, folder_id: int) -> None:
+    """Delete a folder and its mail; INBOX, special folders and parents stay."""
+    folder = get_folder(mailbox_id, folder_id)
+    if role_of(folder):
+        raise FolderError("CANNOT", f"{folder.name} is a special folder and cannot be deleted.")
+    store_folders.remove_folder(mailbox_id, folder.name)

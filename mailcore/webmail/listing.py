@@ -1,0 +1,291 @@
+"""Pages of a folder's messages: sorted, searched, and what changed since the last look.
+
+Built to stay quick on a 50,000-message folder: a page is one query for its ids (sorted,
+LIMITed) and one for its rows; header searches run on the columns cached at delivery.
+Searching bodies needs the blobs, so it reads at most WEBMAIL_BODY_SEARCH_LIMIT messages,
+newest first, and says how far it got.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from email.utils import getaddresses
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from mailcore.models import Folder, Message
+from mailcore.store import messages as store_messages
+from mailcore.store.blobs import blob_store
+from mailcore.webmail import parts, sanitize
+
+SORTS = {
+    "date": "internal_date",
+    "from": "from_addr",
+    "to": "to_addrs",
+    "subject": "subject",
+    "size": "size",
+}
+_ROW_FIELDS = ("pk", "uid", "size", "internal_date", "sent_date", "seen", "flagged",
+               "answered", "draft", "deleted", "keywords", "subject", "from_addr", "to_addrs",
+               "bodystructure")
+BODY_SEARCH_SECONDS = 5.0  # a body search also stops after this long
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search: every given field must match (case-insensitively, as a substring)."""
+
+    text: str = ""  # sender, recipients or subject
+    sender: str = ""
+    recipient: str = ""
+    subject: str = ""
+    body: str = ""
+    since: date | None = None
+    before: date | None = None  # exclusive
+    unread: bool = False
+    flagged: bool = False
+
+    @property
+    def active(self) -> bool:
+        return any((self.text, self.sender, self.recipient, self.subject, self.body,
+                    self.since, self.before, self.unread, self.flagged))
+
+
+@dataclass
+class Row:
+    uid: int
+    sender: str  # the display name, or the address
+    sender_address: str
+    recipients: str  # for Sent and Drafts, where who it went to matters
+    subject: str
+    date: datetime
+    size: int
+    seen: bool
+    flagged: bool
+    answered: bool
+    draft: bool
+    forwarded: bool
+    has_attachments: bool
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    number: int
+    size: int
+    has_next: bool
+    total: int | None  # None when a body search makes an exact count too dear
+    body_searched: int | None = None  # how many messages' bodies a body search read
+    body_search_complete: bool = True
+    sort: str = "date"
+    descending: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def first_index(self) -> int:
+        return (self.number - 1) * self.size + 1 if self.rows else 0
+
+    @property
+    def last_index(self) -> int:
+        return (self.number - 1) * self.size + len(self.rows)
+
+
+def _display(value: str) -> tuple[str, str]:
+    """Return (name or address, address) of the first address in a cached header."""
+    pairs = [(n, a) for n, a in getaddresses([value]) if a or n]
+    if not pairs:
+        return value.strip(), ""
+    name, address = pairs[0]
+    return (name.strip() or address), address
+
+
+def _display_list(value: str) -> str:
+    names = [(n.strip() or a) for n, a in getaddresses([value]) if a or n]
+    return ", ".join(names) if names else value.strip()
+
+
+def row_of(message: Message) -> Row:
+    sender, address = _display(message.from_addr)
+    return Row(
+        uid=message.uid, sender=sender, sender_address=address,
+        recipients=_display_list(message.to_addrs), subject=message.subject,
+        date=message.internal_date, size=message.size, seen=message.seen,
+        flagged=message.flagged, answered=message.answered, draft=message.draft,
+        forwarded="$Forwarded" in (message.keywords or ()),
+        has_attachments=parts.has_attachments(message.bodystructure),
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, dtime(), tzinfo=UTC)
+
+
+def _filtered(folder: Folder, query: Query) -> QuerySet[Message]:
+    rows = Message.objects.filter(folder=folder)
+    if query.text:
+        rows = rows.filter(Q(from_addr__icontains=query.text) | Q(to_addrs__icontains=query.text)
+                           | Q(cc_addrs__icontains=query.text)
+                           | Q(subject__icontains=query.text))
+    if query.sender:
+        rows = rows.filter(from_addr__icontains=query.sender)
+    if query.recipient:
+        rows = rows.filter(Q(to_addrs__icontains=query.recipient)
+                           | Q(cc_addrs__icontains=query.recipient))
+    if query.subject:
+        rows = rows.filter(subject__icontains=query.subject)
+    if query.since:
+        rows = rows.filter(internal_date__gte=_day_start(query.since))
+    if query.before:
+        rows = rows.filter(internal_date__lt=_day_start(query.before))
+    if query.unread:
+        rows = rows.filter(seen=False)
+    if query.flagged:
+        rows = rows.filter(flagged=True)
+    return rows
+
+
+def _ordering(sort: str, descending: bool) -> list[str]:
+    column = SORTS.get(sort, "internal_date")
+    sign = "-" if descending else ""
+    return [sign + column, sign + "uid"]
+
+
+def page(folder: Folder, query: Query = Query(), sort: str = "date", descending: bool = True,
+         number: int = 1, size: int | None = None) -> Page:
+    """Return one page of a folder's messages, sorted and searched."""
+    size = size or settings.WEBMAIL_PAGE_SIZE
+    number = max(1, number)
+    sort = sort if sort in SORTS else "date"
+    rows = _filtered(folder, query)
+    searched: int | None = None
+    complete = True
+    total: int | None = None
+    if query.body:
+        matched, searched, complete = _body_matches(rows, query.body)
+        rows = Message.objects.filter(pk__in=matched)
+        total = len(matched)
+    # Two steps: the sort touches only the id and the sort key of each row, and the page's
+    # full rows are read by primary key.
+    start = (number - 1) * size
+    ids = list(rows.order_by(*_ordering(sort, descending))
+               .values_list("pk", flat=True)[start:start + size + 1])
+    has_next = len(ids) > size
+    ids = ids[:size]
+    if total is None:
+        # The last page knows the count; a search with few matches (a full scan) is not
+        # made to scan twice.
+        total = start + len(ids) if not has_next and (ids or number == 1) else rows.count()
+    by_id = {m.pk: m for m in Message.objects.filter(pk__in=ids).order_by().only(*_ROW_FIELDS)}
+    return Page(
+        rows=[row_of(by_id[pk]) for pk in ids if pk in by_id], number=number, size=size,
+        has_next=has_next, total=total, body_searched=searched,
+        body_search_complete=complete, sort=sort, descending=descending,
+    )
+
+
+def _body_matches(rows: QuerySet[Message], needle: str) -> tuple[list[int], int, bool]:
+    """Return (ids of messages whose text holds needle, how many were read, all read?).
+
+    Reads newest first, at most WEBMAIL_BODY_SEARCH_LIMIT messages and for at most
+    BODY_SEARCH_SECONDS; older mail is reached by narrowing the dates.
+    """
+    limit = settings.WEBMAIL_BODY_SEARCH_LIMIT
+    wanted = needle.casefold()
+    store = blob_store()
+    deadline = time.monotonic() + BODY_SEARCH_SECONDS
+    matched, read = [], 0
+    candidates = rows.order_by("-internal_date", "-uid").values_list(
+        "pk", "blob_id", "bodystructure")
+    complete = True
+    for pk, blob_id, structure in candidates[:limit + 1].iterator(200):
+        if read >= limit or time.monotonic() > deadline:
+            complete = False
+            break
+        read += 1
+        try:
+            raw = store.get(blob_id)
+        except OSError:
+            continue
+        if wanted in body_text(raw, structure).casefold():
+            matched.append(pk)
+    return matched, read, complete
+
+
+def body_text(raw: bytes, structure: dict | None) -> str:
+    """Return the readable text of a message's body parts (HTML reduced to its text)."""
+    layout = parts.layout(parts.structure_of(raw, structure), prefer_html=False)
+    texts = []
+    for part in layout.texts:
+        value = parts.text(raw, part)
+        texts.append(sanitize.html_to_text(value) if part.content_type == "text/html"
+                     else value)
+    return "\n".join(texts)
+
+
+def neighbours(folder: Folder, uid: int) -> tuple[int | None, int | None]:
+    """Return the UIDs of the newer and the older message next to uid (arrival order)."""
+    rows = Message.objects.filter(folder=folder)
+    newer = rows.filter(uid__gt=uid).order_by("uid").values_list("uid", flat=True).first()
+    older = rows.filter(uid__lt=uid).order_by("-uid").values_list("uid", flat=True).first()
+    return newer, older
+
+
+# What changed since the page was drawn (the list's poll) ----------------------------------
+
+MAX_CHANGES = 200
+
+
+@dataclass
+class Changes:
+    modseq: int
+    uidnext: int
+    changed: list[dict]  # {"uid", "seen", "flagged", "answered"} of rows the page may show
+    gone: list[int]
+    new_rows: list[Row]  # arrived since uidnext, newest first
+    reload: bool  # too much changed: draw the page again
+
+
+def state(folder: Folder) -> dict[str, int]:
+    """Return where a list's poll starts from: the folder's HIGHESTMODSEQ and UIDNEXT.
+
+    Read it before the page's rows: a change in between is then reported by the first
+    poll (perhaps again; the page skips rows it already shows).
+    """
+    fresh = Folder.objects.values("highestmodseq", "uidnext").get(pk=folder.pk)
+    return {"modseq": fresh["highestmodseq"], "uidnext": fresh["uidnext"]}
+
+
+def changes(folder: Folder, modseq: int, uidnext: int) -> Changes:
+    """Return what changed in a folder after modseq, and the messages from uidnext on."""
+    state, changed, gone = store_messages.changes_since(folder.pk, modseq)
+    if len(changed) + len(gone) > MAX_CHANGES:
+        return Changes(state.highestmodseq, state.uidnext, [], [], [], reload=True)
+    flags = [{"uid": s.uid, "seen": "\\Seen" in s.flags, "flagged": "\\Flagged" in s.flags,
+              "answered": "\\Answered" in s.flags, "deleted": "\\Deleted" in s.flags}
+             for s in changed if s.uid < uidnext]
+    new_uids = [s.uid for s in changed if s.uid >= uidnext]
+    new_rows = []
+    if new_uids:
+        rows = (Message.objects.filter(folder=folder, uid__in=new_uids).only(*_ROW_FIELDS)
+                .order_by("-internal_date", "-uid"))
+        new_rows = [row_of(m) for m in rows]
+    return Changes(state.highestmodseq, state.uidnext, flags, gone, new_rows, reload=False)
+
+
+def parse_day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value.strip()) if value.strip() else None
+    except ValueError:
+        return None
+
+
+def day_after(day: date | None) -> date | None:
+    return day + timedelta(days=1) if day else None

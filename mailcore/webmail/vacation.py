@@ -1,0 +1,164 @@
+"""Vacation auto-replies (RFC 3834, with RFC 5230's rules): whom to answer, and the answer.
+
+The settings and the record of who was already answered are passed in: their storage
+(a per-mailbox settings row and a replied-to table) is still to be added, so nothing
+calls respond() on delivery yet. Everything else is here and tested.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import SMTP, compat32
+from email.utils import format_datetime, getaddresses, make_msgid
+from typing import Protocol
+
+from django.conf import settings
+from django.utils import timezone
+
+from mailcore import directory
+from mailcore.addresses import AddressError, normalize_address
+from mailcore.directory import Route
+from mailcore.models import Mailbox
+from mailcore.smtp import outgoing
+from mailcore.store.delivery import QuotaExceeded
+from mailcore.store.headers import decode_text, split_header_block
+from mailcore.webmail.compose import sender_addresses
+
+DEFAULT_INTERVAL = timedelta(days=7)  # RFC 5230 section 4.1's default :days
+_ROBOT_LOCALS = re.compile(
+    r"^(mailer-daemon|postmaster|listserv|majordomo|mailman|no-?reply|do-?not-?reply|"
+    r"bounces?|owner-.*|.*-request|.*-bounces?)$", re.IGNORECASE)
+_LIST_FIELDS = ("list-id", "list-post", "list-unsubscribe", "list-help", "list-subscribe",
+                "list-owner", "list-archive")
+
+
+@dataclass(frozen=True)
+class Vacation:
+    """A mailbox's auto-reply settings."""
+
+    enabled: bool = False
+    subject: str = ""  # empty: "Auto: " and the original subject
+    body: str = ""
+    start: date | None = None  # first day it answers
+    end: date | None = None  # last day it answers
+    interval: timedelta = DEFAULT_INTERVAL  # answer each sender at most once in this time
+
+
+class ReplyLog(Protocol):
+    """Who was answered when (per mailbox): the storage the caller provides."""
+
+    def replied_since(self, sender: str, since: datetime) -> bool: ...
+
+    def record(self, sender: str, when: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    reply: bool
+    reason: str  # why not (or "reply")
+    to: str = ""
+
+
+def decide(vacation: Vacation, own_addresses: list[str], raw: bytes, envelope_sender: str,
+           log: ReplyLog, now: datetime | None = None) -> Decision:
+    """Return whether to answer a delivered message, and to whom (its envelope sender)."""
+    now = now or timezone.now()
+    if not vacation.enabled or not vacation.body.strip():
+        return Decision(False, "off")
+    today = timezone.localdate(now)
+    if (vacation.start and today < vacation.start) or (vacation.end and today > vacation.end):
+        return Decision(False, "outside the dates")
+    sender = envelope_sender.strip().strip("<>")
+    if not sender:
+        return Decision(False, "null sender")  # a bounce (RFC 3834 section 2)
+    try:
+        sender = normalize_address(sender)
+    except AddressError:
+        return Decision(False, "bad sender")
+    if _ROBOT_LOCALS.match(sender.rpartition("@")[0]):
+        return Decision(False, "automated sender")
+    own = {a.lower() for a in own_addresses}
+    if sender in own:
+        return Decision(False, "own address")
+    headers = BytesHeaderParser(policy=compat32).parsebytes(split_header_block(raw))
+    auto = str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower()
+    if auto != "no":
+        return Decision(False, "auto-submitted")  # RFC 3834 section 2
+    if any(headers.get(name) is not None for name in _LIST_FIELDS):
+        return Decision(False, "mailing list")
+    precedence = str(headers.get("Precedence", "")).strip().lower()
+    if precedence in ("bulk", "list", "junk"):
+        return Decision(False, "bulk mail")
+    suppress = str(headers.get("X-Auto-Response-Suppress", "")).lower()
+    if "oof" in suppress or "all" in suppress:
+        return Decision(False, "suppressed")
+    fields = (headers.get_all("To") or []) + (headers.get_all("Cc") or [])
+    named = {a.lower() for _, a in getaddresses([decode_text(str(v)) for v in fields])}
+    if not named & own:
+        return Decision(False, "not addressed to the mailbox")  # RFC 5230 section 4.5
+    if log.replied_since(sender, now - vacation.interval):
+        return Decision(False, "already answered")
+    return Decision(True, "reply", sender)
+
+
+def build_reply(vacation: Vacation, mailbox: Mailbox, raw: bytes, to: str,
+                now: datetime | None = None) -> bytes:
+    """Return the auto-reply to a message (Auto-Submitted: auto-replied, RFC 3834 3.1.7)."""
+    now = now or timezone.now()
+    headers = BytesHeaderParser(policy=compat32).parsebytes(split_header_block(raw))
+    subject = " ".join(decode_text(str(headers.get("Subject", ""))).split())
+    message = EmailMessage(policy=SMTP)
+    message["From"] = Address(display_name=" ".join(mailbox.display_name.split()),
+                              addr_spec=mailbox.address)
+    message["To"] = to
+    message["Subject"] = " ".join(vacation.subject.split()) or f"Auto: {subject}".strip()
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid(domain=settings.MAIL_HOSTNAME)
+    message["Auto-Submitted"] = "auto-replied"
+    original_id = " ".join(str(headers.get("Message-ID", "")).split())
+    if original_id:
+        # RFC 3834 section 3.1.4 and 3.1.5.
+        message["In-Reply-To"] = original_id
+        references = " ".join(str(headers.get("References", "")).split())
+        message["References"] = f"{references} {original_id}".strip()
+    body = vacation.body.replace("\r\n", "\n")
+    message.set_content(body if body.endswith("\n") else body + "\n")
+    return message.as_bytes()
+
+
+def respond(vacation: Vacation, mailbox: Mailbox, raw: bytes, envelope_sender: str,
+            log: ReplyLog, now: datetime | None = None) -> Decision:
+    """Answer a message delivered to mailbox if the rules allow; record whom it answered.
+
+    The answer goes through the submission path with a null envelope sender (RFC 3834
+    section 3.3), so a bounce of it comes back to nobody.
+    """
+    now = now or timezone.now()
+    own = sender_addresses(mailbox)  # its own address and the aliases it may answer as
+    decision = decide(vacation, own, raw, envelope_sender, log, now)
+    if not decision.reply:
+        return decision
+    if outgoing.send_limit_reached(mailbox):
+        return Decision(False, "send limit reached")
+    resolution = directory.resolve(decision.to)
+    if resolution.route is Route.NOT_HOSTED:
+        local_ids, remote = set(), {decision.to}
+    elif resolution.route is Route.LOCAL:
+        local_ids, remote = resolution.mailbox_ids, resolution.remote
+    else:
+        return Decision(False, f"recipient {resolution.route.value}")
+    reply = build_reply(vacation, mailbox, raw, decision.to, now)
+    received = (f"Received: by {settings.MAIL_HOSTNAME} (mailcore vacation)"
+                f" for <{mailbox.address}>;\r\n\t{format_datetime(now)}\r\n").encode()
+    try:
+        outgoing.submit(reply, mailbox=mailbox, mail_from="", local_ids=local_ids,
+                        remote=remote, received=received, return_path=b"Return-Path: <>\r\n")
+    except QuotaExceeded:
+        return Decision(False, "recipient mailbox full")
+    log.record(decision.to, now)
+    return decision

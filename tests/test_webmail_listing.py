@@ -1,0 +1,188 @@
+"""Listing a folder in webmail: sorting, paging, searching, a big folder, and live updates."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from mailcore.models import Message
+from mailcore.store import messages as store_messages
+from mailcore.webmail import listing
+from tests.test_webmail_helpers import (
+    deliver_to,
+    folder,
+    make_message,
+    sign_in,
+)
+
+
+@pytest.fixture
+def signed_in(alice) -> Client:
+    """A browser signed in to webmail as alice@example.test."""
+    return sign_in(Client(), "alice@example.test")
+
+
+def _uids(response) -> list[int]:
+    return [int(u) for u in re.findall(r'<tr class="wm-row[^"]*" data-uid="(\d+)"',
+                                       response.content.decode())]
+
+
+def _three(alice) -> None:
+    deliver_to(alice, make_message(subject="banana split", sender="Zoe <zoe@remote.test>",
+                                   text="short\n"))
+    deliver_to(alice, make_message(subject="apple pie", sender="Adam <adam@remote.test>",
+                                   text="medium " * 50))
+    deliver_to(alice, make_message(subject="cherry tart", sender="Mia <mia@remote.test>",
+                                   text="long " * 500 + "\nthe secret word is rhubarb\n"))
+
+
+def test_the_newest_mail_comes_first_and_columns_sort_both_ways(signed_in, alice) -> None:
+    _three(alice)
+    url = reverse("webmail:folder", args=[folder(alice).pk])
+    assert _uids(signed_in.get(url)) == [3, 2, 1]
+    assert _uids(signed_in.get(url + "?sort=date")) == [1, 2, 3]
+    assert _uids(signed_in.get(url + "?sort=from")) == [2, 3, 1]
+    assert _uids(signed_in.get(url + "?sort=-from")) == [1, 3, 2]
+    assert _uids(signed_in.get(url + "?sort=subject")) == [2, 1, 3]
+    assert _uids(signed_in.get(url + "?sort=-size")) == [3, 2, 1]
+    assert _uids(signed_in.get(url + "?sort=bogus")) == [3, 2, 1]
+
+
+def test_pages_hold_the_configured_number_of_messages(signed_in, alice, settings) -> None:
+    settings.WEBMAIL_PAGE_SIZE = 2
+    _three(alice)
+    url = reverse("webmail:folder", args=[folder(alice).pk])
+    first = signed_in.get(url)
+    assert _uids(first) == [3, 2]
+    assert b'rel="next"' in first.content and b"1\xe2\x80\x932 of 3" in first.content
+    second = signed_in.get(url + "?page=2")
+    assert _uids(second) == [1]
+    assert b'rel="prev"' in second.content and b'rel="next"' not in second.content
+    assert _uids(signed_in.get(url + "?page=zebra")) == [3, 2]
+
+
+def test_search_matches_sender_recipients_or_subject(signed_in, alice) -> None:
+    _three(alice)
+    url = reverse("webmail:folder", args=[folder(alice).pk])
+    assert _uids(signed_in.get(url + "?q=ADAM")) == [2]
+    assert _uids(signed_in.get(url + "?q=tart")) == [3]
+    assert _uids(signed_in.get(url + "?q=alice%40example")) == [3, 2, 1]  # the To field
+    assert _uids(signed_in.get(url + "?sender=zoe&subject=split")) == [1]
+    assert _uids(signed_in.get(url + "?sender=zoe&subject=pie")) == []
+    assert b"No messages match." in signed_in.get(url + "?q=nothing-like-it").content
+
+
+def test_search_by_date_range_unread_and_flagged(signed_in, alice) -> None:
+    _three(alice)
+    inbox = folder(alice)
+    old = timezone.now() - timedelta(days=30)
+    Message.objects.filter(folder=inbox, uid=1).update(internal_date=old)
+    store_messages.store_flags(inbox.pk, [2], "add", ["\\Seen", "\\Flagged"])
+    url = reverse("webmail:folder", args=[inbox.pk])
+    today = timezone.localdate()
+    assert _uids(signed_in.get(url + f"?since={today - timedelta(days=1)}")) == [3, 2]
+    assert _uids(signed_in.get(url + f"?until={old.date()}")) == [1]
+    assert _uids(signed_in.get(url + "?unread=on")) == [3, 1]
+    assert _uids(signed_in.get(url + "?flagged=on")) == [2]
+
+
+def test_body_search_reads_message_text_and_html(signed_in, alice) -> None:
+    _three(alice)
+    deliver_to(alice, make_message(subject="html only", text=None,
+                                   html="<p>Secret <b>Rhubarb</b> recipe</p>"))
+    url = reverse("webmail:folder", args=[folder(alice).pk])
+    response = signed_in.get(url + "?body=rhubarb")
+    assert _uids(response) == [4, 3]
+    assert b"The text of all 4 matching messages was searched." in response.content
+
+
+def test_body_search_stops_at_its_limit_and_says_so(signed_in, alice, settings) -> None:
+    settings.WEBMAIL_BODY_SEARCH_LIMIT = 2
+    _three(alice)
+    url = reverse("webmail:folder", args=[folder(alice).pk])
+    response = signed_in.get(url + "?body=short")  # only in the oldest message
+    assert _uids(response) == []
+    assert b"Only the text of the newest 2 messages was searched." in response.content
+    # Narrowing the dates reaches older mail.
+    inbox = folder(alice)
+    Message.objects.filter(folder=inbox, uid=1).update(
+        internal_date=timezone.now() - timedelta(days=10))
+    until = timezone.localdate() - timedelta(days=5)
+    assert _uids(signed_in.get(url + f"?body=short&until={until}")) == [1]
+
+
+def test_a_big_folder_is_listed_and_searched_with_a_few_limited_queries(alice,
+                                                                       settings) -> None:
+    inbox = folder(alice)
+    template = Message.objects.get(folder=inbox, uid=deliver_to(alice, make_message()))
+    now = timezone.now()
+    Message.objects.bulk_create([
+        Message(folder=inbox, uid=uid, blob_id=template.blob_id, size=100 + uid,
+                internal_date=now - timedelta(minutes=5000 - uid), modseq=2,
+                subject=f"Subject {uid}", from_addr=f"Sender {uid % 7} <s{uid % 7}@x.test>",
+                to_addrs="alice@example.test", bodystructure=template.bodystructure)
+        for uid in range(2, 5001)], batch_size=1000)
+    settings.WEBMAIL_BODY_SEARCH_LIMIT = 50
+    for query in [listing.Query(), listing.Query(sender="sender 3"),
+                  listing.Query(text="Subject 4999")]:
+        with CaptureQueriesContext(connection) as queries:
+            page = listing.page(inbox, query, "date", True, number=3, size=50)
+        assert len(queries) <= 3
+        assert all("LIMIT" in q["sql"] for q in queries if "ORDER BY" in q["sql"])
+        assert len(page.rows) <= 50
+    body = listing.page(inbox, listing.Query(body="hi there"), "date", True, size=50)
+    assert body.body_searched == 50 and not body.body_search_complete
+    assert body.total == 50  # every message shares the blob that says "Hi there!"
+
+
+def test_the_poll_reports_new_mail_flag_changes_and_unread_counts(signed_in, alice) -> None:
+    first = deliver_to(alice, make_message(subject="first"))
+    inbox = folder(alice)
+    page = signed_in.get(reverse("webmail:folder", args=[inbox.pk]))
+    modseq = re.search(rb'data-modseq="(\d+)"', page.content).group(1).decode()
+    uidnext = re.search(rb'data-uidnext="(\d+)"', page.content).group(1).decode()
+    store_messages.store_flags(inbox.pk, [first], "add", ["\\Flagged", "\\Seen"])
+    deliver_to(alice, make_message(subject="Brand new mail"))
+    data = signed_in.get(reverse("webmail:poll") + f"?folder={inbox.pk}&modseq={modseq}"
+                         f"&uidnext={uidnext}").json()
+    assert data["unread"] == {str(inbox.pk): 1}
+    assert data["changed"] == [{"uid": first, "seen": True, "flagged": True,
+                                "answered": False, "deleted": False}]
+    assert data["new_count"] == 1 and "Brand new mail" in data["new_rows"]
+    assert data["uidnext"] == int(uidnext) + 1 and not data["reload"]
+    # Asked again from the new state: nothing more.
+    again = signed_in.get(reverse("webmail:poll") + f"?folder={inbox.pk}&modseq="
+                          f"{data['modseq']}&uidnext={data['uidnext']}").json()
+    assert again["changed"] == [] and again["new_count"] == 0 and again["gone"] == []
+
+
+def test_the_poll_reports_messages_that_went(signed_in, alice) -> None:
+    uid = deliver_to(alice, make_message())
+    inbox = folder(alice)
+    inbox.refresh_from_db()
+    state = (inbox.highestmodseq, inbox.uidnext)
+    store_messages.store_flags(inbox.pk, [uid], "add", ["\\Deleted"])
+    store_messages.expunge_deleted(inbox.pk)
+    data = signed_in.get(reverse("webmail:poll") + f"?folder={inbox.pk}&modseq={state[0]}"
+                         f"&uidnext={state[1]}").json()
+    assert data["gone"] == [uid]
+
+
+def test_only_the_unsorted_first_page_takes_new_rows_live(signed_in, alice) -> None:
+    deliver_to(alice, make_message())
+    url = reverse("webmail:folder", args=[folder(alice).pk])
+    assert b'data-live="1"' in signed_in.get(url).content
+    assert b'data-live="1"' not in signed_in.get(url + "?q=x").content
+    assert b'data-live="1"' not in signed_in.get(url + "?sort=size").content
+
+
+def test_parse_day_accepts_iso_dates_only() -> None:
+    assert listing.parse_day("2025-06-02") == date(2025, 6, 2)
+    assert listing.parse_day("June 2") is None and listing.parse_day("") is None
