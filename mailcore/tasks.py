@@ -45,3 +45,12 @@ def remove_domain_data(domain_id: int) -> bool:
     from mailcore.customers import remove_domain_data as remove
 
     return remove(domain_id)
+
+
+@shared_task(acks_late=True)
+def vacation_reply(mailbox_id: int, blob_key: str, envelope_sender: str) -> str:
+    """Send a mailbox's vacation auto-reply to the sender of a message it just received."""
+    from mailcore.store.blobs import blob_store
+    from mailcore.webmail.preferences import answer
+
+    return answer(mailbox_id, blob_store().get(blob_key), envelope_sender)

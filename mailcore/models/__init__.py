@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .accounts import AppPassword, CustomerLimits
+from .accounts import AppPassword, CustomerLimits, MailboxSettings, VacationReply
 from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
 from .stats import TrafficCount
@@ -12,6 +12,8 @@ __all__ = [
     "Alias",
     "AppPassword",
     "CustomerLimits",
+    "MailboxSettings",
+    "VacationReply",
     "TrafficCount",
     "Blob",
     "Domain",

@@ -44,3 +44,43 @@ class CustomerLimits(models.Model):
 
     def __str__(self) -> str:
         return f"limits for {self.user}"
+
+
+class MailboxSettings(models.Model):
+    """A mailbox user's own settings: signature and the vacation auto-reply."""
+
+    mailbox = models.OneToOneField("mailcore.Mailbox", on_delete=models.CASCADE,
+                                   primary_key=True, related_name="settings")
+    signature = models.TextField(blank=True)
+    vacation_enabled = models.BooleanField(default=False)
+    vacation_subject = models.CharField(max_length=200, blank=True,
+                                        help_text='Empty: "Auto:" and the original subject.')
+    vacation_body = models.TextField(blank=True)
+    vacation_start = models.DateField(null=True, blank=True)
+    vacation_end = models.DateField(null=True, blank=True, help_text="Inclusive.")
+    vacation_interval_days = models.PositiveSmallIntegerField(
+        default=7, help_text="Answer each sender at most once in this many days.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "mailbox settings"
+
+    def __str__(self) -> str:
+        return f"settings of {self.mailbox_id}"
+
+
+class VacationReply(models.Model):
+    """Whom a mailbox's vacation auto-reply answered, and when."""
+
+    mailbox = models.ForeignKey("mailcore.Mailbox", on_delete=models.CASCADE,
+                                related_name="vacation_replies")
+    sender = models.CharField(max_length=320)
+    replied_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "sender"],
+                                               name="vacation_reply_unique")]
+        indexes = [models.Index(fields=["replied_at"], name="vacation_reply_when")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} -> {self.sender}"

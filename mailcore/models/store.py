@@ -93,7 +93,12 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["folder", "uid"], name="message_unique_uid"),
         ]
-        indexes = [models.Index(fields=["folder", "modseq"], name="message_folder_modseq")]
+        indexes = [
+            models.Index(fields=["folder", "modseq"], name="message_folder_modseq"),
+            models.Index(fields=["folder", "internal_date"], name="message_folder_date"),
+            models.Index(fields=["folder"], condition=models.Q(seen=False),
+                         name="message_folder_unseen"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.folder_id}:{self.uid}"

@@ -13,7 +13,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from mailcore import dbpool
-from mailcore.models import Blob, Folder, Mailbox, Message, OutboundMessage, OutboundRecipient
+from mailcore.models import (
+    Blob,
+    Folder,
+    Mailbox,
+    MailboxSettings,
+    Message,
+    OutboundMessage,
+    OutboundRecipient,
+)
 from mailcore.store import events, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX
@@ -62,6 +70,8 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
                            for mailbox_id in mailbox_ids]
         for mailbox_id in mailbox_ids:
             events.changed(mailbox_id)
+        if mail_from and mailbox_ids and folder == INBOX:
+            transaction.on_commit(lambda: _vacation(mailbox_ids, key, mail_from))
         outbound_id = None
         if remote:
             outbound = OutboundMessage.objects.create(
@@ -144,6 +154,19 @@ def _insert(cursor, mailbox_id: int, folder: str, key: str, size: int, now, fiel
               "pop3_hidden": False, **fields}
     cursor.execute(_sql().message, [_prep(f, values[f]) for f in _MESSAGE_FIELDS])
     return cursor.fetchone()[0]
+
+
+def _vacation(mailbox_ids: list[int], key: str, mail_from: str) -> None:
+    """Ask the worker to answer for the mailboxes whose vacation reply is on."""
+    from mailcore.tasks import vacation_reply
+
+    away = MailboxSettings.objects.filter(mailbox_id__in=mailbox_ids, vacation_enabled=True)
+    for mailbox_id in away.values_list("mailbox_id", flat=True):
+        try:
+            vacation_reply.delay(mailbox_id, key, mail_from)
+        except Exception:  # the broker being down must not fail an accepted message
+            log.warning("could not queue the vacation reply of mailbox %d", mailbox_id,
+                        exc_info=True)
 
 
 def _kick(outbound_id: int) -> None:

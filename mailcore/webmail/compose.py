@@ -161,11 +161,31 @@ def _one_line(text: str) -> str:
 
 # Filling in replies and forwards ----------------------------------------------------------
 
+def signature(mailbox: Mailbox) -> str:
+    from mailcore.webmail.preferences import signature as stored
+
+    return stored(mailbox)
+
+
 def prefill(mailbox: Mailbox, mode: str, ref: MessageRef | None) -> Draft:
     """Return the form's starting content for a new message, a reply, a forward or a draft.
 
     Raise NoSuchFolder or reading.NoSuchMessage for a message that is not this mailbox's.
     """
+    draft = _prefill(mailbox, mode, ref)
+    if mode != "draft":
+        draft.body = _with_signature(draft.body, signature(mailbox))
+    return draft
+
+
+def _with_signature(body: str, text: str) -> str:
+    """Put the signature above the quoted text, after the usual "-- " line (RFC 3676 4.3)."""
+    if not text.strip():
+        return body
+    return "\n\n-- \n" + text.rstrip() + "\n" + body
+
+
+def _prefill(mailbox: Mailbox, mode: str, ref: MessageRef | None) -> Draft:
     if mode not in MODES or mode == "new" or ref is None:
         return Draft(from_address=mailbox.address)
     opened = reading.load(mailbox.pk, ref.folder_id, ref.uid, prefer_html=False)

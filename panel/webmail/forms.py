@@ -165,3 +165,30 @@ class SettingsForm(forms.Form):
     display_name = forms.CharField(
         label="Your name", max_length=200, required=False,
         help_text="Shown to the people you write to, beside your address.")
+    signature = forms.CharField(
+        label="Signature", required=False, max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Added below new messages, replies and forwards.")
+    vacation_enabled = forms.BooleanField(label="Send an automatic reply", required=False)
+    vacation_subject = forms.CharField(
+        label="Reply subject", max_length=200, required=False,
+        help_text='Leave empty for "Auto:" and the subject of the message answered.')
+    vacation_body = forms.CharField(
+        label="Reply text", required=False, max_length=10000,
+        widget=forms.Textarea(attrs={"rows": 5}))
+    vacation_start = forms.DateField(label="First day", required=False,
+                                     widget=forms.DateInput(attrs={"type": "date"}))
+    vacation_end = forms.DateField(label="Last day", required=False,
+                                   widget=forms.DateInput(attrs={"type": "date"}))
+    vacation_interval_days = forms.IntegerField(
+        label="Answer each sender once every", min_value=1, max_value=30, initial=7,
+        help_text="days. Mailing lists, bounces and automatic mail are never answered.")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("vacation_enabled") and not (data.get("vacation_body") or "").strip():
+            self.add_error("vacation_body", "Write the text of the automatic reply.")
+        start, end = data.get("vacation_start"), data.get("vacation_end")
+        if start and end and end < start:
+            self.add_error("vacation_end", "The last day comes before the first.")
+        return data

@@ -592,16 +592,25 @@ def poll(request: HttpRequest) -> HttpResponse:
     return JsonResponse(answer)
 
 
+VACATION_FIELDS = ("vacation_enabled", "vacation_subject", "vacation_body", "vacation_start",
+                   "vacation_end", "vacation_interval_days")
+
+
 # Settings ------------------------------------------------------------------------------------
 
 @auth.mailbox_required
 @require_http_methods(["GET", "POST"])
 def settings_view(request: HttpRequest) -> HttpResponse:
     mailbox = request.mailbox
-    form = forms.SettingsForm(request.POST or None,
-                              initial={"display_name": mailbox.display_name})
+    current = preferences.get(mailbox)
+    initial = {"display_name": mailbox.display_name, "signature": current.signature,
+               **{f: getattr(current, f) for f in VACATION_FIELDS}}
+    form = forms.SettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        preferences.set_display_name(mailbox, form.cleaned_data["display_name"])
+        data = form.cleaned_data
+        preferences.set_display_name(mailbox, data["display_name"])
+        preferences.save(mailbox, signature=data["signature"],
+                         **{f: data[f] for f in VACATION_FIELDS})
         messages.success(request, "Your settings are saved.")
         return redirect("webmail:settings")
     return render(request, "webmail/settings.html", {**_sidebar(request), "form": form})
