@@ -1,0 +1,34 @@
+"""The embedded broker: a message being published is never seen half written."""
+
+from __future__ import annotations
+
+import os
+
+from kombu import Connection
+
+from panel.broker import Channel
+
+
+def test_a_message_appears_only_complete(tmp_path, monkeypatch):
+    seen: list[list[str]] = []
+    real_replace = os.replace
+
+    def watching_replace(src, dst):
+        # At the moment of the rename, the folder holds only the temporary file,
+        # which the consumer's name filter ignores.
+        seen.append(sorted(os.listdir(tmp_path)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("panel.broker.os.replace", watching_replace)
+    (tmp_path / "control").mkdir()
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+               "control_folder": str(tmp_path / "control")}
+    with Connection("filesystem://", transport="panel.broker:Transport",
+                    transport_options=options) as connection:
+        queue = connection.SimpleQueue("tasks")
+        queue.put({"hello": "world"})
+        assert isinstance(queue.channel, Channel)
+        assert [n for n in seen[0] if n.endswith(".msg")] == []
+        assert [n for n in seen[0] if n.endswith(".tmp")] != []
+        assert queue.get(timeout=2).payload == {"hello": "world"}
+        queue.close()
