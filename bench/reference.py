@@ -9,7 +9,7 @@ import pwd
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +105,28 @@ class ReferenceServers:
                 os.chown(path, uid, gid)
         return per_user * len(self.users)
 
+    def fill(self, user: str, messages: Iterable[tuple[bytes, str]], folder: str = "") -> int:
+        """Store (message, Maildir flags) pairs in a user's folder as Dovecot's LMTP would.
+
+        Files go straight to cur/, named in delivery order with S= (file size) and W=
+        (size with CRLF) as Dovecot names them, so no read is needed to list them.
+        `folder` "" is INBOX; another is a Maildir++ subfolder ".name". Return the count.
+        """
+        uid, gid = _mail_owner()
+        root = self.maildir(user) / (f".{folder}" if folder else "")
+        for sub in ("cur", "new", "tmp"):
+            if not (root / sub).exists():
+                _mkdir(root / sub, 0o700, MAIL_USER, MAIL_USER)
+        base = int(time.time()) - 10_000_000
+        count = 0
+        for count, (message, flags) in enumerate(messages, 1):
+            body = message.replace(b"\r\n", b"\n")  # maildir files use LF line endings
+            name = f"{base + count}.M{count}P0.bench,S={len(body)},W={len(message)}:2,{flags}"
+            path = root / "cur" / name
+            path.write_bytes(body)
+            os.chown(path, uid, gid)
+        return count
+
 
 def _require(path: str, package: str) -> None:
     if not os.access(path, os.X_OK):
@@ -128,7 +150,7 @@ def _mkdir(path: Path, mode: int, user: str = "root", group: str = "root") -> No
     os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
 
 
-def _write_dovecot_config(ref: ReferenceServers) -> Path:
+def _write_dovecot_config(ref: ReferenceServers, extra: str = "") -> Path:
     uid, gid = _mail_owner()
     root = ref.tmpdir / "dovecot"
     _mkdir(root, 0o755)
@@ -187,7 +209,7 @@ service lmtp {{
     mode = 0666
   }}
 }}
-""")
+{extra}""")
     return conf
 
 
@@ -244,8 +266,12 @@ def dovecot_only(
     pop3_port: int,
     imap_port: int | None = None,
     users: Sequence[tuple[str, str]] = DEFAULT_USERS,
+    settings: str = "",
 ) -> Iterator[ReferenceServers]:
-    """Dovecot alone: POP3 (+ IMAP), LMTP socket; fill with `prefill`. Needs root."""
+    """Dovecot alone: POP3 (+ IMAP), LMTP socket; fill with `prefill`. Needs root.
+
+    `settings` is appended to dovecot.conf (e.g. higher process limits for a benchmark).
+    """
     _require(DOVECOT, "dovecot-core")
     _require("/usr/lib/dovecot/pop3", "dovecot-pop3d")
     _require("/usr/lib/dovecot/lmtp", "dovecot-lmtpd")
@@ -255,7 +281,7 @@ def dovecot_only(
         raise PermissionError("run as root: the daemons drop privileges themselves")
     ref = ReferenceServers(Path(tmpdir), tuple(users), pop3_port, imap_port)
     ref.tmpdir.chmod(0o755)  # MAIL_USER, postfix and dovecot must traverse it
-    conf = _write_dovecot_config(ref)
+    conf = _write_dovecot_config(ref, settings)
     log = conf.parent / "dovecot.out"
     with daemon([DOVECOT, "-F", "-c", str(conf)], log) as proc:
         wait_port(pop3_port, proc, log)
