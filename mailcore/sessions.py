@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 
 log = logging.getLogger("mailcore.session")
 
@@ -52,6 +53,22 @@ class SessionLog:
     def internal_error(self, event: str) -> None:
         """Log an unexpected exception with its traceback (the peer only sees the id)."""
         log.error(f"{self.prefix} internal error in {event}", exc_info=True)
+
+
+class StreamSession:
+    """What a line-protocol session (POP3, IMAP) knows of its connection from the start."""
+
+    protocol = ""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tls: ssl.SSLContext | None, secure: bool) -> None:
+        self.reader, self.writer = reader, writer
+        self.tls, self.secure = tls, secure
+        self.id = new_session_id()
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip = str(peer[0])
+        name = f"{self.protocol}s" if secure else self.protocol
+        self.log = SessionLog(name, self.id, self.peer_ip)
 
 
 async def read_line(reader: asyncio.StreamReader) -> bytes | None:

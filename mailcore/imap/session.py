@@ -42,9 +42,8 @@ from mailcore.sessions import (
     Disconnect,
     ProtocolError,
     Refused,
-    SessionLog,
+    StreamSession,
     TemporaryFailure,
-    new_session_id,
     read_line,
 )
 from mailcore.store import events, messages
@@ -89,17 +88,14 @@ class LiteralTooBig(ProtocolError):
         self.tag, self.status = tag, status
 
 
-class IMAPSession:
+class IMAPSession(StreamSession):
     """Serve one connection until LOGOUT, a timeout, or the peer going away."""
+
+    protocol = "imap"
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  tls: ssl.SSLContext | None, secure: bool) -> None:
-        self.reader, self.writer = reader, writer
-        self.tls, self.secure = tls, secure
-        self.id = new_session_id()
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip = str(peer[0])
-        self.log = SessionLog("imaps" if secure else "imap", self.id, self.peer_ip)
+        super().__init__(reader, writer, tls, secure)
         self.state = State.NOT_AUTHENTICATED
         self.user = ""
         self.mailbox_id: int | None = None

@@ -22,9 +22,8 @@ from mailcore.sessions import (
     Disconnect,
     ProtocolError,
     Refused,
-    SessionLog,
+    StreamSession,
     TemporaryFailure,
-    new_session_id,
     read_line,
 )
 from mailcore.store import maildrop
@@ -57,17 +56,14 @@ class Command:
     raw_arg: bool = False  # pass the rest of the line untouched (PASS: spaces are password)
 
 
-class POP3Session:
+class POP3Session(StreamSession):
     """Serve one connection until QUIT, a timeout, or the peer going away."""
+
+    protocol = "pop3"
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  tls: ssl.SSLContext | None, secure: bool) -> None:
-        self.reader, self.writer = reader, writer
-        self.tls, self.secure = tls, secure
-        self.id = new_session_id()
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip = str(peer[0])
-        self.log = SessionLog("pop3s" if secure else "pop3", self.id, self.peer_ip)
+        super().__init__(reader, writer, tls, secure)
         self.state = State.AUTHORIZATION
         self.user: str | None = None
         self.mailbox_id: int | None = None
