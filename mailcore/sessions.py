@@ -70,6 +70,25 @@ class StreamSession:
         name = f"{self.protocol}s" if secure else self.protocol
         self.log = SessionLog(name, self.id, self.peer_ip)
 
+    async def upgrade_to_tls(self, ok: bytes, pipelined: str, handshake_timeout: float) -> None:
+        """Say ok, then switch the connection to TLS (RFC 2595 section 3.1, RFC 3207).
+
+        Anything the client pipelined after the command would be read as if it came over
+        TLS (the STARTTLS command injection of CVE-2011-0411): Disconnect with pipelined
+        instead. Between that check and start_tls() nothing may yield to the event loop,
+        or bytes read meanwhile land in the plaintext buffer (an injected command, or the
+        client's TLS hello lost); so ok is written without a timed drain: every earlier
+        reply was drained below the low-water mark, so these few bytes cannot pause
+        writing, and start_tls()'s own drain() returns without yielding.
+        """
+        assert self.tls is not None
+        if self.reader._buffer:  # noqa: SLF001 - asyncio exposes no other way to peek
+            raise Disconnect(pipelined)
+        self.writer.write(ok)
+        await self.writer.start_tls(self.tls, ssl_handshake_timeout=handshake_timeout)
+        self.secure = True
+        self.log.info("tls established")
+
 
 async def read_line(reader: asyncio.StreamReader) -> bytes | None:
     """Return one line with its end, or None after discarding a line beyond the buffer.

@@ -405,15 +405,8 @@ class IMAPSession(StreamSession):
             raise BadSyntax(replies.ALREADY_TLS)
         if self.tls is None:
             raise Refused(replies.TLS_UNAVAILABLE)
-        # Anything pipelined after STARTTLS would be read as if it came over TLS
-        # (CVE-2011-0411): refuse it. Nothing may yield to the event loop between this
-        # check and start_tls(), so the OK is written without our timed drain (see POP3).
-        if self.reader._buffer:  # noqa: SLF001 - asyncio exposes no other way to peek
-            raise Disconnect(replies.PIPELINED_STARTTLS)
-        self.writer.write(encode.tagged(command.tag, "OK", replies.STARTTLS_OK))
-        await self.writer.start_tls(self.tls, ssl_handshake_timeout=settings.IMAP_PREAUTH_TIMEOUT)
-        self.secure = True
-        self.log.info("tls established")
+        await self.upgrade_to_tls(encode.tagged(command.tag, "OK", replies.STARTTLS_OK),
+                                  replies.PIPELINED_STARTTLS, settings.IMAP_PREAUTH_TIMEOUT)
 
     async def do_login(self, command: Command) -> str:
         # RFC 9051 section 6.2.3.

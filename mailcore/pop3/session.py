@@ -279,20 +279,9 @@ class POP3Session(StreamSession):
             raise Refused(replies.ALREADY_TLS)
         if self.tls is None:
             raise Refused(replies.TLS_UNAVAILABLE)
-        # Anything the client pipelined after STLS would be read as if it came over TLS
-        # (the STARTTLS command injection of CVE-2011-0411), so refuse it. Between this
-        # check and start_tls() handing the socket to TLS nothing may yield to the event
-        # loop: bytes read then would land in the plaintext buffer (an injected command, or
-        # the client's TLS hello lost). So write the +OK without our timed drain(): every
-        # earlier reply was drained below the low-water mark, so these few bytes cannot
-        # pause writing, and start_tls()'s own drain() returns without yielding.
-        if self.reader._buffer:  # noqa: SLF001 - asyncio exposes no other way to peek
-            raise Disconnect(replies.PIPELINED_STLS)
-        self.writer.write(replies.STLS_OK.encode() + b"\r\n")
-        await self.writer.start_tls(self.tls, ssl_handshake_timeout=settings.POP3_TIMEOUT)
-        self.secure = True
+        await self.upgrade_to_tls(replies.STLS_OK.encode() + b"\r\n", replies.PIPELINED_STLS,
+                                  settings.POP3_TIMEOUT)
         self.user = None  # RFC 2595 section 4: forget what was said before TLS
-        self.log.info("tls established")
 
     async def do_user(self, arg: str) -> None:
         # RFC 1939 section 7 (USER).
