@@ -70,6 +70,18 @@ class StreamSession:
         name = f"{self.protocol}s" if secure else self.protocol
         self.log = SessionLog(name, self.id, self.peer_ip)
 
+    async def close_connection(self) -> None:
+        """Log the end and close, without waiting long for a peer that reads nothing."""
+        self.log.info("disconnect")
+        self.writer.close()
+        try:
+            # Closing waits for unsent data; a peer that reads nothing would keep us here.
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        except TimeoutError:
+            self.writer.transport.abort()
+        except (ConnectionError, ssl.SSLError):
+            pass
+
     async def upgrade_to_tls(self, ok: bytes, pipelined: str, handshake_timeout: float) -> None:
         """Say ok, then switch the connection to TLS (RFC 2595 section 3.1, RFC 3207).
 

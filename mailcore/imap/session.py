@@ -306,15 +306,7 @@ class IMAPSession(StreamSession):
         if self.changes is not None and self.mailbox_id is not None:
             events.hub.unwatch(self.mailbox_id, self.changes)
             self.changes = None
-        self.log.info("disconnect")
-        self.writer.close()
-        try:
-            # Closing waits for unsent data; a peer that reads nothing would keep us here.
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except TimeoutError:
-            self.writer.transport.abort()
-        except (ConnectionError, ssl.SSLError):
-            pass
+        await self.close_connection()
 
     # Selected-folder bookkeeping ----------------------------------------------------------
 

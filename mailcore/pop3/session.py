@@ -175,15 +175,7 @@ class POP3Session(StreamSession):
             except Exception:
                 self.log.internal_error("release")
             self.mailbox_id = None
-        self.log.info("disconnect")
-        self.writer.close()
-        try:
-            # Closing waits for unsent data; a peer that reads nothing would keep us here.
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except TimeoutError:
-            self.writer.transport.abort()
-        except (ConnectionError, ssl.SSLError):
-            pass
+        await self.close_connection()
 
     # Helpers -------------------------------------------------------------------------------
 
