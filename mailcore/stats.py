@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
+from mailcore import dbpool
 from mailcore.models import Domain, Mailbox, OutboundMessage, OutboundRecipient, TrafficCount
 
 KINDS = [k.value for k in TrafficCount.Kind]
@@ -59,7 +60,8 @@ class Tally:
         with self._lock:
             counts, self._counts = self._counts, Counter()
         for kind, n in counts.items():
-            record(kind, n)
+            with dbpool.writing():
+                record(kind, n)
 
 
 tally = Tally()

@@ -11,10 +11,9 @@ from email.utils import format_datetime, getaddresses, make_msgid
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
 from django.utils import timezone
 
-from mailcore import directory, dkim
+from mailcore import dbpool, directory, dkim
 from mailcore.addresses import split_address
 from mailcore.models import Mailbox
 from mailcore.store.delivery import deliver
@@ -81,7 +80,7 @@ def submit(content: bytes, *, mailbox: Mailbox, mail_from: str, local_ids: Itera
     domain = directory.get_domain(split_address(senders[0])[1])
     message = dkim.sign(received + fields + content, domain)
     local_ids, remote = list(local_ids), list(remote)
-    with transaction.atomic():
+    with dbpool.writing():
         if local_ids:
             deliver(return_path + message, mail_from, local_ids, sender_mailbox_id=mailbox.pk)
         if remote:

@@ -22,7 +22,7 @@ from mailcore.models import (
     OutboundMessage,
     OutboundRecipient,
 )
-from mailcore.store import events, structure
+from mailcore.store import events, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX
 from mailcore.store.headers import summarize
@@ -62,12 +62,12 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     now = timezone.now()
     with dbpool.writing():
         with connection.cursor() as cursor:
-            full = _charge(cursor, mailbox_ids, size)
+            full = charge(cursor, mailbox_ids, size)
             if full:
-                raise QuotaExceeded(_addresses(full))
-            cursor.execute(_sql().blob, [key, size, _prep("created_at", now, Blob)])
-            message_ids = [_insert(cursor, mailbox_id, folder, key, size, now, fields)
-                           for mailbox_id in mailbox_ids]
+                raise quota_exceeded(full)
+            record_blob(cursor, key, size, now)
+            message_ids = [insert(cursor, (mailbox_id, folder), key, size, now,
+                                  fields).message_id for mailbox_id in mailbox_ids]
         for mailbox_id in mailbox_ids:
             events.changed(mailbox_id)
         if mail_from and mailbox_ids and folder == INBOX:
@@ -85,49 +85,48 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     return Delivered(key, message_ids, outbound_id)
 
 
-# Hand-written SQL: delivery is the hottest write path, and four plain statements per
-# mailbox instead of the ORM's dozen more than double delivered messages per second
-# (bench/smtp_pop3.py). Same semantics as the ORM version; both databases.
+# Hand-written SQL (mailcore.store.sql): delivery is the hottest write path, and four plain
+# statements per mailbox instead of the ORM's dozen more than double delivered messages per
+# second (bench/smtp_pop3.py). IMAP APPEND stores through the same statements.
 
 _MESSAGE_FIELDS = ("folder_id", "uid", "blob_id", "size", "internal_date", "modseq",
                    "seen", "answered", "flagged", "deleted", "draft", "keywords",
                    "pop3_hidden", "subject", "from_addr", "to_addrs", "cc_addrs",
                    "message_id", "sent_date", "envelope", "bodystructure")
+_ALLOCATED = "RETURNING id, mailbox_id, uidvalidity, uidnext - 1, highestmodseq"
 
 
 @dataclass(frozen=True)
 class _Statements:
     charge: str
     blob: str
-    allocate: str
+    allocate_by_name: str
+    allocate_by_id: str
     message: str
 
 
 @functools.cache
 def _sql() -> _Statements:
-    q = connection.ops.quote_name
-    mailbox, folder = Mailbox._meta.db_table, Folder._meta.db_table
-    columns = ", ".join(q(Message._meta.get_field(f).column) for f in _MESSAGE_FIELDS)
+    mailbox, folder = sql.table(Mailbox), sql.table(Folder)
+    bump = f"UPDATE {folder} SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
     return _Statements(
         # The quota check and the charge in one statement, which also locks the row.
-        charge=(f"UPDATE {q(mailbox)} SET used_bytes = used_bytes + %s WHERE id = %s "
+        charge=(f"UPDATE {mailbox} SET used_bytes = used_bytes + %s WHERE id = %s "
                 "AND (quota_bytes = 0 OR used_bytes + %s <= quota_bytes)"),
-        blob=(f"INSERT INTO {q(Blob._meta.db_table)} ({q('key')}, size, created_at) "
-              f"VALUES (%s, %s, %s) ON CONFLICT ({q('key')}) DO NOTHING"),
-        allocate=(f"UPDATE {q(folder)} SET uidnext = uidnext + 1, "
-                  "highestmodseq = highestmodseq + 1 WHERE mailbox_id = %s AND name = %s "
-                  "RETURNING id, uidnext - 1, highestmodseq"),
-        message=(f"INSERT INTO {q(Message._meta.db_table)} ({columns}) VALUES "
-                 f"({', '.join(['%s'] * len(_MESSAGE_FIELDS))}) RETURNING id"),
+        blob=(f"INSERT INTO {sql.table(Blob)} ({sql.quote('key')}, size, created_at) "
+              f"VALUES (%s, %s, %s) ON CONFLICT ({sql.quote('key')}) DO NOTHING"),
+        allocate_by_name=f"{bump} WHERE mailbox_id = %s AND name = %s {_ALLOCATED}",
+        allocate_by_id=f"{bump} WHERE id = %s {_ALLOCATED}",
+        message=(f"INSERT INTO {sql.table(Message)} ({sql.columns(Message, _MESSAGE_FIELDS)}) "
+                 f"VALUES ({', '.join(['%s'] * len(_MESSAGE_FIELDS))}) RETURNING id"),
     )
 
 
-def _prep(name: str, value, model=Message):
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
+def charge(cursor, mailbox_ids: list[int], size: int) -> list[int]:
+    """Add size to each mailbox's usage, in id order; return the ones it would overfill.
 
-
-def _charge(cursor, mailbox_ids: list[int], size: int) -> list[int]:
-    """Add size to each mailbox's usage, in id order; return the ones it would overfill."""
+    This is also the mailbox row lock every writer takes first (then the folder's).
+    """
     full = []
     for mailbox_id in mailbox_ids:
         cursor.execute(_sql().charge, [size, mailbox_id, size])
@@ -136,24 +135,44 @@ def _charge(cursor, mailbox_ids: list[int], size: int) -> list[int]:
     return full
 
 
-def _addresses(mailbox_ids: list[int]) -> list[str]:
-    return [m.address for m in Mailbox.objects.filter(pk__in=mailbox_ids)
-            .select_related("domain").order_by("pk")]
+def quota_exceeded(mailbox_ids: list[int]) -> QuotaExceeded:
+    return QuotaExceeded([m.address for m in Mailbox.objects.filter(pk__in=mailbox_ids)
+                          .select_related("domain").order_by("pk")])
 
 
-def _insert(cursor, mailbox_id: int, folder: str, key: str, size: int, now, fields: dict
-            ) -> int:
-    cursor.execute(_sql().allocate, [mailbox_id, folder])
+def record_blob(cursor, key: str, size: int, now) -> None:
+    cursor.execute(_sql().blob, [key, size, sql.prep(Blob, "created_at", now)])
+
+
+@dataclass(frozen=True)
+class Stored:
+    message_id: int
+    mailbox_id: int
+    folder_id: int
+    uidvalidity: int
+    uid: int
+
+
+def insert(cursor, folder: tuple[int, str] | int, key: str, size: int, internal_date,
+           fields: dict, flags: dict | None = None) -> Stored:
+    """Allocate a UID in a folder (an id, or (mailbox id, name)) and add the message row.
+
+    flags: Message field values to set (seen, keywords, ...) other than the defaults.
+    """
+    if isinstance(folder, int):
+        cursor.execute(_sql().allocate_by_id, [folder])
+    else:
+        cursor.execute(_sql().allocate_by_name, list(folder))
     row = cursor.fetchone()
     if row is None:
-        raise Folder.DoesNotExist(f"mailbox {mailbox_id} has no folder {folder}")
-    folder_id, uid, modseq = row
+        raise Folder.DoesNotExist(f"no folder {folder}")
+    folder_id, mailbox_id, uidvalidity, uid, modseq = row
     values = {"folder_id": folder_id, "uid": uid, "blob_id": key, "size": size,
-              "internal_date": now, "modseq": modseq, "seen": False, "answered": False,
-              "flagged": False, "deleted": False, "draft": False, "keywords": [],
-              "pop3_hidden": False, **fields}
-    cursor.execute(_sql().message, [_prep(f, values[f]) for f in _MESSAGE_FIELDS])
-    return cursor.fetchone()[0]
+              "internal_date": internal_date, "modseq": modseq, "seen": False,
+              "answered": False, "flagged": False, "deleted": False, "draft": False,
+              "keywords": [], "pop3_hidden": False, **fields, **(flags or {})}
+    cursor.execute(_sql().message, [sql.prep(Message, f, values[f]) for f in _MESSAGE_FIELDS])
+    return Stored(cursor.fetchone()[0], mailbox_id, folder_id, uidvalidity, uid)
 
 
 def _vacation(mailbox_ids: list[int], key: str, mail_from: str) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 
+from mailcore import dbpool
 from mailcore.models import Expunged, Folder, Mailbox, Message
-from mailcore.store import events
+from mailcore.store import events, sql
 
 INBOX = "INBOX"
 DEFAULT_FOLDERS: list[tuple[str, str]] = [
@@ -62,20 +63,32 @@ def expunge(folder: Folder, message_ids: Iterable[int]) -> int:
     doomed = [row for start in range(0, len(ids), _BATCH)
               for row in Message.objects.filter(folder=folder, pk__in=ids[start:start + _BATCH])
               .values_list("pk", "uid", "size")]
-    if not doomed:
-        return 0
-    folder.highestmodseq += 1
-    Expunged.objects.bulk_create(
-        (Expunged(folder=folder, uid=uid, modseq=folder.highestmodseq) for _, uid, _ in doomed),
-        batch_size=_BATCH,
-    )
-    for start in range(0, len(doomed), _BATCH):
-        Message.objects.filter(pk__in=[pk for pk, _, _ in doomed[start:start + _BATCH]]).delete()
-    folder.save(update_fields=["highestmodseq"])
-    freed = sum(size for _, _, size in doomed)
-    Mailbox.objects.filter(pk=folder.mailbox_id).update(used_bytes=F("used_bytes") - freed)
-    events.changed(folder.mailbox_id)
+    if doomed:
+        with connection.cursor() as cursor:
+            folder.highestmodseq = expunge_rows(cursor, folder, doomed)
     return len(doomed)
+
+
+def expunge_rows(cursor, folder, rows: Sequence[tuple[int, int, int]]) -> int:
+    """Remove messages (id, uid, size) of a locked folder, leaving tombstones.
+
+    folder: anything with id, mailbox_id and highestmodseq. Return its new HIGHESTMODSEQ.
+    """
+    assert transaction.get_connection().in_atomic_block
+    modseq = folder.highestmodseq + 1
+    cursor.executemany(
+        f"INSERT INTO {sql.table(Expunged)} (folder_id, uid, modseq) VALUES (%s, %s, %s)",
+        [(folder.id, uid, modseq) for _, uid, _ in rows])
+    for start in range(0, len(rows), _BATCH):
+        ids = [pk for pk, _, _ in rows[start:start + _BATCH]]
+        cursor.execute(f"DELETE FROM {sql.table(Message)} WHERE id IN "
+                       f"({', '.join(['%s'] * len(ids))})", ids)
+    cursor.execute(f"UPDATE {sql.table(Folder)} SET highestmodseq = %s WHERE id = %s",
+                   [modseq, folder.id])
+    cursor.execute(f"UPDATE {sql.table(Mailbox)} SET used_bytes = used_bytes - %s "
+                   "WHERE id = %s", [sum(size for _, _, size in rows), folder.mailbox_id])
+    events.changed(folder.mailbox_id)
+    return modseq
 
 
 def recount_usage(mailbox: Mailbox) -> int:
@@ -137,7 +150,7 @@ def _create_parents(mailbox: Mailbox, name: str) -> None:
             create_folder(mailbox, parent)
 
 
-@transaction.atomic
+@dbpool.writing()
 def add_folder(mailbox_id: int, name: str, special_use: str = "") -> Folder:
     """Create a folder (and any missing parents); refuse an existing name."""
     name = _check_name(name)
@@ -150,7 +163,7 @@ def add_folder(mailbox_id: int, name: str, special_use: str = "") -> Folder:
     return create_folder(mailbox, name, special_use)
 
 
-@transaction.atomic
+@dbpool.writing()
 def remove_folder(mailbox_id: int, name: str) -> None:
     """Delete a folder and its messages; INBOX and folders with children stay."""
     mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
@@ -165,7 +178,7 @@ def remove_folder(mailbox_id: int, name: str) -> None:
     events.changed(mailbox_id)  # a session with it selected must learn it is gone
 
 
-@transaction.atomic
+@dbpool.writing()
 def rename_folder(mailbox_id: int, old: str, new: str) -> None:
     """Rename a folder and its subfolders (RFC 3501 section 6.3.5).
 

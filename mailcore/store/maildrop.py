@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mailcore import dbpool
 from mailcore.models import Mailbox, Message
 from mailcore.store import events
 from mailcore.store.blobs import blob_store
@@ -31,16 +31,18 @@ class DropMessage:
 def acquire(mailbox_id: int, token: str, ttl: float) -> bool:
     """Take the maildrop's lock for a session; False if another live session holds it."""
     now = timezone.now()
-    taken = Mailbox.objects.filter(pk=mailbox_id).filter(
+    with dbpool.writing():
+        taken = Mailbox.objects.filter(pk=mailbox_id).filter(
         Q(pop3_lock="") | Q(pop3_lock_until__lt=now) | Q(pop3_lock=token)
-    ).update(pop3_lock=token, pop3_lock_until=now + timedelta(seconds=ttl))
+        ).update(pop3_lock=token, pop3_lock_until=now + timedelta(seconds=ttl))
     return taken == 1
 
 
 def release(mailbox_id: int, token: str) -> None:
     """Give up the maildrop's lock if this session still holds it."""
-    Mailbox.objects.filter(pk=mailbox_id, pop3_lock=token).update(
-        pop3_lock="", pop3_lock_until=None)
+    with dbpool.writing():
+        Mailbox.objects.filter(pk=mailbox_id, pop3_lock=token).update(
+            pop3_lock="", pop3_lock_until=None)
 
 
 def listing(mailbox_id: int) -> list[DropMessage]:
@@ -66,7 +68,7 @@ def update(mailbox_id: int, token: str, deleted_ids: Iterable[int]) -> None:
     took it: access to a maildrop is exclusive (RFC 1939 section 4).
     """
     deleted_ids = list(deleted_ids)
-    with transaction.atomic():
+    with dbpool.writing():
         mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
         if (mailbox.pop3_lock not in ("", token) and mailbox.pop3_lock_until is not None
                 and mailbox.pop3_lock_until >= timezone.now()):

@@ -7,20 +7,22 @@ so any session can ask "what changed since modseq N" (RFC 7162) and stay in sync
 from __future__ import annotations
 
 import bisect
+import functools
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from mailcore.models import Blob, Expunged, Folder, Mailbox, Message
-from mailcore.store import events, structure
+from mailcore import dbpool
+from mailcore.models import Expunged, Folder, Mailbox, Message
+from mailcore.store import delivery, events, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.store.folders import expunge, find_folder
+from mailcore.store.folders import expunge, expunge_rows, find_folder
 from mailcore.store.headers import summarize
 
 SYSTEM_FLAGS = {"\\Seen": "seen", "\\Answered": "answered", "\\Flagged": "flagged",
@@ -110,26 +112,121 @@ def folder_state(folder_id: int) -> FolderState:
     return _folder_state(Folder.objects.get(pk=folder_id))
 
 
+# Hand-written SQL (mailcore.store.sql) for what IMAP does at every command: reading a
+# folder's counters and changes, flag changes, appends and expunges.
+
+_FOLDER_FIELDS = ("id", "mailbox_id", "name", "special_use", "uidvalidity", "uidnext",
+                  "highestmodseq")
+_FLAG_FIELDS = ("id", "uid", "modseq", *SYSTEM_FLAGS.values(), "keywords")
+
+
+def _select(model, names, where: str) -> str:
+    return f"SELECT {sql.columns(model, names)} FROM {sql.table(model)} WHERE {where}"
+
+
+@dataclass(frozen=True)
+class _Statements:
+    folder: str
+    lock_folder: str
+    lock_mailbox: str
+    flags: str
+    changed: str
+    gone: str
+    update_flags: str
+    set_modseq: str
+    uids: str
+    first_unseen: str
+    keywords: str
+    deleted: str
+
+
+@functools.cache
+def _sql() -> _Statements:
+    folder, message = sql.table(Folder), sql.table(Message)
+    no_keywords = "'[]'::jsonb" if connection.vendor == "postgresql" else "'[]'"
+    return _Statements(
+        folder=_select(Folder, _FOLDER_FIELDS, "id = %s"),
+        lock_folder=_select(Folder, _FOLDER_FIELDS, "id = %s") + sql.for_update(),
+        lock_mailbox=(f"SELECT id FROM {sql.table(Mailbox)} WHERE id = "
+                      f"(SELECT mailbox_id FROM {folder} WHERE id = %s)" + sql.for_update()),
+        flags=_select(Message, _FLAG_FIELDS, "folder_id = %s AND {uids} ORDER BY uid"),
+        changed=_select(Message, _FLAG_FIELDS, "folder_id = %s AND modseq > %s ORDER BY uid"),
+        gone=f"SELECT uid FROM {sql.table(Expunged)} WHERE folder_id = %s AND modseq > %s",
+        update_flags=(f"UPDATE {message} SET modseq = %s, seen = %s, answered = %s, "
+                      "flagged = %s, deleted = %s, draft = %s, keywords = %s WHERE id = %s"),
+        set_modseq=f"UPDATE {folder} SET highestmodseq = %s WHERE id = %s",
+        uids=f"SELECT uid FROM {message} WHERE folder_id = %s ORDER BY uid",
+        first_unseen=(f"SELECT uid FROM {message} WHERE folder_id = %s AND NOT seen "
+                      "ORDER BY uid LIMIT 1"),
+        keywords=(f"SELECT DISTINCT keywords FROM {message} WHERE folder_id = %s "
+                  f"AND keywords <> {no_keywords}"),
+        deleted=(f"SELECT id, uid, size FROM {message} WHERE folder_id = %s AND deleted "
+                 "{uids} ORDER BY uid"),
+    )
+
+
+def _read_folder(cursor, folder_id: int, statement: str | None = None) -> FolderState:
+    cursor.execute(statement or _sql().folder, [folder_id])
+    row = cursor.fetchone()
+    if row is None:
+        raise Folder.DoesNotExist(f"no folder {folder_id}")
+    return FolderState(*row)
+
+
+def _uid_condition(uids: Iterable[int]) -> tuple[str, list[int], set[int] | None]:
+    """Return (SQL condition on uid, its parameters, members to check in Python or None).
+
+    As _uid_filter: a few ranges exactly, many as their bounding range.
+    """
+    members = set(uids)
+    ranges = uid_ranges(members)
+    if not ranges:
+        return "uid < 0", [], None
+    if len(ranges) <= MAX_UID_RANGES:
+        condition, params = sql.ranges_condition("uid", ranges)
+        return condition, params, None
+    return "uid BETWEEN %s AND %s", [ranges[0][0], ranges[-1][1]], members
+
+
+class _FlagRow:
+    """A message's flag columns, as STORE changes them and MessageState reports them."""
+
+    __slots__ = ("pk", "uid", "modseq", *SYSTEM_FLAGS.values(), "keywords")
+
+    def __init__(self, values: Sequence) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            setattr(self, name, value)
+
+
+def _flag_rows(cursor, statement: str, params: list) -> list[_FlagRow]:
+    cursor.execute(statement, params)
+    return [_FlagRow(row) for row in sql.decode(Message, _FLAG_FIELDS, cursor.fetchall())]
+
+
 def snapshot(folder_id: int) -> tuple[FolderState, list[MessageState]]:
-    """Return the folder and all its messages in UID order (for SELECT)."""
-    with transaction.atomic():
-        folder = Folder.objects.get(pk=folder_id)
-        rows = Message.objects.filter(folder_id=folder_id).order_by("uid").only(*_STATE_FIELDS)
-        return _folder_state(folder), [_state(r) for r in rows]
+    """Return the folder and all its messages in UID order."""
+    with connection.cursor() as cursor:
+        folder = _read_folder(cursor, folder_id)
+        rows = _flag_rows(cursor, _sql().flags.format(uids="uid >= 0"), [folder_id])
+    return folder, [_state(r) for r in rows]
 
 
 def changes_since(folder_id: int, modseq: int
                   ) -> tuple[FolderState, list[MessageState], list[int]]:
-    """Return the folder, messages changed or added after modseq, and UIDs expunged since."""
-    with transaction.atomic():
-        folder = Folder.objects.get(pk=folder_id)
+    """Return the folder, messages changed or added after modseq, and UIDs expunged since.
+
+    No transaction: the folder row is read first, and every change a writer commits
+    raises its HIGHESTMODSEQ in the same transaction, so a change made while this reads
+    is reported now or, being above the folder's modseq returned, at the next call.
+    """
+    with connection.cursor() as cursor:
+        folder = _read_folder(cursor, folder_id)
         if folder.highestmodseq <= modseq:
-            return _folder_state(folder), [], []
-        changed = (Message.objects.filter(folder_id=folder_id, modseq__gt=modseq)
-                   .order_by("uid").only(*_STATE_FIELDS))
-        gone = (Expunged.objects.filter(folder_id=folder_id, modseq__gt=modseq)
-                .order_by("uid").values_list("uid", flat=True))
-        return _folder_state(folder), [_state(r) for r in changed], list(gone)
+            return folder, [], []
+        changed = _flag_rows(cursor, _sql().changed, [folder_id, modseq])
+        cursor.execute(_sql().gone, [folder_id, modseq])
+        gone = sorted(uid for uid, in cursor.fetchall())
+    return folder, [_state(r) for r in changed], gone
 
 
 def load(folder_id: int, uids: Sequence[int]) -> list[Message]:
@@ -184,27 +281,41 @@ def store_flags(folder_id: int, uids: Sequence[int], op: str, flags: Iterable[st
     Return (the messages' new states, UIDs refused by UNCHANGEDSINCE, RFC 7162 3.1.3).
     Messages whose flags end up the same keep their modseq.
     """
+    states, refused, _, _ = store_flags_tracked(folder_id, uids, op, flags, unchanged_since)
+    return states, refused
+
+
+def store_flags_tracked(folder_id: int, uids: Sequence[int], op: str, flags: Iterable[str],
+                        unchanged_since: int | None = None
+                        ) -> tuple[list[MessageState], list[int], int, int]:
+    """store_flags(), also returning the folder's HIGHESTMODSEQ before and after.
+
+    A session that had seen everything up to "before" knows the change to "after" was
+    its own alone, and need not announce it to itself again.
+    """
     system, keywords = split_flags(flags)
-    with transaction.atomic():
-        folder = _lock(folder_id)
-        rows = _with_uids(Message.objects.filter(folder_id=folder_id)
-                          .order_by("uid").only(*_STATE_FIELDS), uids)
+    condition, params, members = _uid_condition(uids)
+    with dbpool.writing(), connection.cursor() as cursor:
+        folder = _read_folder(cursor, folder_id, _sql().lock_folder)
+        rows = _flag_rows(cursor, _sql().flags.format(uids=condition), [folder_id, *params])
+        if members is not None:
+            rows = [r for r in rows if r.uid in members]
         refused = {r.uid for r in rows
                    if unchanged_since is not None and r.modseq > unchanged_since}
-        changed = []
         modseq = folder.highestmodseq + 1
-        for row in rows:
-            if row.uid in refused:
-                continue
-            if _apply(row, op, system, keywords):
-                row.modseq = modseq
-                changed.append(row)
+        changed = [r for r in rows
+                   if r.uid not in refused and _apply(r, op, system, keywords)]
+        for row in changed:
+            row.modseq = modseq
         if changed:
-            Message.objects.bulk_update(changed, ["modseq", "keywords", *SYSTEM_FLAGS.values()])
-            folder.highestmodseq = modseq
-            folder.save(update_fields=["highestmodseq"])
+            cursor.executemany(_sql().update_flags, [
+                [modseq, r.seen, r.answered, r.flagged, r.deleted, r.draft,
+                 sql.prep(Message, "keywords", r.keywords), r.pk] for r in changed])
+            cursor.execute(_sql().set_modseq, [modseq, folder_id])
             events.changed(folder.mailbox_id)
-        return [_state(r) for r in rows if r.uid not in refused], sorted(refused)
+    after = modseq if changed else folder.highestmodseq
+    return ([_state(r) for r in rows if r.uid not in refused], sorted(refused),
+            folder.highestmodseq, after)
 
 
 def _lock_with_mailbox(folder_id: int) -> tuple[Mailbox, Folder]:
@@ -226,7 +337,7 @@ def copy(folder_id: int, uids: Sequence[int], target_id: int, move: bool = False
     Return [(source UID, new UID)] in source UID order (for COPYUID, RFC 4315).
     A copy counts against the quota; a move does not. Raises QuotaExceeded.
     """
-    with transaction.atomic():
+    with dbpool.writing():
         mailbox, source = _lock_with_mailbox(folder_id)
         target = _lock(target_id)
         if target.mailbox_id != source.mailbox_id:
@@ -263,41 +374,55 @@ def append(folder_id: int, raw: bytes, flags: Iterable[str] = (),
 
     The blob is durable before the row is committed (RFC 3501 APPEND's OK means stored).
     """
-    system, keywords = split_flags(flags)
-    fields = {**summarize(raw), **structure.compute(raw)}
-    key = blob_store().put(raw)
-    with transaction.atomic():
-        mailbox, folder = _lock_with_mailbox(folder_id)
-        _check_quota(mailbox, len(raw))
-        Blob.objects.get_or_create(key=key, defaults={"size": len(raw)})
-        folder.highestmodseq += 1
-        message = Message(
-            folder=folder, uid=folder.uidnext, blob_id=key, size=len(raw),
-            internal_date=internal_date or timezone.now(), modseq=folder.highestmodseq,
-            keywords=keywords, **{SYSTEM_FLAGS[f]: True for f in system}, **fields,
-        )
-        message.save(force_insert=True)
-        folder.uidnext += 1
-        folder.save(update_fields=["uidnext", "highestmodseq"])
-        Mailbox.objects.filter(pk=folder.mailbox_id).update(
-            used_bytes=F("used_bytes") + len(raw))
-        events.changed(folder.mailbox_id)
-        return folder.uidvalidity, message.uid
+    uidvalidity, uids = append_many(folder_id, [(raw, flags, internal_date)])
+    return uidvalidity, uids[0]
+
+
+def append_many(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], datetime | None]]
+                ) -> tuple[int, list[int]]:
+    """Append messages (raw, flags, internal date) all or none (RFC 3502 MULTIAPPEND).
+
+    Return (UIDVALIDITY, new UIDs). Raises QuotaExceeded. Blobs are written (and synced)
+    before the write transaction, which then only adds rows.
+    """
+    store, now = blob_store(), timezone.now()
+    prepared = []
+    for raw, flags, when in items:
+        system, keywords = split_flags(flags)
+        prepared.append((store.put(raw), len(raw), when or now,
+                         {**summarize(raw), **structure.compute(raw)},
+                         {"keywords": keywords, **{SYSTEM_FLAGS[f]: True for f in system}}))
+    if not prepared:
+        raise ValueError("nothing to append")
+    size = sum(item[1] for item in prepared)
+    with dbpool.writing(), connection.cursor() as cursor:
+        cursor.execute(_sql().lock_mailbox, [folder_id])
+        found = cursor.fetchone()
+        if found is None:
+            raise Folder.DoesNotExist(f"no folder {folder_id}")
+        mailbox_id = found[0]
+        if delivery.charge(cursor, [mailbox_id], size):
+            raise delivery.quota_exceeded([mailbox_id])
+        stored = []
+        for key, length, when, fields, flags in prepared:
+            delivery.record_blob(cursor, key, length, now)
+            stored.append(delivery.insert(cursor, folder_id, key, length, when, fields, flags))
+        events.changed(mailbox_id)
+    return stored[0].uidvalidity, [s.uid for s in stored]
 
 
 def expunge_deleted(folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
     """Remove messages flagged \\Deleted (only those among uids, if given); return their UIDs."""
-    with transaction.atomic():
-        _, folder = _lock_with_mailbox(folder_id)
-        doomed = Message.objects.filter(folder_id=folder_id, deleted=True).order_by("uid")
-        if uids is not None:
-            rows = _with_uids(doomed.values_list("pk", "uid"), uids, uid_of=lambda r: r[1])
-        else:
-            rows = list(doomed.values_list("pk", "uid"))
+    condition, params, members = ("", [], None) if uids is None else _uid_condition(uids)
+    with dbpool.writing(), connection.cursor() as cursor:
+        cursor.execute(_sql().lock_mailbox, [folder_id])
+        folder = _read_folder(cursor, folder_id, _sql().lock_folder)
+        cursor.execute(_sql().deleted.format(uids=condition and f"AND {condition}"),
+                       [folder_id, *params])
+        rows = [row for row in cursor.fetchall() if members is None or row[1] in members]
         if rows:
-            expunge(folder, [pk for pk, _ in rows])
-            events.changed(folder.mailbox_id)
-        return [uid for _, uid in rows]
+            expunge_rows(cursor, folder, rows)
+    return [uid for _, uid, _ in rows]
 
 
 def folder_size(folder_id: int) -> int:
@@ -322,32 +447,58 @@ def open_folder(folder_id: int) -> OpenedFolder:
     The folder row is read first: whatever changes after it (a delivery, an expunge)
     has a higher modseq, so the session's first sync reports it whatever the uids show.
     """
-    folder = Folder.objects.get(pk=folder_id)
-    rows = Message.objects.filter(folder_id=folder_id)
-    uids = array("I", rows.order_by("uid").values_list("uid", flat=True).iterator(2000))
-    first_unseen = (rows.filter(seen=False).order_by("uid")
-                    .values_list("uid", flat=True).first())
-    keywords: dict[str, None] = {}
-    for names in rows.exclude(keywords=[]).values_list("keywords", flat=True).iterator(2000):
-        keywords.update(dict.fromkeys(names or ()))
-    return OpenedFolder(_folder_state(folder), uids, first_unseen, tuple(keywords))
+    with connection.cursor() as cursor:
+        folder = _read_folder(cursor, folder_id)
+        cursor.execute(_sql().uids, [folder_id])
+        uids = array("I")
+        while batch := cursor.fetchmany(5000):
+            uids.extend(uid for uid, in batch)
+        cursor.execute(_sql().first_unseen, [folder_id])
+        first_unseen = cursor.fetchone()
+        cursor.execute(_sql().keywords, [folder_id])
+        keywords: dict[str, None] = {}
+        for names, in sql.decode(Message, ["keywords"], cursor.fetchall()):
+            keywords.update(dict.fromkeys(names or ()))
+    return OpenedFolder(folder, uids, first_unseen and first_unseen[0], tuple(keywords))
+
+
+class MessageRow:
+    """Some of a message row's columns, as attributes named as the model's fields."""
+
+    def __init__(self, names: Sequence[str], values: Sequence) -> None:
+        self.__dict__.update(zip(names, values, strict=True))
+
+
+_ROW_FIELDS = ("id", "uid", "modseq", "keywords", *SYSTEM_FLAGS.values())
+
+
+@functools.cache
+def _fetch_sql(vendor: str, names: tuple[str, ...], changed_since: bool) -> str:
+    where = "folder_id = %s AND {uids}" + (" AND modseq > %s" if changed_since else "")
+    return _select(Message, names, where + " ORDER BY uid")
 
 
 def fetch_rows(folder_id: int, uids: Sequence[int], fields: Iterable[str],
-               changed_since: int | None = None) -> list[Message]:
+               changed_since: int | None = None) -> list[MessageRow]:
     """Return message rows (only the named fields, plus uid and flags) in UID order.
 
     Rows without their envelope or bodystructure (stored before they were computed at
     delivery) get them computed from the blob and saved, when either field is asked for.
     """
-    names = {"pk", "uid", "modseq", "keywords", *SYSTEM_FLAGS.values(), *fields}
-    structure_wanted = bool(names & {"envelope", "bodystructure"})
+    wanted = set(fields) - {"pk", "id"}
+    structure_wanted = bool(wanted & {"envelope", "bodystructure"})
     if structure_wanted:
-        names |= {"envelope", "bodystructure", "blob_id"}  # what a backfill reads
-    rows = Message.objects.filter(folder_id=folder_id).order_by("uid")
-    if changed_since is not None:
-        rows = rows.filter(modseq__gt=changed_since)
-    rows = _with_uids(rows.only(*names), uids)
+        wanted |= {"envelope", "bodystructure", "blob_id"}  # what a backfill reads
+    names = (*_ROW_FIELDS, *sorted(wanted - set(_ROW_FIELDS)))
+    condition, params, members = _uid_condition(uids)
+    statement = _fetch_sql(connection.vendor, names, changed_since is not None)
+    params = [folder_id, *params, *([] if changed_since is None else [changed_since])]
+    with connection.cursor() as cursor:
+        cursor.execute(statement.format(uids=condition), params)
+        found = sql.decode(Message, names, cursor.fetchall())
+    attributes = ("pk", *names[1:])
+    rows = [MessageRow(attributes, values) for values in found
+            if members is None or values[1] in members]
     if structure_wanted:
         for row in rows:
             if row.envelope is None or row.bodystructure is None:
@@ -376,17 +527,6 @@ def vanished(folder_id: int, modseq: int,
             if (i := bisect.bisect_right(lows, uid) - 1) >= 0 and uid <= ranges[i][1]]
 
 
-def append_many(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], datetime | None]]
-                ) -> tuple[int, list[int]]:
-    """Append messages (raw, flags, internal date) all or none (RFC 3502 MULTIAPPEND).
-
-    Return (UIDVALIDITY, new UIDs). Raises QuotaExceeded.
-    """
-    with transaction.atomic():
-        results = [append(folder_id, raw, flags, when) for raw, flags, when in items]
-    return results[0][0], [uid for _, uid in results]
-
-
 def select_folder(mailbox_id: int, name: str) -> OpenedFolder:
     """Open a folder by name (SELECT/EXAMINE); raise FolderError if there is none."""
     return open_folder(find_folder(mailbox_id, name).pk)
@@ -399,21 +539,6 @@ def sync_state(folder_id: int, modseq: int
         return changes_since(folder_id, modseq)
     except Folder.DoesNotExist:
         return None
-
-
-def store_flags_tracked(folder_id: int, uids: Sequence[int], op: str, flags: Iterable[str],
-                        unchanged_since: int | None = None
-                        ) -> tuple[list[MessageState], list[int], int, int]:
-    """store_flags(), also returning the folder's HIGHESTMODSEQ before and after.
-
-    A session that had seen everything up to "before" knows the change to "after" was
-    its own alone, and need not announce it to itself again.
-    """
-    with transaction.atomic():
-        before = _lock(folder_id).highestmodseq
-        states, refused = store_flags(folder_id, uids, op, flags, unchanged_since)
-        after = Folder.objects.values_list("highestmodseq", flat=True).get(pk=folder_id)
-    return states, refused, before, after
 
 
 def copy_to(folder_id: int, uids: Sequence[int], mailbox_id: int, target_name: str,
