@@ -141,9 +141,11 @@ class MailServer:
         for bound in self.bound:
             await bound.server.wait_closed()
         from mailcore import dbpool, stats
+        from mailcore.store import events
 
         if self.flusher is not None:
             self.flusher.cancel()
+        await events.hub.close()
         await dbpool.run(stats.tally.flush)
         log.info("mailcore stopped")
 

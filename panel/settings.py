@@ -230,6 +230,11 @@ IMAP_MAX_COMMAND = env_int("IMAP_MAX_COMMAND", 2 * MESSAGE_SIZE_LIMIT)  # lines 
 SHUTDOWN_GRACE = env_float("SHUTDOWN_GRACE", 10)
 MAILCORE_DB_THREADS = env_int("MAILCORE_DB_THREADS", 8)
 MAILCORE_CHANGE_POLL = env_float("MAILCORE_CHANGE_POLL", 0.5)
+# With REDIS_URL, changes are also published on a channel (by default named after the
+# database, so installations sharing a Redis stay apart); while mailcore's subscription is
+# up, the poll above is only a backstop for lost messages and runs this often instead.
+MAILCORE_CHANGE_CHANNEL = env_str("MAILCORE_CHANGE_CHANNEL", "")
+MAILCORE_CHANGE_POLL_SUBSCRIBED = env_float("MAILCORE_CHANGE_POLL_SUBSCRIBED", 5.0)
 
 # "never": passwords only over TLS; "loopback": plaintext allowed from 127.0.0.1/::1
 # (development); "always": plaintext anywhere (only behind a TLS-terminating proxy).
