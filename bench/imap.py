@@ -3,14 +3,15 @@
 Run as root (Dovecot drops privileges itself), from the project folder:
 
     python bench/imap.py compare [--clients 10 50] [--rounds 1 20] [--seconds 20]
-        [--only ours|dovecot]
+        [--only ours|dovecot] [--processes N]
         [--phases load,folder,idle] [--folder-messages 50000] [--connections 1000]
         [--database-url postgres://USER@HOST:PORT/SCRATCH]
-    python bench/imap.py idle [--connections 1000]      (compare --phases idle)
+    python bench/imap.py idle [--connections 1000] [--processes N]   (compare --phases idle)
     python bench/imap.py search [--messages 50000]      (ours only, in-process)
 
 `compare` starts our `manage.py mailcore` (IMAP only; LOG_LEVEL=WARNING and DEBUG=0 as in
-bench/ours.py; a throwaway data folder, SQLite or a scratch Postgres database) and Dovecot
+bench/ours.py; MAILCORE_PROCESSES from --processes, default 1 as the setting's; a
+throwaway data folder, SQLite or a scratch Postgres database) and Dovecot
 (a throwaway config on 127.0.0.1, maildir, bench/reference.py), fills both with the same
 messages (ours by bulk insert through the store's models, Dovecot by writing maildir
 files as its LMTP names them), and measures on each, one server at a time:
@@ -20,16 +21,18 @@ files as its LMTP names them), and measures on each, one server at a time:
     SEARCH UNSEEN and SUBJECT, APPEND, UID STORE \\Deleted and EXPUNGE of what was
     appended, NOOP), LOGOUT; R = 1 (a login per round) and 20 (long sessions, as desktop
     clients keep). Commands answered OK per second over --seconds, after a warm-up, with
-    the CPU the server and the load generator used meanwhile.
+    the CPU the server (all its processes) and the load generator used meanwhile.
 (b) folder: SELECT and FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM
     SUBJECT DATE)]) of a 50,000-message INBOX, twice: the first time Dovecot builds its
     index and cache, the second it reads them.
-(c) idle: 1,000 sessions logged in, INBOX selected, in IDLE. Ours is one process: its RSS
-    with them less its RSS with one. Dovecot forks an imap process per session: their RSS
-    summed (which counts shared libraries 1,000 times) and their PSS (which splits them).
+(c) idle: 1,000 sessions logged in, INBOX selected, in IDLE. Ours is one process, or a
+    supervisor and its workers: RSS and PSS summed over them, with the sessions and with
+    one. Dovecot forks an imap process per session: their RSS summed (which counts shared
+    libraries 1,000 times) and their PSS (which splits them).
 
 Targets: ours >= 0.5x Dovecot's commands/s; 1,000 idle IDLE sessions < 200 MB (ours, the
-whole process). `search` times the store's SEARCH on a bulk-inserted folder.
+whole server: with several processes, RSS summed counts the pages they share in each, PSS
+summed once). `search` times the store's SEARCH on a bulk-inserted folder.
 """
 
 from __future__ import annotations
@@ -194,7 +197,8 @@ fill_ours({spec!r})
 """
 
 
-def _our_environment(data_dir: Path, port: int, database_url: str | None) -> dict[str, str]:
+def _our_environment(data_dir: Path, port: int, database_url: str | None,
+                     processes: int) -> dict[str, str]:
     from ours import NOT_INHERITED
 
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
@@ -206,6 +210,7 @@ def _our_environment(data_dir: Path, port: int, database_url: str | None) -> dic
         LOG_LEVEL="WARNING",  # as bench/ours.py: an INFO line per command costs
         DEBUG="0",  # as in production: DEBUG keeps and times every query
         SHUTDOWN_GRACE="5", DJANGO_SETTINGS_MODULE="panel.settings",
+        MAILCORE_PROCESSES=str(processes),
     )
     if database_url:
         env["DATABASE_URL"] = database_url
@@ -224,15 +229,18 @@ def _manage(args: list[str], env: dict[str, str], log: Path) -> None:
 
 @contextlib.contextmanager
 def our_server(tmpdir: Path, spec: Sequence[tuple[str, str, int]],
-               database_url: str | None) -> Iterator[Server]:
-    """`manage.py mailcore` serving IMAP on a free port, its store filled per spec."""
+               database_url: str | None, processes: int = 1) -> Iterator[Server]:
+    """`manage.py mailcore` serving IMAP on a free port, its store filled per spec.
+
+    With processes above one it is a supervisor and that many workers, all counted.
+    """
     from daemons import daemon, wait_port
     from load import free_port
     from ours import scratch_database
 
     port = free_port()
     log = tmpdir / "mailcore.log"
-    env = _our_environment(tmpdir, port, database_url)
+    env = _our_environment(tmpdir, port, database_url, processes)
     with contextlib.ExitStack() as stack:
         if database_url:
             stack.enter_context(scratch_database(database_url))
@@ -255,8 +263,11 @@ def our_server(tmpdir: Path, spec: Sequence[tuple[str, str, int]],
 
         stack.callback(lambda: running and running.pop()[1].close())
         start()
-        yield Server("ours", port, lambda: [(running[-1][0].pid, "mailcore")], [log],
-                     filling, restart)
+        def processes_now() -> list[tuple[int, str]]:
+            pid = running[-1][0].pid
+            return [(pid, "mailcore"), *_children(pid)]
+
+        yield Server("ours", port, processes_now, [log], filling, restart)
 
 
 @contextlib.contextmanager
@@ -658,7 +669,8 @@ def measure(server: Server, args: argparse.Namespace, users: Sequence[tuple[str,
         if server.restart is not None and phases & {"load", "folder"}:
             server.restart()  # so that the idle figures do not carry the other phases' memory
         results.idle = asyncio.run(_idle(server, [u for u, _ in users], args.connections))
-        print(f"  {server.name}: idle: {results.idle.after_rss / 1024:.0f} MB", flush=True)
+        print(f"  {server.name}: idle: RSS summed {results.idle.after_rss / 1024:.0f} MB, PSS "
+              f"summed {results.idle.after_pss / 1024:.0f} MB", flush=True)
     return results
 
 
@@ -728,14 +740,21 @@ def report(results: dict[str, Results], args: argparse.Namespace) -> list[str]:
                     f"{idle.connections + 1} ({delta:.0f} KiB a session); RSS summed "
                     f"{_mb(idle.after_rss)} (shared pages counted in every process)")
             else:
-                total = idle.after_rss
-                verdict = "met" if total < IDLE_TARGET_MB * 1024 else "NOT met"
+                def verdict(kib: int) -> str:
+                    return "met" if kib < IDLE_TARGET_MB * 1024 else "NOT met"
+
+                who = ("one process" if args.processes == 1
+                       else f"{args.processes} workers and their supervisor")
                 lines.append(
-                    f"  {name:<8} opened in {idle.opening:.1f} s; process RSS "
-                    f"{_mb(idle.before_rss)} with one session, {_mb(total)} with "
-                    f"{idle.connections + 1}: {idle.per_session_rss:.1f} KiB a session "
-                    f"({_mb(idle.after_rss - idle.before_rss)} for them all); target < "
-                    f"{IDLE_TARGET_MB} MB for the whole process: {verdict}")
+                    f"  {name:<8} opened in {idle.opening:.1f} s; {who}: "
+                    f"RSS summed {_mb(idle.before_rss)} with one session, "
+                    f"{_mb(idle.after_rss)} with {idle.connections + 1}: "
+                    f"{idle.per_session_rss:.1f} KiB a session "
+                    f"({_mb(idle.after_rss - idle.before_rss)} for them all); PSS summed "
+                    f"{_mb(idle.before_pss)} and {_mb(idle.after_pss)}")
+                lines.append(
+                    f"  {'':<8} target < {IDLE_TARGET_MB} MB for the whole server: RSS summed "
+                    f"{verdict(idle.after_rss)}, PSS summed {verdict(idle.after_pss)}")
     return lines
 
 
@@ -750,7 +769,7 @@ def bench_compare(args: argparse.Namespace) -> None:
     spec = [(u, p, args.load_messages) for u, p in users]
     if "folder" in args.phases:
         spec.append((BIG_USER, PASSWORD, args.folder_messages))
-    servers = {"ours": lambda tmp: our_server(tmp, spec, args.database_url),
+    servers = {"ours": lambda tmp: our_server(tmp, spec, args.database_url, args.processes),
                "dovecot": lambda tmp: dovecot_server(tmp, spec)}
     load_before = os.getloadavg()[0]
     results: dict[str, Results] = {}
@@ -772,7 +791,8 @@ def bench_compare(args: argparse.Namespace) -> None:
     database = args.database_url or "SQLite (WAL)"
     print()
     print(f"127.0.0.1, {os.cpu_count()} CPUs, load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after; ours: mailcore on {database}; dovecot: "
+          f"{os.getloadavg()[0]:.1f} after; ours: mailcore on {database}, "
+          f"MAILCORE_PROCESSES={args.processes}; dovecot: "
           f"{_dovecot_version()} maildir, auth cache on; {len(users)} mailboxes of "
           f"{args.load_messages} messages")
     print("\n".join(report(results, args)))
@@ -853,6 +873,9 @@ def main() -> None:
         command.add_argument("--database-url", metavar="postgres://USER@HOST:PORT/NAME",
                              help="ours on this scratch Postgres database (created, then "
                              "dropped); default: SQLite in a temporary folder")
+        command.add_argument("--processes", type=int, default=1,
+                             help="ours: MAILCORE_PROCESSES, worker processes (default 1, "
+                             "as the setting's default)")
     compare.add_argument("--phases", default="load,folder,idle",
                          type=lambda text: set(text.split(",")),
                          help="comma-separated: load, folder, idle")

@@ -2,14 +2,16 @@
 
 Each command's database work runs as one unit in a pool thread; every thread keeps its
 own Django connection, checked before each unit (CONN_HEALTH_CHECKS), so one slow query
-blocks one thread, never the whole server.
+blocks one thread, never the whole server. Each mailcore worker process has its own pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -79,6 +81,44 @@ def shutdown() -> None:
 
 
 _sqlite_writer = threading.Lock()
+_writer_file: tuple[int, str, int] | None = None  # (process id, path, descriptor)
+
+
+def _writer_file_descriptor() -> int | None:
+    """Return this process's descriptor of the lock file beside the SQLite database.
+
+    Call with _sqlite_writer held. None for an in-memory database, which no other process
+    can share. A process opens the file itself: flock belongs to an open file, so one
+    inherited across a fork would be a lock the parent and child hold together.
+    """
+    global _writer_file
+    name = str(connection.settings_dict["NAME"])
+    if not name or name == ":memory:" or "mode=memory" in name:
+        return None
+    path = f"{name}-writer.lock"
+    pid = os.getpid()
+    if _writer_file is not None and _writer_file[:2] == (pid, path):
+        return _writer_file[2]
+    if _writer_file is not None:
+        os.close(_writer_file[2])  # another database's, or the parent's copy after a fork
+        _writer_file = None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    _writer_file = (pid, path, fd)
+    return fd
+
+
+@contextlib.contextmanager
+def _sqlite_processes_queue() -> Iterator[None]:
+    """Hold the lock file's exclusive flock: writers of other processes wait in the kernel."""
+    fd = _writer_file_descriptor()
+    if fd is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -86,13 +126,16 @@ def writing() -> Iterator[None]:
     """Open a write transaction.
 
     SQLite has one writer at a time, and a thread waiting for it sleeps in growing steps
-    (up to 100 ms) even after the lock is free; threads of this process queue on a Python
-    lock instead, which hands over at once. Inside an open transaction (which on SQLite
-    already holds the write lock: BEGIN IMMEDIATE) this is a plain savepoint.
+    (up to 100 ms) even after the lock is free. Writers queue instead where a free lock
+    is handed over at once: threads of this process on a Python lock, and the one thread
+    of each process that holds it on an flock of a file beside the database (mailcore's
+    worker processes, the web and the Celery worker), until the commit. Inside an open
+    transaction (which on SQLite already holds the write lock: BEGIN IMMEDIATE) this is a
+    plain savepoint.
     """
     if connection.vendor != "sqlite" or connection.in_atomic_block:
         with transaction.atomic():
             yield
         return
-    with _sqlite_writer, transaction.atomic():
+    with _sqlite_writer, _sqlite_processes_queue(), transaction.atomic():
         yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +12,17 @@ from typing import Protocol
 
 log = logging.getLogger("mailcore")
 STATS_FLUSH_SECONDS = 10.0
+BACKLOG = 100  # asyncio's default, kept for sockets bound before the workers fork
+
+# Listening sockets a worker inherited from the supervisor, by the address a listener asks
+# for: each is handed once to the listener that starts on that address (see listen_args).
+_inherited: dict[tuple[str, int], socket.socket] = {}
+
+
+def listen_args(host: str, port: int) -> dict[str, object]:
+    """Return create_server's arguments for host:port: an inherited socket, or the address."""
+    sock = _inherited.pop((host, port), None)
+    return {"host": host, "port": port} if sock is None else {"sock": sock}
 
 
 class Connections:
@@ -79,7 +91,7 @@ async def start_stream_listener(
             connections.discard(current)
 
     return await asyncio.start_server(
-        serve, host, port, ssl=tls if implicit_tls else None, limit=limit,
+        serve, **listen_args(host, port), ssl=tls if implicit_tls else None, limit=limit,
         ssl_handshake_timeout=30 if implicit_tls else None,
     )
 
@@ -101,12 +113,52 @@ class Bound:
         return self.server.sockets[0].getsockname()[1]
 
 
-class MailServer:
-    """Start every configured listener; stop accepting, drain sessions, and exit on stop()."""
+def bind(specs: list[ListenerSpec], host: str) -> dict[str, socket.socket]:
+    """Bind and listen on every configured listener's address; return the sockets by name.
 
-    def __init__(self, specs: list[ListenerSpec], host: str) -> None:
+    The supervisor does this once, before forking, so that every worker serves the same
+    sockets (a port asked as 0, or negative, is chosen once for them all).
+    """
+    infos = socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
+    family, _, proto, _, address = infos[0]
+    if len({info[4][0] for info in infos}) > 1:
+        log.warning("mailcore binds only %s of the addresses %r names", address[0], host)
+    sockets: dict[str, socket.socket] = {}
+    for spec in specs:
+        if not spec.port:
+            continue
+        # The protocol named, as asyncio does: its transports set TCP_NODELAY only on
+        # sockets whose proto says TCP, and accepted sockets take the listener's.
+        sock = socket.socket(family, socket.SOCK_STREAM, proto)
+        try:
+            # As asyncio binds: reuse a port in TIME_WAIT, and IPv6 sockets only for IPv6.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], max(spec.port, 0), *address[2:]))
+            sock.listen(BACKLOG)
+        except BaseException:
+            sock.close()
+            for bound in sockets.values():
+                bound.close()
+            raise
+        sockets[spec.name] = sock
+    return sockets
+
+
+class MailServer:
+    """Start every configured listener; stop accepting, drain sessions, and exit on stop().
+
+    A worker process passes the sockets the supervisor bound (see bind), by listener
+    name; the listeners then serve those instead of binding their own.
+    """
+
+    def __init__(self, specs: list[ListenerSpec], host: str,
+                 sockets: dict[str, socket.socket] | None = None) -> None:
         self.specs = [s for s in specs if s.port]
         self.host = host
+        self.sockets = sockets or {}
         self.connections = Connections()
         self.bound: list[Bound] = []
         self.flusher: asyncio.Task | None = None
@@ -124,6 +176,10 @@ class MailServer:
     async def start(self) -> list[Bound]:
         for spec in self.specs:
             port = 0 if spec.port < 0 else spec.port  # a negative port asks for any free one
+            sock = self.sockets.get(spec.name)
+            if sock is not None:
+                port = sock.getsockname()[1]
+                _inherited[(self.host, port)] = sock
             server = await spec.start(self.host, port, self.connections)
             self.bound.append(Bound(spec.name, server))
             log.info("mailcore listening name=%s address=%s port=%d",

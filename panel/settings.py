@@ -30,6 +30,21 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value.strip() else default
 
 
+def env_processes(name: str, default: int) -> int:
+    """Return a process count: a positive number, or "auto" for the CPUs this process may use."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value == "auto":
+        # The CPUs this process may run on (a container's cpuset), not all the machine's.
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        return len(cpus) if cpus else os.cpu_count() or 1
+    count = int(value)
+    if count < 1:
+        raise ValueError(f"{name} must be a positive number or 'auto', not {value!r}")
+    return count
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if not value:
@@ -136,6 +151,10 @@ REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL}}
+elif env_processes("MAILCORE_PROCESSES", 1) > 1:
+    # mailcore's workers count failed logins together (else each allows AUTH_MAX_FAILURES).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(DATA_DIR / "cache")}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -228,7 +247,11 @@ IMAP_MAX_LINE = env_int("IMAP_MAX_LINE", 64 * 1024)  # one command line, literal
 IMAP_MAX_LITERAL = env_int("IMAP_MAX_LITERAL", 64 * 1024)  # any literal but APPEND's
 IMAP_MAX_COMMAND = env_int("IMAP_MAX_COMMAND", 2 * MESSAGE_SIZE_LIMIT)  # lines + literals
 SHUTDOWN_GRACE = env_float("SHUTDOWN_GRACE", 10)
-MAILCORE_DB_THREADS = env_int("MAILCORE_DB_THREADS", 8)
+MAILCORE_DB_THREADS = env_int("MAILCORE_DB_THREADS", 8)  # per mailcore process
+# Worker processes `manage.py mailcore` runs on the same listeners ("auto": one per CPU).
+# One by default: the embedded default stays one small process (a worker adds some 30 MB
+# of its own, more by RSS, and MAILCORE_DB_THREADS connections); a busy host sets "auto".
+MAILCORE_PROCESSES = env_processes("MAILCORE_PROCESSES", 1)
 MAILCORE_CHANGE_POLL = env_float("MAILCORE_CHANGE_POLL", 0.5)
 # With REDIS_URL, changes are also published on a channel (by default named after the
 # database, so installations sharing a Redis stay apart); while mailcore's subscription is

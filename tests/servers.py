@@ -85,8 +85,9 @@ def database_url() -> str:
 class ServerProcess:
     """Run `manage.py mailcore` as a real process against the test database."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, environment: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.environment = environment or {}  # settings beyond the test's own, e.g. processes
         self.ports = {name: free_port() for name in NAMES}
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / "mailcore.log"
@@ -108,6 +109,7 @@ class ServerProcess:
             "SHUTDOWN_GRACE": "5",
         })
         env.update({f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        env.update(self.environment)
         return env
 
     def start(self) -> ServerProcess:

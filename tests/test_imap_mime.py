@@ -528,3 +528,63 @@ def test_answers_match_dovecot_byte_for_byte(
         for item, (ours, theirs) in mismatches.items())
     for item in skipped:  # the deviation is still there; otherwise drop it from DEVIATIONS
         assert _ours(message, item) != dovecot_answers[name].get(item), item
+
+
+TOP_SECTIONS = ("", "HEADER", "TEXT", "HEADER.FIELDS (FROM SUBJECT DATE)",
+                "HEADER.FIELDS.NOT (RECEIVED CONTENT-TYPE)", "HEADER.FIELDS (X-FOLDED)")
+
+
+def test_sections_of_the_message_itself_need_no_structure() -> None:
+    """FETCH of BODY[HEADER.FIELDS ...] and the like skips loading the body structure.
+
+    What it reads from the raw message alone must be what the structure gives, on the
+    corpus and on damaged messages (no blank line, bare LF, a header only).
+    """
+    rng = random.Random(7)
+    samples = [message for _, message in CORPUS] + [
+        b"Subject: no body", b"Subject: bare\nX-Folded: a\n b\n\nbody\n", b"", b"\r\n",
+        b"\r\nbody only\r\n", b"no colon line\r\nSubject: x\r\n\r\n", NESTED]
+    for message in list(samples):
+        data = bytearray(message)
+        for _ in range(3):
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = rng.choice([b"\r\n", b"\n", b"\r\n\r\n", b" folded", b":"])
+        samples.append(bytes(data))
+    for message in samples:
+        structure = mime.parse_structure(message)
+        for spec in TOP_SECTIONS:
+            reader = mime.SectionReader(spec)
+            assert not reader.needs_structure
+            assert reader(message, None) == reader(message, structure), (spec, message[:80])
+
+
+def test_a_part_section_needs_the_structure() -> None:
+    reader = mime.SectionReader("2.HEADER")
+    assert reader.needs_structure
+    assert reader(NESTED, mime.parse_structure(NESTED)) == crlf(
+        "Subject: inner\nContent-Type: multipart/alternative; boundary=i\n\n")
+    with pytest.raises(ValueError):
+        reader(NESTED, None)
+
+
+def test_field_spans_reads_headers_as_read_header_does() -> None:
+    """BODY[HEADER.FIELDS] picks fields by the names and spans read_header finds."""
+    from mailcore.imap.envelope import field_name, field_spans, read_header
+
+    rng = random.Random(11)
+    samples = [message for _, message in CORPUS] + [
+        b"", b"\n", b"\r\n", b"Subject:x", b"No colon\r\n\tfolded\r\nA : b\r\n\r\nbody",
+        b"X:\r\n \r\n\t\r\n\r\n", b"Bare: lf\nFolded: a\n b\n\nbody", b"CR: only\rstill\r\n"]
+    for message in list(samples):
+        for _ in range(4):
+            data = bytearray(message)
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = rng.choice([b"\r\n", b"\n", b" ", b":", b"\t", b"\r\n\r\n", b"x"])
+            samples.append(bytes(data))
+    for message in samples:
+        for start, end in ((0, len(message)), (0, len(message) // 2),
+                           (len(message) // 3, len(message))):
+            header = read_header(message, start, end)
+            fields, stop, blank_line = field_spans(message, start, end)
+            assert fields == [(field_name(f).upper(), f.start, f.end) for f in header.fields]
+            assert (stop, blank_line) == (header.end, header.blank_line), message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -98,6 +99,12 @@ def paren_list(items: Iterable[Part]) -> bytes:
 
 def flags(names: Iterable[str]) -> bytes:
     """Return a flag list such as (\\Seen $Forwarded)."""
+    return _flag_list(tuple(names))
+
+
+@functools.lru_cache(maxsize=4096)
+def _flag_list(names: tuple[str, ...]) -> bytes:
+    # A folder's messages share a few combinations of flags: each is encoded once.
     return paren_list(names)
 
 

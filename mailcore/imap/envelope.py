@@ -100,6 +100,34 @@ def read_header(
     return Header(fields, pos, pos, False)
 
 
+def field_spans(raw: bytes, pos: int = 0, end: int | None = None
+                ) -> tuple[list[tuple[str, int, int]], int, bool]:
+    """Return read_header()'s fields as (upper-case name, start, end), its end and blank_line.
+
+    The same reading, without unfolding values: for BODY[HEADER.FIELDS ...], which only
+    picks fields by name. A line without a colon has the name "" (see field_name).
+    """
+    if end is None:
+        end = len(raw)
+    fields: list[tuple[str, int, int]] = []
+    find = raw.find
+    while pos < end:
+        if raw[pos] == 0x0A:
+            return fields, pos + 1, True
+        if raw.startswith(b"\r\n", pos) and pos + 2 <= end:
+            return fields, pos + 2, True
+        start = pos
+        lf = find(b"\n", pos, end)
+        pos = end if lf < 0 else lf + 1
+        colon = find(b":", start, pos)  # the line break holds none
+        name = "" if colon < 0 else raw[start:colon].rstrip(b" \t").decode("latin-1").upper()
+        while pos < end and raw[pos] in (0x20, 0x09):
+            lf = find(b"\n", pos, end)
+            pos = end if lf < 0 else lf + 1
+        fields.append((name, start, pos))
+    return fields, pos, False
+
+
 def _line(raw: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """Return (end of content, start of next line, size of the line break) for a line."""
     lf = raw.find(b"\n", pos, end)

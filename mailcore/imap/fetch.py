@@ -10,16 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from mailcore import dbpool
 from mailcore.imap import encode, mime, replies
 from mailcore.imap.parser import Command, Fetch, FetchItem, Section
-from mailcore.models import Message
 from mailcore.sessions import BadSyntax, Refused
 from mailcore.store import messages
-from mailcore.store.messages import flags_of
+from mailcore.store.messages import MessageRow, flags_of
 
 if TYPE_CHECKING:
     from mailcore.imap.session import IMAPSession
@@ -32,13 +31,25 @@ _COLUMNS = {
     "INTERNALDATE": ("internal_date",), "RFC822.SIZE": ("size",),
     "ENVELOPE": ("envelope",), "BODYSTRUCTURE": ("bodystructure",),
 }
-_BODY_COLUMNS = ("blob_id", "size", "bodystructure")
+_BODY_COLUMNS = ("blob_id", "size")
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _WHOLE_MESSAGE_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+
+# Renders one data item of one message: (row, raw message or None) -> b"LABEL value".
+Renderer = Callable[[MessageRow, bytes | None], bytes]
 
 
 def _needs_body(item: FetchItem) -> bool:
     return item.name in _WHOLE_MESSAGE_ITEMS or item.section is not None
+
+
+def _needs_structure(item: FetchItem) -> bool:
+    """Tell whether rendering the item reads the stored body structure."""
+    if item.name in ("BODYSTRUCTURE", "BODY") and item.section is None:
+        return True
+    if item.name == "BODY":
+        return mime.SectionReader(str(item.section)).needs_structure
+    return item.name in ("BINARY", "BINARY.SIZE") and bool(item.section.part)
 
 
 def _sets_seen(item: FetchItem) -> bool:
@@ -74,26 +85,40 @@ async def do_fetch(session: IMAPSession, command: Command) -> str:
             await session.send(encode.untagged("VANISHED", "(EARLIER)",
                                                encode.sequence_set(gone)))
     columns = {c for i in items for c in _COLUMNS.get(i.name, ())}
-    if any(_needs_body(i) for i in items):
+    body = any(_needs_body(i) for i in items)
+    if body:
         columns.update(_BODY_COLUMNS)
-    if any(i.name == "BODY" and i.section is None for i in items):
+    if any(_needs_structure(i) for i in items):
         columns.add("bodystructure")
+    renderers = [_renderer(item) for item in items]
     sets_seen = not view.read_only and any(_sets_seen(i) for i in items)
     found = 0
     for start in range(0, len(uids), CHUNK):
         chunk = uids[start:start + CHUNK]
-        rows = await dbpool.run(messages.fetch_rows, view.folder_id, chunk, columns,
-                                args.changed_since)
+        rows, raws = await dbpool.run(_load, view.folder_id, chunk, columns,
+                                      args.changed_since, body)
         found += len(rows)
         seen_now = await _mark_seen(session, view, rows) if sets_seen else set()
-        await _respond(session, view, items, rows, seen_now)
+        await _respond(session, view, renderers, "FLAGS" in names, rows, raws, seen_now)
     if found < len(uids) and args.changed_since is None and not command.uid:
         # RFC 2180 section 4.1.2: expunged by another session, not yet announced here.
         raise Refused(replies.EXPUNGE_ISSUED)
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def _mark_seen(session: IMAPSession, view: View, rows: list[Message]) -> set[int]:
+def _load(folder_id: int, uids: list[int], columns: set[str], changed_since: int | None,
+          body: bool) -> tuple[list[MessageRow], list[bytes]]:
+    """Return a chunk's rows and, when bodies are wanted, its first batch of blobs.
+
+    One unit of database work, so that a FETCH of a few messages is one trip to the pool.
+    """
+    rows = messages.fetch_rows(folder_id, uids, columns, changed_since)
+    if not body or not rows:
+        return rows, []
+    return rows, messages.read_many(_batches(rows)[0])
+
+
+async def _mark_seen(session: IMAPSession, view: View, rows: list[MessageRow]) -> set[int]:
     """Set \\Seen on the rows without it; return their UIDs."""
     unseen = [row.uid for row in rows if not row.seen]
     if not unseen:
@@ -112,26 +137,32 @@ async def _mark_seen(session: IMAPSession, view: View, rows: list[Message]) -> s
     return set(modseqs)
 
 
-async def _respond(session: IMAPSession, view: View, items: list[FetchItem],
-                   rows: list[Message], seen_now: set[int]) -> None:
-    needs_body = any(_needs_body(i) for i in items)
-    with_flags = any(i.name == "FLAGS" for i in items)
-    for batch in _batches(rows) if needs_body else [rows]:
-        raws = await dbpool.run(messages.read_many, batch) if needs_body else [None] * len(batch)
-        for row, raw in zip(batch, raws, strict=True):
+async def _respond(session: IMAPSession, view: View, renderers: list[Renderer],
+                   with_flags: bool, rows: list[MessageRow], raws: list[bytes],
+                   seen_now: set[int]) -> None:
+    """Write the FETCH responses of a chunk; raws holds the blobs of its first batch."""
+    batches = _batches(rows) if raws else [rows]
+    for index, batch in enumerate(batches):
+        if not raws:
+            bodies: list[bytes | None] = [None] * len(batch)
+        elif index == 0:
+            bodies = raws
+        else:
+            bodies = await dbpool.run(messages.read_many, batch)
+        for row, raw in zip(batch, bodies, strict=True):
             number = view.seq(row.uid)
             if number is None:
                 continue
-            values = [render(item, row, raw) for item in items]
+            values = [render(row, raw) for render in renderers]
             if row.uid in seen_now and not with_flags:
-                values.append(("FLAGS", encode.flags(flags_of(row))))
-            session.write(encode.fetch_response(number, values))
+                values.append(b"FLAGS " + encode.flags(flags_of(row)))
+            session.write(b"* %d FETCH (%s)\r\n" % (number, b" ".join(values)))
         await session.drain()
 
 
-def _batches(rows: list[Message]) -> list[list[Message]]:
+def _batches(rows: list[MessageRow]) -> list[list[MessageRow]]:
     """Split rows so that each batch's blobs add up to at most BLOB_BATCH (one at least)."""
-    batches: list[list[Message]] = []
+    batches: list[list[MessageRow]] = []
     size = 0
     for row in rows:
         if not batches or size + row.size > BLOB_BATCH:
@@ -142,40 +173,49 @@ def _batches(rows: list[Message]) -> list[list[Message]]:
     return batches
 
 
-def render(item: FetchItem, row: Message, raw: bytes | None) -> tuple[str, bytes]:
-    """Return (label, encoded value) of one data item for one message."""
+def _renderer(item: FetchItem) -> Renderer:
+    """Return how to render one data item, its section parsed once for every message."""
     name = item.name
+    label = item.label().encode("ascii") + b" "
     if name == "UID":
-        return name, b"%d" % row.uid
+        return lambda row, raw: b"UID %d" % row.uid
     if name == "FLAGS":
-        return name, encode.flags(flags_of(row))
+        return lambda row, raw: b"FLAGS " + encode.flags(flags_of(row))
     if name == "INTERNALDATE":
-        return name, encode.date_time(row.internal_date)
+        return lambda row, raw: label + encode.date_time(row.internal_date)
     if name == "RFC822.SIZE":
-        return name, b"%d" % row.size
+        return lambda row, raw: b"RFC822.SIZE %d" % row.size
     if name == "MODSEQ":
-        return name, b"(%d)" % row.modseq
+        return lambda row, raw: b"MODSEQ (%d)" % row.modseq
     if name == "ENVELOPE":
-        return name, mime.envelope_sexp(row.envelope)
+        return lambda row, raw: label + mime.envelope_sexp(row.envelope)
     if name == "BODYSTRUCTURE":
-        return name, mime.bodystructure_sexp(row.bodystructure, extensible=True)
+        return lambda row, raw: label + mime.bodystructure_sexp(row.bodystructure,
+                                                                 extensible=True)
     if name == "BODY" and item.section is None:
-        return name, mime.bodystructure_sexp(row.bodystructure, extensible=False)
-    assert raw is not None
+        return lambda row, raw: label + mime.bodystructure_sexp(row.bodystructure,
+                                                                 extensible=False)
     if name == "RFC822":
-        return name, encode.literal(raw)
-    if name == "RFC822.HEADER":
-        return name, encode.literal(mime.section_bytes(raw, row.bodystructure, "HEADER"))
-    if name == "RFC822.TEXT":
-        return name, encode.literal(mime.section_bytes(raw, row.bodystructure, "TEXT"))
-    if name == "BODY":
-        data = mime.section_bytes(raw, row.bodystructure, str(item.section))
-        return item.label(), encode.literal(_partial(data, item.partial))
-    decoded = binary_content(raw, row.bodystructure, item.section)
-    if name == "BINARY.SIZE":
-        return item.label(), b"%d" % len(decoded)
-    data = _partial(decoded, item.partial)
-    return item.label(), encode.literal(data, binary=b"\0" in data)
+        return lambda row, raw: label + encode.literal(raw)
+    if name in ("RFC822.HEADER", "RFC822.TEXT", "BODY"):
+        reader = mime.SectionReader(str(item.section) if name == "BODY"
+                                    else name.removeprefix("RFC822."))
+        partial = item.partial
+
+        def section(row: MessageRow, raw: bytes | None) -> bytes:
+            data = reader(raw, getattr(row, "bodystructure", None))
+            return label + encode.literal(_partial(data, partial))
+
+        return section
+
+    def binary(row: MessageRow, raw: bytes | None) -> bytes:
+        decoded = binary_content(raw, getattr(row, "bodystructure", None), item.section)
+        if name == "BINARY.SIZE":
+            return label + b"%d" % len(decoded)
+        data = _partial(decoded, item.partial)
+        return label + encode.literal(data, binary=b"\0" in data)
+
+    return binary
 
 
 def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:

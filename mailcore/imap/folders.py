@@ -245,18 +245,23 @@ async def do_append(session: IMAPSession, command: Command) -> str:
         items.append((message.data, [f for f in message.flags if f != "\\Recent"],
                       message.date))
     try:
-        folder_id, uidvalidity, uids = await dbpool.run(
-            messages.append_to, session.mailbox_id, args.mailbox, items)
+        added = await dbpool.run(messages.append_to, session.mailbox_id, args.mailbox, items)
     except FolderError:
         raise Refused(replies.TRY_CREATE) from None
     except QuotaExceeded:
         raise Refused(replies.OVER_QUOTA) from None
-    if session.selected is not None and session.selected.folder_id == folder_id:
-        session.must_sync = True
+    view = session.selected
+    if view is not None and view.folder_id == added.folder_id:
+        lines = view.own_additions(added.states, added.before, added.after)
+        if lines is None:
+            session.must_sync = True
+        else:
+            await session.send(*lines)
     session.log.info("append folder=%s messages=%d octets=%d", args.mailbox, len(items),
                      sum(len(m[0]) for m in items))
-    return replies.APPENDED.format(uidvalidity=uidvalidity,
-                                   uids=encode.sequence_set(uids).decode())
+    return replies.APPENDED.format(
+        uidvalidity=added.uidvalidity,
+        uids=encode.sequence_set(state.uid for state in added.states).decode())
 
 
 # QUOTA (RFC 9208) ------------------------------------------------------------------------

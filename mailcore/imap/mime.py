@@ -37,6 +37,7 @@ from mailcore.imap.envelope import (
     build_envelope,
     envelope_sexp,
     field_name,
+    field_spans,
     nstring_nolf,
     parameters,
     read_header,
@@ -46,7 +47,7 @@ from mailcore.imap.envelope import (
 
 __all__ = [
     "bodystructure_sexp", "envelope", "envelope_sexp", "find_part", "parse_structure",
-    "section_bytes",
+    "section_bytes", "SectionReader",
 ]
 
 # Dovecot's limits; past them a multipart or message/rfc822 part is not descended into
@@ -453,26 +454,90 @@ def section_bytes(raw: bytes, structure: dict, section_spec: str) -> bytes:
     raises ValueError. Part 1 of a single-part message is its body; HEADER, TEXT and
     HEADER.FIELDS of a part refer to the message a message/rfc822 part encapsulates.
     """
-    match = _SECTION.fullmatch(section_spec.strip())
-    if match is None:
-        raise ValueError(f"bad section: {section_spec!r}")
-    spec = (match["text"] or "").split(" ", 1)[0].upper()
-    if match["part"] is None:
-        if spec == "MIME":
+    return SectionReader(section_spec)(raw, structure)
+
+
+class SectionReader:
+    """One BODY[section], parsed once (for a FETCH of many messages), read from each.
+
+    Sections of the message itself ("", HEADER, HEADER.FIELDS, TEXT) need no body
+    structure: the header ends where the structure parser ends the top header (the
+    same read_header, without boundaries). Part sections need the structure.
+    """
+
+    __slots__ = ("part", "spec", "wanted", "keep")
+
+    def __init__(self, section_spec: str) -> None:
+        match = _SECTION.fullmatch(section_spec.strip())
+        if match is None:
+            raise ValueError(f"bad section: {section_spec!r}")
+        self.spec = (match["text"] or "").split(" ", 1)[0].upper()
+        self.part = ([int(n) for n in match["part"].split(".")]
+                     if match["part"] is not None else None)
+        if self.part is None and self.spec == "MIME":
             raise ValueError("MIME needs a part number")
+        self.wanted: set[str] = set()
+        self.keep = self.spec == "HEADER.FIELDS"
+        if self.spec.startswith("HEADER.FIELDS"):
+            self.wanted = {(quoted or atom).replace('\\"', '"').upper()
+                           for quoted, atom in _FIELD_NAME.findall(match["names"] or "")} - {""}
+            if not self.wanted:
+                raise ValueError("HEADER.FIELDS needs at least one field name")
+
+    @property
+    def needs_structure(self) -> bool:
+        return self.part is not None
+
+    def __call__(self, raw: bytes, structure: dict | None) -> bytes:
+        spec = self.spec
+        if self.part is None:
+            if spec == "":
+                return raw
+            if structure is None:
+                header = field_spans(raw)
+                return self._message(raw, 0, header[1], len(raw), True, header)
+            return self._message(raw, *structure["header"], structure["body"][1], True)
+        if structure is None:
+            raise ValueError("a part section needs the body structure")
+        part = find_part(structure, self.part)
+        if part is None:
+            return b""
         if spec == "":
-            return raw
-        return _message_section(raw, structure, spec, match["names"], top=True)
-    part = find_part(structure, [int(n) for n in match["part"].split(".")])
-    if part is None:
-        return b""
-    if spec == "":
-        return _slice(raw, part["body"])
-    if spec == "MIME":
-        return _slice(raw, part["header"])
-    if part["kind"] != "message":
-        return b""  # HEADER and TEXT exist only for message/rfc822 parts
-    return _message_section(raw, part["message"], spec, match["names"])
+            return _slice(raw, part["body"])
+        if spec == "MIME":
+            return _slice(raw, part["header"])
+        if part["kind"] != "message":
+            return b""  # HEADER and TEXT exist only for message/rfc822 parts
+        message = part["message"]
+        return self._message(raw, *message["header"], message["body"][1], False)
+
+    def _message(self, raw: bytes, start: int, end: int, body_end: int, top: bool,
+                 header: tuple[list[tuple[str, int, int]], int, bool] | None = None) -> bytes:
+        """Return this section of the message whose header is raw[start:end]."""
+        if self.spec == "TEXT":
+            return raw[end:body_end]
+        if self.spec == "HEADER":
+            return raw[start:end]
+        fields, _, blank_line = header or field_spans(raw, start, end)
+        wanted, keep = self.wanted, self.keep
+        out = bytearray()
+        for name, field_start, field_end in fields:
+            if (name in wanted) == keep:
+                out += raw[field_start:field_end]
+                if field_end == end and not top and end > start and raw[end - 1] != 0x0A:
+                    # The last line of a header cut short by a boundary: its line break
+                    # went to the boundary, give it back (as Dovecot reads on).
+                    out += raw[end:end + 2] if raw.startswith(b"\r\n", end) else b""
+        # The header's blank line ends the result; the message's own HEADER.FIELDS always
+        # ends with one, as Dovecot's. A part's blank line may have gone to a boundary right
+        # after it (RFC 2046 5.1.1): still there. Deviation: for a part header cut short by
+        # a boundary, Dovecot goes on reading the lines after it up to a blank line; we
+        # stop at the part's end.
+        lost_blank_line = (end == start or raw[end - 1] == 0x0A) and raw[end:end + 1] in b"\r\n"
+        if blank_line or (keep and top) or (not top and lost_blank_line
+                                                    and end < len(raw)):
+            out += b"\r\n"
+        return bytes(out)
 
 
 def _slice(raw: bytes, span: list[int]) -> bytes:
@@ -499,35 +564,3 @@ def find_part(structure: dict, numbers: list[int]) -> dict | None:
         if more and part["kind"] == "message":
             part = part["message"]
     return part
-
-
-def _message_section(raw: bytes, message: dict, spec: str, names: str | None,
-                     top: bool = False) -> bytes:
-    if spec == "TEXT":
-        return _slice(raw, message["body"])
-    if spec == "HEADER":
-        return _slice(raw, message["header"])
-    wanted = {(quoted or atom).replace('\\"', '"').upper()
-              for quoted, atom in _FIELD_NAME.findall(names or "")} - {""}
-    if not wanted:
-        raise ValueError("HEADER.FIELDS needs at least one field name")
-    keep = spec == "HEADER.FIELDS"
-    start, end = message["header"]
-    header = read_header(raw, start, end)
-    out = bytearray()
-    for field in header.fields:
-        if (field_name(field).upper() in wanted) == keep:
-            out += raw[field.start:field.end]
-            if field.end == end and not top and end > start and raw[end - 1] != 0x0A:
-                # The last line of a header cut short by a boundary: its line break
-                # went to the boundary, give it back (as Dovecot reads on).
-                out += raw[end:end + 2] if raw.startswith(b"\r\n", end) else b""
-    # The header's blank line ends the result; the message's own HEADER.FIELDS always
-    # ends with one, as Dovecot's. A part's blank line may have gone to a boundary right
-    # after it (RFC 2046 5.1.1): still there. Deviation: for a part header cut short by
-    # a boundary, Dovecot goes on reading the lines after it up to a blank line; we
-    # stop at the part's end.
-    lost_blank_line = (end == start or raw[end - 1] == 0x0A) and raw[end:end + 1] in b"\r\n"
-    if header.blank_line or (keep and top) or (not top and lost_blank_line and end < len(raw)):
-        out += b"\r\n"
-    return bytes(out)

@@ -109,8 +109,10 @@ async def do_expunge(session: IMAPSession, command: Command) -> str:
     uids = view.resolve(args.sequence, uid=True) if args is not None else None
     if uids == []:
         return replies.COMPLETED.format(verb=command.verb)
-    await dbpool.run(messages.expunge_deleted, view.folder_id, uids)
-    session.must_sync = True
+    gone, before, after = await dbpool.run(messages.expunge_deleted_tracked, view.folder_id,
+                                           uids)
+    if not view.own_removals(gone, before, after):
+        session.must_sync = True
     await session.sync()
     if session.condstore:
         return replies.EXPUNGED_MODSEQ.format(value=view.modseq, verb=command.verb)

@@ -100,7 +100,7 @@ class IMAPSession(StreamSession):
         self.user = ""
         self.mailbox_id: int | None = None
         self.selected: View | None = None
-        self.changes: asyncio.Event | None = None  # set by the change hub
+        self.changes: events.Watch | None = None  # told by the change hub
         self.must_sync = False  # this command changed the selected folder itself
         self.condstore = self.qresync = self.rev2 = False
         self.auth_failures = 0
@@ -315,12 +315,17 @@ class IMAPSession(StreamSession):
         view = self.selected
         if view is None:
             return
-        if not (self.must_sync or (self.changes is not None and self.changes.is_set())
-                or (expunge_allowed and view.pending)):
+        changes = self.changes
+        if changes is not None and changes.is_set() and not self.must_sync \
+                and changes.covered(view.folder_id, view.modseq):
+            changes.clear()  # only changes this session made itself, and already knows
+        if not (self.must_sync or (changes is not None and changes.is_set())):
+            if expunge_allowed and view.pending:
+                await self.send(*view.announce_expunges(self.qresync))
             return
         self.must_sync = False
-        if self.changes is not None:
-            self.changes.clear()  # before reading, so a change made meanwhile wakes us again
+        if changes is not None:
+            changes.clear()  # before reading, so a change made meanwhile wakes us again
         found = await dbpool.run(messages.sync_state, view.folder_id, view.modseq)
         if found is None:
             raise Disconnect(replies.FOLDER_DELETED)

@@ -138,6 +138,33 @@ class View:
         self.modseq = max(self.modseq, folder.highestmodseq)
         return out
 
+    def own_additions(self, states: Sequence[MessageState], before: int, after: int
+                      ) -> list[bytes] | None:
+        """Take in messages this session added to the folder itself (APPEND).
+
+        Return the responses announcing them, or None when the folder changed otherwise
+        too (its modseq was not ours before), and the store must be asked.
+        """
+        if before != self.modseq or not states or states[0].uid <= self.max_uid:
+            return None
+        out = self.flags_response() if self.learn_keywords(
+            f for state in states for f in state.flags) else []
+        self.uids.extend(state.uid for state in states)
+        self.uidnext = max(self.uidnext, states[-1].uid + 1)
+        self.modseq = after
+        return [*out, encode.untagged(len(self.uids), "EXISTS")]
+
+    def own_removals(self, uids: Iterable[int], before: int, after: int) -> bool:
+        """Take in messages this session expunged itself; False if the store must be asked.
+
+        They wait in self.pending, announced as any other expunge.
+        """
+        if before != self.modseq:
+            return False
+        self.pending.update(uid for uid in uids if self.seq(uid) is not None)
+        self.modseq = after
+        return True
+
     def announce_expunges(self, qresync: bool) -> list[bytes]:
         """Return EXPUNGE (or VANISHED) responses for the pending expunges, and drop them."""
         if not self.pending:

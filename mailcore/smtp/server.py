@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from mailcore import dbpool, stats
 from mailcore.directory import Route, resolve
-from mailcore.listeners import Connections
+from mailcore.listeners import Connections, listen_args
 from mailcore.sessions import SessionLog, new_session_id
 from mailcore.smtp import replies
 from mailcore.store.delivery import QuotaExceeded, deliver
@@ -377,4 +377,4 @@ async def start_smtp(host: str, port: int, connections: Connections, *,
             auth_exclude_mechanism=["LOGIN", "PLAIN"], loop=loop,
         )
 
-    return await loop.create_server(factory, host, port)
+    return await loop.create_server(factory, **listen_args(host, port))

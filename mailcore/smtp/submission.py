@@ -11,7 +11,7 @@ from django.conf import settings
 
 from mailcore import dbpool, sasl
 from mailcore.directory import LoginRefused, Route, authenticate, may_send_as, resolve
-from mailcore.listeners import Connections
+from mailcore.listeners import Connections, listen_args
 from mailcore.models import Mailbox
 from mailcore.smtp import replies
 from mailcore.smtp.outgoing import FromRefused, send_limit_reached, submit
@@ -250,6 +250,6 @@ async def start_submission(host: str, port: int, connections: Connections, *,
         )
 
     return await loop.create_server(
-        factory, host, port, ssl=tls if implicit_tls else None,
+        factory, **listen_args(host, port), ssl=tls if implicit_tls else None,
         ssl_handshake_timeout=30 if implicit_tls else None,
     )

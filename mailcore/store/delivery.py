@@ -68,8 +68,6 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             record_blob(cursor, key, size, now)
             message_ids = [insert(cursor, (mailbox_id, folder), key, size, now,
                                   fields).message_id for mailbox_id in mailbox_ids]
-        for mailbox_id in mailbox_ids:
-            events.changed(mailbox_id)
         if mail_from and mailbox_ids and folder == INBOX:
             transaction.on_commit(lambda: _vacation(mailbox_ids, key, mail_from))
         outbound_id = None
@@ -151,6 +149,7 @@ class Stored:
     folder_id: int
     uidvalidity: int
     uid: int
+    modseq: int
 
 
 def insert(cursor, folder: tuple[int, str] | int, key: str, size: int, internal_date,
@@ -158,6 +157,7 @@ def insert(cursor, folder: tuple[int, str] | int, key: str, size: int, internal_
     """Allocate a UID in a folder (an id, or (mailbox id, name)) and add the message row.
 
     flags: Message field values to set (seen, keywords, ...) other than the defaults.
+    The folder's sessions hear of it once the transaction commits.
     """
     if isinstance(folder, int):
         cursor.execute(_sql().allocate_by_id, [folder])
@@ -172,7 +172,8 @@ def insert(cursor, folder: tuple[int, str] | int, key: str, size: int, internal_
               "answered": False, "flagged": False, "deleted": False, "draft": False,
               "keywords": [], "pop3_hidden": False, **fields, **(flags or {})}
     cursor.execute(_sql().message, [sql.prep(Message, f, values[f]) for f in _MESSAGE_FIELDS])
-    return Stored(cursor.fetchone()[0], mailbox_id, folder_id, uidvalidity, uid)
+    events.changed(mailbox_id, folder_id, modseq)
+    return Stored(cursor.fetchone()[0], mailbox_id, folder_id, uidvalidity, uid, modseq)
 
 
 def _vacation(mailbox_ids: list[int], key: str, mail_from: str) -> None:

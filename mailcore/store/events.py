@@ -12,6 +12,9 @@ processes (another mailcore, the worker, the web) reach a process with waiters t
   reconnects, so the poll keeps running beside a healthy subscription as the backstop,
   at the slower `MAILCORE_CHANGE_POLL_SUBSCRIBED` pace; it is back at full pace the
   moment the subscription is lost.
+
+The worker processes of one mailcore (MAILCORE_PROCESSES) also tell each other of their
+commits directly, without Redis (siblings.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from mailcore import dbpool
+from mailcore import dbpool, siblings
 from mailcore.models import Folder
 
 log = logging.getLogger("mailcore.events")
@@ -60,21 +63,59 @@ def channel() -> str:
     return settings.MAILCORE_CHANGE_CHANNEL or f"mailcore:changes:{name}"
 
 
+class Watch:
+    """What one session hears from the hub: that its mailbox changed, and where if known.
+
+    A change committed in this process names its folder and the modseq it reached; one
+    found by the poll or heard from another process does not (unknown). A session that
+    made a change itself knows of it already: covered() lets it skip asking the store.
+    """
+
+    __slots__ = ("event", "unknown", "folders")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.unknown = False
+        self.folders: dict[int, int] = {}  # folder id -> highest modseq committed
+
+    def note(self, folder_id: int | None, modseq: int | None) -> None:
+        if folder_id is None or modseq is None:
+            self.unknown = True
+        elif modseq > self.folders.get(folder_id, 0):
+            self.folders[folder_id] = modseq
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def covered(self, folder_id: int, modseq: int) -> bool:
+        """Tell whether a view of folder_id up to modseq already holds every change noted."""
+        return not self.unknown and self.folders.get(folder_id, 0) <= modseq
+
+    def clear(self) -> None:
+        self.event.clear()
+        self.unknown = False
+        self.folders.clear()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
 class ChangeHub:
     """Per-process registry of sessions waiting for changes to a mailbox."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.waiters: dict[int, set[asyncio.Event]] = defaultdict(set)
+        self.waiters: dict[int, set[Watch]] = defaultdict(set)
         self.seen: dict[int, tuple] = {}
         self.poller: asyncio.Task | None = None
         self.subscriber: asyncio.Task | None = None
         self.subscribed = False  # Redis has confirmed the subscription, and it is up
 
-    def watch(self, mailbox_id: int) -> asyncio.Event:
-        """Return an event set whenever the mailbox changes (call unwatch when done)."""
+    def watch(self, mailbox_id: int) -> Watch:
+        """Return a watch told whenever the mailbox changes (call unwatch when done)."""
         self.loop = asyncio.get_running_loop()
-        event = asyncio.Event()
+        event = Watch()
         self.waiters[mailbox_id].add(event)
         if not self._alive(self.poller):
             self.poller = self.loop.create_task(self._poll(), name="change poll")
@@ -82,7 +123,7 @@ class ChangeHub:
             self.subscriber = self.loop.create_task(self._subscribe(), name="change subscriber")
         return event
 
-    def unwatch(self, mailbox_id: int, event: asyncio.Event) -> None:
+    def unwatch(self, mailbox_id: int, event: Watch) -> None:
         waiters = self.waiters.get(mailbox_id)
         if waiters is not None:
             waiters.discard(event)
@@ -90,12 +131,13 @@ class ChangeHub:
                 del self.waiters[mailbox_id]
                 self.seen.pop(mailbox_id, None)
 
-    def wake(self, mailbox_id: int) -> None:
-        """Wake every waiter of a mailbox; safe to call from any thread."""
+    def wake(self, mailbox_id: int, folder_id: int | None = None,
+             modseq: int | None = None) -> None:
+        """Wake every waiter of a mailbox (telling where, if known); safe from any thread."""
         if self.loop is None or self.loop.is_closed():
             return
         try:
-            self.loop.call_soon_threadsafe(self._wake, mailbox_id)
+            self.loop.call_soon_threadsafe(self._wake, mailbox_id, folder_id, modseq)
         except RuntimeError:  # the loop stopped meanwhile
             pass
 
@@ -113,9 +155,10 @@ class ChangeHub:
         # A task of another loop (a server restarted in the same process) no longer runs.
         return task is not None and not task.done() and task.get_loop() is self.loop
 
-    def _wake(self, mailbox_id: int) -> None:
-        for event in self.waiters.get(mailbox_id, ()):
-            event.set()
+    def _wake(self, mailbox_id: int, folder_id: int | None = None,
+              modseq: int | None = None) -> None:
+        for watch in self.waiters.get(mailbox_id, ()):
+            watch.note(folder_id, modseq)
 
     async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
@@ -259,11 +302,15 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
-def _committed(mailbox_id: int) -> None:
-    hub.wake(mailbox_id)
+def _committed(mailbox_id: int, folder_id: int | None, modseq: int | None) -> None:
+    hub.wake(mailbox_id, folder_id, modseq)
+    siblings.tell(mailbox_id)  # the other workers of this mailcore, if any (siblings.py)
     publisher.publish(mailbox_id)
 
 
-def changed(mailbox_id: int) -> None:
-    """Tell every session of the mailbox, once the current transaction commits, of a change."""
-    transaction.on_commit(lambda: _committed(mailbox_id))
+def changed(mailbox_id: int, folder_id: int | None = None, modseq: int | None = None) -> None:
+    """Tell every session of the mailbox, once the current transaction commits, of a change.
+
+    A change to one folder names it and the HIGHESTMODSEQ it took the folder to.
+    """
+    transaction.on_commit(lambda: _committed(mailbox_id, folder_id, modseq))

@@ -87,7 +87,7 @@ def expunge_rows(cursor, folder, rows: Sequence[tuple[int, int, int]]) -> int:
                    [modseq, folder.id])
     cursor.execute(f"UPDATE {sql.table(Mailbox)} SET used_bytes = used_bytes - %s "
                    "WHERE id = %s", [sum(size for _, _, size in rows), folder.mailbox_id])
-    events.changed(folder.mailbox_id)
+    events.changed(folder.mailbox_id, folder.id, modseq)
     return modseq
 
 

@@ -80,7 +80,7 @@ def update(mailbox_id: int, token: str, deleted_ids: Iterable[int]) -> None:
                 Message.objects.filter(folder=inbox, pk__in=deleted_ids).update(
                     seen=True, pop3_hidden=True, modseq=inbox.highestmodseq)
                 inbox.save(update_fields=["highestmodseq"])
-                events.changed(mailbox_id)
+                events.changed(mailbox_id, inbox.pk, inbox.highestmodseq)
             else:
                 expunge(inbox, deleted_ids)
         if mailbox.pop3_lock == token:

@@ -22,7 +22,13 @@ from mailcore.models import Expunged, Folder, Mailbox, Message
 from mailcore.store import delivery, events, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.store.folders import expunge, expunge_rows, find_folder
+from mailcore.store.folders import (
+    FolderError,
+    canonical_name,
+    expunge,
+    expunge_rows,
+    find_folder,
+)
 from mailcore.store.headers import summarize
 
 SYSTEM_FLAGS = {"\\Seen": "seen", "\\Answered": "answered", "\\Flagged": "flagged",
@@ -127,6 +133,7 @@ def _select(model, names, where: str) -> str:
 @dataclass(frozen=True)
 class _Statements:
     folder: str
+    folder_named: str
     lock_folder: str
     lock_mailbox: str
     flags: str
@@ -146,6 +153,7 @@ def _sql() -> _Statements:
     no_keywords = "'[]'::jsonb" if connection.vendor == "postgresql" else "'[]'"
     return _Statements(
         folder=_select(Folder, _FOLDER_FIELDS, "id = %s"),
+        folder_named=_select(Folder, _FOLDER_FIELDS, "mailbox_id = %s AND name = %s"),
         lock_folder=_select(Folder, _FOLDER_FIELDS, "id = %s") + sql.for_update(),
         lock_mailbox=(f"SELECT id FROM {sql.table(Mailbox)} WHERE id = "
                       f"(SELECT mailbox_id FROM {folder} WHERE id = %s)" + sql.for_update()),
@@ -312,7 +320,7 @@ def store_flags_tracked(folder_id: int, uids: Sequence[int], op: str, flags: Ite
                 [modseq, r.seen, r.answered, r.flagged, r.deleted, r.draft,
                  sql.prep(Message, "keywords", r.keywords), r.pk] for r in changed])
             cursor.execute(_sql().set_modseq, [modseq, folder_id])
-            events.changed(folder.mailbox_id)
+            events.changed(folder.mailbox_id, folder_id, modseq)
     after = modseq if changed else folder.highestmodseq
     return ([_state(r) for r in rows if r.uid not in refused], sorted(refused),
             folder.highestmodseq, after)
@@ -382,8 +390,28 @@ def append_many(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], date
                 ) -> tuple[int, list[int]]:
     """Append messages (raw, flags, internal date) all or none (RFC 3502 MULTIAPPEND).
 
-    Return (UIDVALIDITY, new UIDs). Raises QuotaExceeded. Blobs are written (and synced)
-    before the write transaction, which then only adds rows.
+    Return (UIDVALIDITY, new UIDs). Raises QuotaExceeded.
+    """
+    added = _append(folder_id, items)
+    return added.uidvalidity, [state.uid for state in added.states]
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Messages appended to a folder, and its HIGHESTMODSEQ before and after."""
+
+    folder_id: int
+    uidvalidity: int
+    states: list[MessageState]
+    before: int
+    after: int
+
+
+def _append(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], datetime | None]]
+            ) -> Appended:
+    """append_many(), telling what the messages are and the folder's modseq around them.
+
+    Blobs are written (and synced) before the write transaction, which only adds rows.
     """
     store, now = blob_store(), timezone.now()
     prepared = []
@@ -403,16 +431,26 @@ def append_many(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], date
         mailbox_id = found[0]
         if delivery.charge(cursor, [mailbox_id], size):
             raise delivery.quota_exceeded([mailbox_id])
-        stored = []
+        states = []
         for key, length, when, fields, flags in prepared:
             delivery.record_blob(cursor, key, length, now)
-            stored.append(delivery.insert(cursor, folder_id, key, length, when, fields, flags))
-        events.changed(mailbox_id)
-    return stored[0].uidvalidity, [s.uid for s in stored]
+            stored = delivery.insert(cursor, folder_id, key, length, when, fields, flags)
+            system = tuple(name for name, field in SYSTEM_FLAGS.items() if flags.get(field))
+            states.append(MessageState(stored.message_id, stored.uid, stored.modseq,
+                                       system + tuple(flags["keywords"])))
+    # The folder was locked throughout: the messages took consecutive modseqs.
+    return Appended(folder_id, stored.uidvalidity, states, states[0].modseq - 1,
+                    states[-1].modseq)
 
 
 def expunge_deleted(folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
     """Remove messages flagged \\Deleted (only those among uids, if given); return their UIDs."""
+    return expunge_deleted_tracked(folder_id, uids)[0]
+
+
+def expunge_deleted_tracked(folder_id: int, uids: Sequence[int] | None = None
+                            ) -> tuple[list[int], int, int]:
+    """expunge_deleted(), also returning the folder's HIGHESTMODSEQ before and after."""
     condition, params, members = ("", [], None) if uids is None else _uid_condition(uids)
     with dbpool.writing(), connection.cursor() as cursor:
         cursor.execute(_sql().lock_mailbox, [folder_id])
@@ -420,9 +458,8 @@ def expunge_deleted(folder_id: int, uids: Sequence[int] | None = None) -> list[i
         cursor.execute(_sql().deleted.format(uids=condition and f"AND {condition}"),
                        [folder_id, *params])
         rows = [row for row in cursor.fetchall() if members is None or row[1] in members]
-        if rows:
-            expunge_rows(cursor, folder, rows)
-    return [uid for _, uid, _ in rows]
+        after = expunge_rows(cursor, folder, rows) if rows else folder.highestmodseq
+    return [uid for _, uid, _ in rows], folder.highestmodseq, after
 
 
 def folder_size(folder_id: int) -> int:
@@ -441,14 +478,17 @@ class OpenedFolder:
     keywords: tuple[str, ...]  # keywords set on some message
 
 
-def open_folder(folder_id: int) -> OpenedFolder:
+def open_folder(folder: int | FolderState) -> OpenedFolder:
     """Return a folder's state and its UIDs (for SELECT and EXAMINE).
 
-    The folder row is read first: whatever changes after it (a delivery, an expunge)
-    has a higher modseq, so the session's first sync reports it whatever the uids show.
+    The folder row is read first (or was, by the caller): whatever changes after it (a
+    delivery, an expunge) has a higher modseq, so the session's first sync reports it
+    whatever the uids show.
     """
     with connection.cursor() as cursor:
-        folder = _read_folder(cursor, folder_id)
+        if isinstance(folder, int):
+            folder = _read_folder(cursor, folder)
+        folder_id = folder.id
         cursor.execute(_sql().uids, [folder_id])
         uids = array("I")
         while batch := cursor.fetchmany(5000):
@@ -529,7 +569,17 @@ def vanished(folder_id: int, modseq: int,
 
 def select_folder(mailbox_id: int, name: str) -> OpenedFolder:
     """Open a folder by name (SELECT/EXAMINE); raise FolderError if there is none."""
-    return open_folder(find_folder(mailbox_id, name).pk)
+    return open_folder(_folder_named(mailbox_id, name))
+
+
+def _folder_named(mailbox_id: int, name: str) -> FolderState:
+    """Return a mailbox's folder by name (find_folder's rules); raise FolderError if none."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql().folder_named, [mailbox_id, canonical_name(name)])
+        row = cursor.fetchone()
+    if row is None:
+        raise FolderError("NONEXISTENT", "No such folder")
+    return FolderState(*row)
 
 
 def sync_state(folder_id: int, modseq: int
@@ -553,12 +603,9 @@ def copy_to(folder_id: int, uids: Sequence[int], mailbox_id: int, target_name: s
 
 
 def append_to(mailbox_id: int, name: str,
-              items: Sequence[tuple[bytes, Iterable[str], datetime | None]]
-              ) -> tuple[int, int, list[int]]:
-    """Append messages to a folder found by name: (its id, UIDVALIDITY, new UIDs).
+              items: Sequence[tuple[bytes, Iterable[str], datetime | None]]) -> Appended:
+    """Append messages to a folder found by name (all or none).
 
     Raise FolderError when there is no such folder, QuotaExceeded when they do not fit.
     """
-    folder = find_folder(mailbox_id, name)
-    uidvalidity, uids = append_many(folder.pk, items)
-    return folder.pk, uidvalidity, uids
+    return _append(_folder_named(mailbox_id, name).id, items)

@@ -17,8 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from django.db.models import F, Q, TextField
-from django.db.models.functions import Cast, Coalesce
+from django.db import connection
 from django.utils import timezone
 
 from mailcore.imap.search import (
@@ -37,16 +36,19 @@ from mailcore.imap.search import (
     TextKey,
 )
 from mailcore.models import Message
+from mailcore.store import sql
 from mailcore.store.blobs import blob_store
 from mailcore.store.headers import decode_text, split_header_block
-from mailcore.store.messages import MAX_UID_RANGES, SYSTEM_FLAGS
+from mailcore.store.messages import MAX_UID_RANGES, SYSTEM_FLAGS, MessageRow
 
 _CACHED_HEADERS = {"subject": "subject", "from": "from_addr", "to": "to_addrs",
                    "cc": "cc_addrs"}
-_NOTHING = Q(pk__in=[])
-_EVERYTHING = Q(uid__gte=0)  # not Q(): an empty Q vanishes from OR and NOT
-_ROW_FIELDS = ("pk", "uid", "modseq", "size", "internal_date", "sent_date", "blob_id",
+_NOTHING = ("1 = 0", [])
+_EVERYTHING = ("1 = 1", [])
+_ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_date", "blob_id",
                "keywords", *SYSTEM_FLAGS.values())
+
+Condition = tuple[str, list]  # an SQL condition on the message table, and its parameters
 
 
 def search(folder_id: int, key: SearchKey, max_uid: int,
@@ -59,25 +61,32 @@ def search(folder_id: int, key: SearchKey, max_uid: int,
     now = now or timezone.now()
     translate = _Translator(max_uid, now)
     keys = list(key.keys) if isinstance(key, AndKey) else [key]
-    conditions, residual = [], []
+    where, params, residual = ["folder_id = %s", "uid <= %s"], [folder_id, max_uid], []
     for k in keys:
-        condition = translate.q(k)
+        condition = translate.sql(k)
         if condition is None:
             residual.append(k)
         else:
-            conditions.append(condition)
-    rows = (Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
-            .annotate(sent_or_internal=Coalesce("sent_date", "internal_date"),
-                      keyword_text=Cast(F("keywords"), TextField()))
-            .filter(*conditions).order_by("uid"))
-    if not residual:
-        return list(rows.values_list("uid", "modseq"))
-    check = _Matcher(max_uid, now)
-    found = []
-    for row in rows.only(*_ROW_FIELDS).iterator(500):
-        message = _Text(row)
-        if all(check.matches(k, row, message) for k in residual):
-            found.append((row.uid, row.modseq))
+            where.append(condition[0])
+            params += condition[1]
+    table = sql.table(Message)
+    condition = " AND ".join(where)
+    with connection.cursor() as cursor:
+        if not residual:
+            cursor.execute(f"SELECT uid, modseq FROM {table} WHERE {condition} ORDER BY uid",
+                           params)
+            return [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(f"SELECT {sql.columns(Message, _ROW_FIELDS)} FROM {table} "
+                       f"WHERE {condition} ORDER BY uid", params)
+        check = _Matcher(max_uid, now)
+        found = []
+        names = ("pk", *_ROW_FIELDS[1:])
+        while batch := cursor.fetchmany(500):
+            for values in sql.decode(Message, _ROW_FIELDS, batch):
+                row = MessageRow(names, values)
+                message = _Text(row)
+                if all(check.matches(k, row, message) for k in residual):
+                    found.append((row.uid, row.modseq))
     return found
 
 
@@ -98,13 +107,16 @@ class _UidSet:
 
 
 class _Translator:
-    """Turn keys into SQL conditions; None for a key that needs the message text."""
+    """Turn keys into SQL conditions; None for a key that needs the message text.
+
+    Case-insensitive matching is the ORM's icontains, spelt as each backend spells it.
+    """
 
     def __init__(self, max_uid: int, now: datetime) -> None:
         self.max_uid = max_uid
         self.now = now
 
-    def q(self, key: SearchKey) -> Q | None:
+    def sql(self, key: SearchKey) -> Condition | None:
         if isinstance(key, AllKey):
             return _EVERYTHING
         if isinstance(key, FlagKey):
@@ -113,62 +125,78 @@ class _Translator:
             column = _CACHED_HEADERS.get(key.field)
             if column is None or not key.value:
                 return None  # presence, or a field not cached: read the header
-            return Q(**{f"{column}__icontains": key.value})
+            return _contains_sql(column, key.value)
         if isinstance(key, TextKey):
             return None
         if isinstance(key, DateKey):
-            column = "internal_date" if key.field == "INTERNAL" else "sent_or_internal"
+            column = ("internal_date" if key.field == "INTERNAL"
+                      else "COALESCE(sent_date, internal_date)")
             start = _day_start(key.value)
             if key.op == "BEFORE":
-                return Q(**{f"{column}__lt": start})
+                return f"{column} < %s", [_date(start)]
             if key.op == "SINCE":
-                return Q(**{f"{column}__gte": start})
-            return Q(**{f"{column}__gte": start, f"{column}__lt": start + timedelta(days=1)})
+                return f"{column} >= %s", [_date(start)]
+            return (f"{column} >= %s AND {column} < %s",
+                    [_date(start), _date(start + timedelta(days=1))])
         if isinstance(key, SizeKey):
-            return Q(size__gt=key.value) if key.op == "LARGER" else Q(size__lt=key.value)
+            return ("size > %s" if key.op == "LARGER" else "size < %s"), [key.value]
         if isinstance(key, AgeKey):
             edge = self.now - timedelta(seconds=key.seconds)
-            return Q(internal_date__lte=edge) if key.op == "OLDER" else \
-                Q(internal_date__gte=edge)
+            return ("internal_date <= %s" if key.op == "OLDER" else "internal_date >= %s",
+                    [_date(edge)])
         if isinstance(key, SetKey):
             if key.set.saved or not key.uid:
                 raise ValueError("resolve sequence numbers and $ to UIDs first")
             ranges = key.set.resolve(self.max_uid)
             if len(ranges) > MAX_UID_RANGES:
                 return None
-            condition = _NOTHING
-            for low, high in ranges:
-                condition |= Q(uid__gte=low, uid__lte=high)
-            return condition
+            if not ranges:
+                return _NOTHING
+            text, params = sql.ranges_condition("uid", ranges)
+            return text, params
         if isinstance(key, ModSeqKey):
-            return Q(modseq__gte=key.modseq)
+            return "modseq >= %s", [key.modseq]
         if isinstance(key, NotKey):
-            inner = self.q(key.key)
-            return None if inner is None else ~inner
+            inner = self.sql(key.key)
+            # No column compared here holds NULL: NOT is plain negation.
+            return None if inner is None else (f"NOT ({inner[0]})", inner[1])
         if isinstance(key, OrKey):
-            left, right = self.q(key.left), self.q(key.right)
-            return None if left is None or right is None else left | right
+            left, right = self.sql(key.left), self.sql(key.right)
+            if left is None or right is None:
+                return None
+            return f"(({left[0]}) OR ({right[0]}))", left[1] + right[1]
         if isinstance(key, AndKey):
-            parts = [self.q(k) for k in key.keys]
+            parts = [self.sql(k) for k in key.keys]
             if any(p is None for p in parts):
                 return None
-            condition = _EVERYTHING
-            for part in parts:
-                condition &= part
-            return condition
+            if not parts:
+                return _EVERYTHING
+            return ("(" + " AND ".join(f"({text})" for text, _ in parts) + ")",
+                    [param for _, params in parts for param in params])
         raise TypeError(f"unknown search key {key!r}")
 
-    def _flag(self, key: FlagKey) -> Q:
+    def _flag(self, key: FlagKey) -> Condition:
         column = SYSTEM_FLAGS.get(_system_flag(key.flag))
         if column is not None:
-            return Q(**{column: key.present})
+            return (column if key.present else f"NOT {column}"), []
         if key.flag.lower() == "\\recent":
             return _NOTHING if key.present else _EVERYTHING  # nothing is ever \Recent here
         if key.flag.startswith("\\"):
             return _EVERYTHING if not key.present else _NOTHING
         # Keywords are atoms (no quotes or backslashes): their JSON form is "name".
-        condition = Q(keyword_text__icontains=json.dumps(key.flag))
-        return condition if key.present else ~condition
+        text, params = _contains_sql("keywords", json.dumps(key.flag))
+        return (text, params) if key.present else (f"NOT ({text})", params)
+
+
+def _contains_sql(column: str, value: str) -> Condition:
+    """Return column icontains value, as the ORM writes it for this database."""
+    lhs = connection.ops.lookup_cast("icontains", "TextField") % column
+    pattern = f"%{connection.ops.prep_for_like_query(value)}%"
+    return f"{lhs} {connection.operators['icontains'] % '%s'}", [pattern]
+
+
+def _date(moment: datetime):
+    return sql.prep(Message, "internal_date", moment)
 
 
 def _system_flag(flag: str) -> str:
@@ -178,7 +206,7 @@ def _system_flag(flag: str) -> str:
 class _Text:
     """A message's text, read from the blob on first use."""
 
-    def __init__(self, row: Message) -> None:
+    def __init__(self, row: MessageRow) -> None:
         self.row = row
         self._raw: bytes | None = None
         self._header = None
@@ -244,15 +272,15 @@ class _Matcher:
         self.now = now
         self.sets: dict[int, _UidSet] = {}
 
-    def matches(self, key: SearchKey, row: Message, text: _Text) -> bool:
-        method: Callable[[SearchKey, Message, _Text], bool] = getattr(
+    def matches(self, key: SearchKey, row: MessageRow, text: _Text) -> bool:
+        method: Callable[[SearchKey, MessageRow, _Text], bool] = getattr(
             self, f"_{type(key).__name__}")
         return method(key, row, text)
 
     def _AllKey(self, key, row, text) -> bool:
         return True
 
-    def _FlagKey(self, key: FlagKey, row: Message, text: _Text) -> bool:
+    def _FlagKey(self, key: FlagKey, row: MessageRow, text: _Text) -> bool:
         column = SYSTEM_FLAGS.get(_system_flag(key.flag))
         if column is not None:
             has = getattr(row, column)
@@ -262,18 +290,18 @@ class _Matcher:
             has = key.flag.lower() in {k.lower() for k in row.keywords or ()}
         return has == key.present
 
-    def _HeaderKey(self, key: HeaderKey, row: Message, text: _Text) -> bool:
+    def _HeaderKey(self, key: HeaderKey, row: MessageRow, text: _Text) -> bool:
         values = text.header_values(key.field)
         if values is None:
             return False
         return not key.value or any(_contains(v, key.value) for v in values)
 
-    def _TextKey(self, key: TextKey, row: Message, text: _Text) -> bool:
+    def _TextKey(self, key: TextKey, row: MessageRow, text: _Text) -> bool:
         if key.part == "TEXT" and _contains(text.header_text(), key.value):
             return True
         return _contains(text.body(), key.value)
 
-    def _DateKey(self, key: DateKey, row: Message, text: _Text) -> bool:
+    def _DateKey(self, key: DateKey, row: MessageRow, text: _Text) -> bool:
         moment = row.internal_date if key.field == "INTERNAL" else \
             (row.sent_date or row.internal_date)
         day = moment.astimezone(UTC).date()
@@ -283,29 +311,29 @@ class _Matcher:
             return day >= key.value
         return day == key.value
 
-    def _SizeKey(self, key: SizeKey, row: Message, text: _Text) -> bool:
+    def _SizeKey(self, key: SizeKey, row: MessageRow, text: _Text) -> bool:
         return row.size > key.value if key.op == "LARGER" else row.size < key.value
 
-    def _AgeKey(self, key: AgeKey, row: Message, text: _Text) -> bool:
+    def _AgeKey(self, key: AgeKey, row: MessageRow, text: _Text) -> bool:
         edge = self.now - timedelta(seconds=key.seconds)
         return row.internal_date <= edge if key.op == "OLDER" else row.internal_date >= edge
 
-    def _SetKey(self, key: SetKey, row: Message, text: _Text) -> bool:
+    def _SetKey(self, key: SetKey, row: MessageRow, text: _Text) -> bool:
         uid_set = self.sets.get(id(key))
         if uid_set is None:
             uid_set = self.sets[id(key)] = _UidSet(key, self.max_uid)
         return row.uid in uid_set
 
-    def _ModSeqKey(self, key: ModSeqKey, row: Message, text: _Text) -> bool:
+    def _ModSeqKey(self, key: ModSeqKey, row: MessageRow, text: _Text) -> bool:
         return row.modseq >= key.modseq
 
-    def _NotKey(self, key: NotKey, row: Message, text: _Text) -> bool:
+    def _NotKey(self, key: NotKey, row: MessageRow, text: _Text) -> bool:
         return not self.matches(key.key, row, text)
 
-    def _OrKey(self, key: OrKey, row: Message, text: _Text) -> bool:
+    def _OrKey(self, key: OrKey, row: MessageRow, text: _Text) -> bool:
         return self.matches(key.left, row, text) or self.matches(key.right, row, text)
 
-    def _AndKey(self, key: AndKey, row: Message, text: _Text) -> bool:
+    def _AndKey(self, key: AndKey, row: MessageRow, text: _Text) -> bool:
         return all(self.matches(k, row, text) for k in key.keys)
 
 

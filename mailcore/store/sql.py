@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import JSONField, Model
 from django.db.models.expressions import Col
 
 Converter = Callable[..., object]
@@ -54,9 +54,18 @@ def _converters(vendor: str, model: type[Model], names: tuple[str, ...]
         expression = Col(model._meta.db_table, field)
         functions = [*connection.ops.get_db_converters(expression),
                      *expression.get_db_converters(connection)]
+        if isinstance(field, JSONField) and functions == [field.from_db_value]:
+            functions = [_json_list_first(field)]
         if functions:
             found.append((index, functions, expression))
     return tuple(found)
+
+
+def _json_list_first(field: JSONField) -> Converter:
+    """JSONField's converter, with the empty list (most messages' keywords) decoded at once."""
+    def convert(value, expression, connection):
+        return [] if value == "[]" else field.from_db_value(value, expression, connection)
+    return convert
 
 
 def decode(model: type[Model], names: Sequence[str], rows: Iterable[Sequence]) -> list[list]:

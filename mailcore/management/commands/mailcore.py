@@ -1,4 +1,8 @@
-"""Run the mail listeners (SMTP, submission, POP3, IMAP) until SIGTERM or SIGINT."""
+"""Run the mail listeners (SMTP, submission, POP3, IMAP) until SIGTERM or SIGINT.
+
+One process serves them all, or with MAILCORE_PROCESSES above one a supervisor runs that
+many worker processes on the same listening sockets (mailcore/supervisor.py).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import asyncio
 import ctypes
 import logging
 import signal
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from mailcore import dbpool
-from mailcore.listeners import MailServer, configured_specs
+from mailcore import dbpool, siblings
+from mailcore.listeners import MailServer, bind, configured_specs
+from mailcore.store import events
+from mailcore.supervisor import Supervisor, Worker
 from mailcore.tls import server_context
 
 log = logging.getLogger("mailcore")
@@ -32,18 +39,35 @@ def _return_large_blocks() -> None:
 
 
 class Command(BaseCommand):
-    help = "Serve every mail protocol on the ports the settings name (a port of 0 disables one)."
+    help = ("Serve every mail protocol on the ports the settings name (a port of 0 disables "
+            "one), in MAILCORE_PROCESSES worker processes.")
 
     def handle(self, *args, **options) -> None:
         _return_large_blocks()
-        asyncio.run(self.serve())
+        if settings.MAILCORE_PROCESSES == 1:
+            asyncio.run(self.serve())
+            return
+        # The certificate is made here, once, rather than by every worker at the same time.
+        sockets = bind(configured_specs(server_context()), settings.MAIL_BIND_ADDRESS)
+        supervisor = Supervisor(settings.MAILCORE_PROCESSES, sockets, self.serve_worker,
+                                settings.SHUTDOWN_GRACE)
+        status = supervisor.run()
+        if status:
+            sys.exit(status)
 
-    async def serve(self) -> None:
-        server = MailServer(configured_specs(server_context()), settings.MAIL_BIND_ADDRESS)
+    def serve_worker(self, worker: Worker) -> None:
+        asyncio.run(self.serve(worker))
+
+    async def serve(self, worker: Worker | None = None) -> None:
+        server = MailServer(configured_specs(server_context()), settings.MAIL_BIND_ADDRESS,
+                            sockets=worker.sockets if worker else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if worker is not None:
+            worker.watch_supervisor(loop, stop.set)
+            siblings.listen(loop, events.hub.wake)
         await server.start()
         log.info("mailcore ready hostname=%s", settings.MAIL_HOSTNAME)
         await stop.wait()
