@@ -121,9 +121,28 @@ def _sqlite_processes_queue() -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+_synchronous = threading.local()  # per thread: (its SQLite connection, durable or not)
+
+
+def _commit_mode(durable: bool) -> None:
+    """Make the coming commit wait for the disk, or not (SQLite; outside a transaction)."""
+    raw = connection.connection
+    if getattr(_synchronous, "state", None) == (id(raw), durable):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    _synchronous.state = (id(raw), durable)
+
+
 @contextlib.contextmanager
-def writing() -> Iterator[None]:
+def writing(durable: bool = True) -> Iterator[None]:
     """Open a write transaction.
+
+    durable=False is for changes a power cut may lose but a crash of the process may not
+    (flags, expunges; as Dovecot, which does not fsync its index updates): the commit
+    does not wait for the disk. SQLite commits without syncing the WAL (synchronous
+    NORMAL; the next durable commit syncs it along), Postgres without waiting for its WAL
+    flush (synchronous_commit off). A nested writing() follows the outer one.
 
     SQLite has one writer at a time, and a thread waiting for it sleeps in growing steps
     (up to 100 ms) even after the lock is free. Writers queue instead where a free lock
@@ -133,9 +152,19 @@ def writing() -> Iterator[None]:
     transaction (which on SQLite already holds the write lock: BEGIN IMMEDIATE) this is a
     plain savepoint.
     """
-    if connection.vendor != "sqlite" or connection.in_atomic_block:
+    if connection.in_atomic_block:
         with transaction.atomic():
             yield
         return
-    with _sqlite_writer, _sqlite_processes_queue(), transaction.atomic():
-        yield
+    if connection.vendor != "sqlite":
+        with transaction.atomic():
+            if not durable and connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            yield
+        return
+    with _sqlite_writer, _sqlite_processes_queue():
+        connection.ensure_connection()
+        _commit_mode(durable)
+        with transaction.atomic():
+            yield

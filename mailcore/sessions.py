@@ -70,6 +70,20 @@ class StreamSession:
         name = f"{self.protocol}s" if secure else self.protocol
         self.log = SessionLog(name, self.id, self.peer_ip)
 
+    async def drain_within(self, seconds: float) -> None:
+        """Wait, at most seconds, for the peer to take what was written.
+
+        A timeout scope rather than wait_for: no task per response, which a busy server
+        notices.
+        """
+        async with asyncio.timeout(seconds):
+            await self.writer.drain()
+
+    async def read_line_within(self, seconds: float) -> bytes | None:
+        """read_line(), at most seconds long; IncompleteReadError when the peer goes."""
+        async with asyncio.timeout(seconds):
+            return await read_line(self.reader)
+
     async def close_connection(self) -> None:
         """Log the end and close, without waiting long for a peer that reads nothing."""
         self.log.info("disconnect")

@@ -116,7 +116,7 @@ class IMAPSession(StreamSession):
         await self.drain()
 
     async def drain(self) -> None:
-        await asyncio.wait_for(self.writer.drain(), settings.IMAP_WRITE_TIMEOUT)
+        await self.drain_within(settings.IMAP_WRITE_TIMEOUT)
 
     def write(self, line: bytes) -> None:
         """Queue a response line; the caller drains (for long runs of responses)."""
@@ -137,7 +137,7 @@ class IMAPSession(StreamSession):
     async def read_line(self, timeout: float | None = None) -> bytes | None:
         """Return one line with its CRLF, or None when the peer has gone."""
         try:
-            line = await asyncio.wait_for(read_line(self.reader), timeout or self.timeout())
+            line = await self.read_line_within(timeout or self.timeout())
         except asyncio.IncompleteReadError:
             return None
         if line is None:
@@ -148,8 +148,8 @@ class IMAPSession(StreamSession):
         """Read a literal in chunks, each within the timeout (slow is fine, stalled is not)."""
         data = bytearray()
         while size:
-            chunk = await asyncio.wait_for(self.reader.read(min(size, READ_CHUNK)),
-                                           self.timeout())
+            async with asyncio.timeout(self.timeout()):
+                chunk = await self.reader.read(min(size, READ_CHUNK))
             if not chunk:
                 raise asyncio.IncompleteReadError(bytes(data), size)
             size -= len(chunk)

@@ -24,7 +24,6 @@ from mailcore.sessions import (
     Refused,
     StreamSession,
     TemporaryFailure,
-    read_line,
 )
 from mailcore.store import maildrop
 from mailcore.store.maildrop import DropMessage
@@ -92,12 +91,12 @@ class POP3Session(StreamSession):
 
     async def drain(self) -> None:
         # A client that stops reading must not hold the session (and its lock) forever.
-        await asyncio.wait_for(self.writer.drain(), settings.POP3_TIMEOUT)
+        await self.drain_within(settings.POP3_TIMEOUT)
 
     async def read_line(self) -> bytes | None:
         """Return one line without its end, or None when the peer has gone."""
         try:
-            line = await asyncio.wait_for(read_line(self.reader), settings.POP3_TIMEOUT)
+            line = await self.read_line_within(settings.POP3_TIMEOUT)
         except asyncio.IncompleteReadError:
             return None
         if line is None or len(line) > MAX_LINE:

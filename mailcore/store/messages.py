@@ -303,7 +303,7 @@ def store_flags_tracked(folder_id: int, uids: Sequence[int], op: str, flags: Ite
     """
     system, keywords = split_flags(flags)
     condition, params, members = _uid_condition(uids)
-    with dbpool.writing(), connection.cursor() as cursor:
+    with dbpool.writing(durable=False), connection.cursor() as cursor:
         folder = _read_folder(cursor, folder_id, _sql().lock_folder)
         rows = _flag_rows(cursor, _sql().flags.format(uids=condition), [folder_id, *params])
         if members is not None:
@@ -452,7 +452,7 @@ def expunge_deleted_tracked(folder_id: int, uids: Sequence[int] | None = None
                             ) -> tuple[list[int], int, int]:
     """expunge_deleted(), also returning the folder's HIGHESTMODSEQ before and after."""
     condition, params, members = ("", [], None) if uids is None else _uid_condition(uids)
-    with dbpool.writing(), connection.cursor() as cursor:
+    with dbpool.writing(durable=False), connection.cursor() as cursor:
         cursor.execute(_sql().lock_mailbox, [folder_id])
         folder = _read_folder(cursor, folder_id, _sql().lock_folder)
         cursor.execute(_sql().deleted.format(uids=condition and f"AND {condition}"),
