@@ -89,6 +89,18 @@ class IMAPClient(RawClient):
         self.sock = client_tls_context().wrap_socket(self.sock, server_hostname="localhost")
 
 
+def idle(client: IMAPClient) -> None:
+    """Start IDLE (tag i1) and wait for the server's go-ahead."""
+    client.send("i1 IDLE")
+    assert client.response() == "+ idling"
+
+
+def done(client: IMAPClient) -> tuple[list[str], str]:
+    """End IDLE; return what came before the tagged answer, and the answer."""
+    client.send("DONE")
+    return client.collect("i1")
+
+
 def close_all() -> None:
     """Close every client a test opened, so the server stops without waiting for them."""
     while OPEN:

@@ -82,6 +82,15 @@ def database_url() -> str:
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
+def refuses_connections(port: int) -> bool:
+    """Tell whether nothing listens on a loopback port any more."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
 class ServerProcess:
     """Run `manage.py mailcore` as a real process against the test database."""
 

@@ -19,7 +19,7 @@ from mailcore.models import Blob, Mailbox, Message
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX
 from tests.conftest import PASSWORD
-from tests.servers import RawClient, ServerProcess
+from tests.servers import RawClient, ServerProcess, refuses_connections
 
 ALICE = "alice@example.test"
 SENDERS = 6
@@ -61,14 +61,6 @@ def assert_log_clean(proc: ServerProcess) -> None:
     text = proc.log_path.read_text(errors="replace")
     bad = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
     assert not bad, "mailcore logged errors:\n" + text
-
-
-def refuses_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.5):
-            return False
-    except ConnectionRefusedError:
-        return True
 
 
 def wait_until(condition, timeout: float, what: str) -> None:

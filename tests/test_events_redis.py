@@ -18,7 +18,7 @@ import redis
 from mailcore.models import Folder, Message
 from mailcore.store import events, messages
 from mailcore.store.delivery import deliver
-from tests.imap_client import IMAPClient, close_all, message, selected
+from tests.imap_client import IMAPClient, close_all, done, idle, message, selected
 from tests.servers import ServerProcess
 
 needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
@@ -58,16 +58,6 @@ async def await_until(condition: Callable[[], bool], timeout: float = 10) -> Non
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
-
-
-def idle(client: IMAPClient) -> None:
-    client.send("i1 IDLE")
-    assert client.response() == "+ idling"
-
-
-def done(client: IMAPClient) -> tuple[list[str], str]:
-    client.send("DONE")
-    return client.collect("i1")
 
 
 @needs_redis

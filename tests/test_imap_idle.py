@@ -13,7 +13,7 @@ from mailcore.models import Folder
 from mailcore.store import messages
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
-from tests.imap_client import ALICE, IMAPClient, close_all, message, selected
+from tests.imap_client import ALICE, IMAPClient, close_all, done, idle, message, selected
 
 
 @pytest.fixture(autouse=True)
@@ -23,16 +23,6 @@ def _close_clients(request):
             request.getfixturevalue(name)
     yield
     close_all()
-
-
-def idle(client: IMAPClient) -> None:
-    client.send("i1 IDLE")
-    assert client.response() == "+ idling"
-
-
-def done(client: IMAPClient) -> tuple[list[str], str]:
-    client.send("DONE")
-    return client.collect("i1")
 
 
 def test_an_smtp_delivery_shows_up_in_idle(server, alice):

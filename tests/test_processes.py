@@ -16,7 +16,7 @@ import pytest
 from mailcore.listeners import ListenerSpec, bind
 from tests.conftest import PASSWORD
 from tests.imap_client import ALICE, IMAPClient, close_all, message
-from tests.servers import RawClient, ServerProcess
+from tests.servers import RawClient, ServerProcess, refuses_connections
 
 WAIT = 30.0  # seconds: generous, for a loaded machine
 _STARTED = re.compile(r" mailcore worker=(\d+) started pid=(\d+)$")
@@ -120,12 +120,13 @@ def imap_on_each_worker(proc: ServerProcess, tries: int = 40) -> dict[int, IMAPC
     pytest.fail(f"{tries} IMAP connections, all served by worker {list(found)}")
 
 
-def refuses_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.5):
-            return False
-    except ConnectionRefusedError:
-        return True
+def selected_on_each_worker(proc: ServerProcess) -> dict[int, IMAPClient]:
+    """Return an IMAP session on each worker, logged in with INBOX selected."""
+    sessions = imap_on_each_worker(proc)
+    for client in sessions.values():
+        client.ok(f'LOGIN "{ALICE}" "{PASSWORD}"')
+        client.ok("SELECT INBOX")
+    return sessions
 
 
 def assert_log_clean(proc: ServerProcess) -> None:
@@ -159,10 +160,7 @@ def test_sockets_bound_for_the_workers_serve_connections_without_nagle_delays():
 
 
 def test_connections_are_served_by_both_workers(workers, alice):
-    sessions = imap_on_each_worker(workers)
-    for client in sessions.values():
-        client.ok(f'LOGIN "{ALICE}" "{PASSWORD}"')
-        client.ok("SELECT INBOX")
+    selected_on_each_worker(workers)  # both workers serve a session (checked below)
     pop, _ = on_a_worker(workers, "pop3", lambda: RawClient(workers.port("pop3")))
     assert pop.line().startswith("+OK")
     assert set(worker_pids(workers)) == {1, 2}
@@ -203,10 +201,7 @@ def test_a_delivery_in_one_worker_wakes_idle_in_the_other(workers, alice):
 
 
 def test_sigterm_drains_every_worker_and_the_whole_group_exits(workers, alice):
-    sessions = imap_on_each_worker(workers)
-    for client in sessions.values():
-        client.ok(f'LOGIN "{ALICE}" "{PASSWORD}"')
-        client.ok("SELECT INBOX")
+    sessions = selected_on_each_worker(workers)
     smtp, _ = on_a_worker(workers, "smtp", lambda: RawClient(workers.port("smtp")))
     assert smtp.smtp_reply().startswith("220 ")
     smtp.transact("EHLO client.remote.test", "250", smtp=True)
