@@ -213,21 +213,19 @@ service lmtp {{
     return conf
 
 
-def _write_postfix_config(ref: ReferenceServers) -> Path:
-    root = ref.tmpdir / "postfix"
+def _postfix_tree(root: Path, hostname: str) -> tuple[Path, str]:
+    """Lay out a throwaway Postfix under root, as `postfix check` would (no `postfix -c`
+    needed); return its config folder and the main.cf settings every instance shares."""
     etc, queue, data = root / "etc", root / "queue", root / "data"
+    _mkdir(root, 0o755)
     _mkdir(etc, 0o755)
     _mkdir(data, 0o700, "postfix")
-    # The layout `postfix check` would create (no `postfix -c` needed).
     for name in POSTFIX_PRIVATE_QUEUES.split():
         _mkdir(queue / name, 0o700, "postfix")
     _mkdir(queue / "maildrop", 0o1730, "postfix", "postdrop")
     _mkdir(queue / "public", 0o710, "postfix", "postdrop")
     _mkdir(queue / "pid", 0o755)
-    vmailbox = etc / "vmailbox"
-    vmailbox.write_text("".join(f"{user} OK\n" for user, _ in ref.users))
-    domains = " ".join(sorted({user.rpartition("@")[2] for user, _ in ref.users}))
-    (etc / "main.cf").write_text(f"""\
+    return etc, f"""\
 compatibility_level = 3.6
 queue_directory = {queue}
 data_directory = {data}
@@ -235,7 +233,7 @@ mail_owner = postfix
 setgid_group = postdrop
 maillog_file = {root}/postfix.log
 maillog_file_prefixes = {root}
-myhostname = mx.bench.test
+myhostname = {hostname}
 mydomain = bench.test
 mydestination =
 local_recipient_maps =
@@ -249,6 +247,15 @@ smtpd_peername_lookup = no
 smtp_dns_support_level = disabled
 smtp_host_lookup = native
 lmtp_host_lookup = native
+"""
+
+
+def _write_postfix_config(ref: ReferenceServers) -> Path:
+    etc, common = _postfix_tree(ref.tmpdir / "postfix", "mx.bench.test")
+    vmailbox = etc / "vmailbox"
+    vmailbox.write_text("".join(f"{user} OK\n" for user, _ in ref.users))
+    domains = " ".join(sorted({user.rpartition("@")[2] for user, _ in ref.users}))
+    (etc / "main.cf").write_text(common + f"""\
 virtual_mailbox_domains = {domains}
 virtual_mailbox_maps = texthash:{vmailbox}
 virtual_transport = lmtp:unix:{ref.lmtp_socket}
@@ -342,39 +349,10 @@ class PostfixRelay:
 
 
 def _write_postfix_relay_config(relay: PostfixRelay) -> Path:
-    root = relay.tmpdir / "postfix"
-    etc, queue, data = root / "etc", root / "queue", root / "data"
-    _mkdir(root, 0o755)
-    _mkdir(etc, 0o755)
-    _mkdir(data, 0o700, "postfix")
-    for name in POSTFIX_PRIVATE_QUEUES.split():
-        _mkdir(queue / name, 0o700, "postfix")
-    _mkdir(queue / "maildrop", 0o1730, "postfix", "postdrop")
-    _mkdir(queue / "public", 0o710, "postfix", "postdrop")
-    _mkdir(queue / "pid", 0o755)
+    etc, common = _postfix_tree(relay.tmpdir / "postfix", "relay.bench.test")
     # Held mail waits in the deferred queue until `postqueue -f` (defer_transports).
     hold = "defer_transports = smtp\n" if relay.held else ""
-    (etc / "main.cf").write_text(f"""\
-compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {root}/postfix.log
-maillog_file_prefixes = {root}
-myhostname = relay.bench.test
-mydomain = bench.test
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-biff = no
-inet_interfaces = {HOST}
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
+    (etc / "main.cf").write_text(common + f"""\
 relayhost = [{HOST}]:{relay.relay_port}
 {hold}""")
     smtpd = f"{HOST}:{relay.smtp_port} inet n - n - - smtpd\n"

@@ -113,3 +113,29 @@ def require_program(name: str) -> str:
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "allow_internal_errors: the test provokes them")
     Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(request, _fast_settings):
+    """Close the IMAP clients a test opened (tests.imap_client), before its server stops.
+
+    Set up after the server (and the settings it starts with), so the clients close first
+    and the server does not wait out its grace period for them.
+    """
+    for name in ("server", "server_process"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+    yield
+    from tests.imap_client import close_all  # it imports this module
+
+    close_all()
+
+
+@pytest.fixture
+def signed_in(alice):
+    """A browser signed in to webmail as alice@example.test (a django.test.Client)."""
+    from django.test import Client
+
+    from tests.test_webmail_helpers import sign_in
+
+    return sign_in(Client(), "alice@example.test")

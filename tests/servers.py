@@ -177,6 +177,15 @@ class RawClient:
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line.rstrip(b"\r").decode("utf-8", "replace")
 
+    def send_mail(self, body: bytes, mail_from: str, rcpts: tuple[str, ...]) -> str:
+        """Run one SMTP transaction on this session; return the reply to the end of data."""
+        self.transact(f"MAIL FROM:<{mail_from}>", "250 2.1.0", smtp=True)
+        for rcpt in rcpts:
+            self.transact(f"RCPT TO:<{rcpt}>", "250 2.1.5", smtp=True)
+        self.transact("DATA", "354 ", smtp=True)
+        self.send(body + b".\r\n")
+        return self.smtp_reply()
+
     def smtp_reply(self) -> str:
         """Read a whole (possibly multi-line) SMTP reply; return its last line."""
         while True:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from mailcore.models import Blob, Mailbox, Message
+from mailcore.models import Blob
 from mailcore.store.blobs import blob_store
-from mailcore.store.folders import INBOX
 from tests.conftest import PASSWORD
+from tests.mailboxes import inbox
 from tests.servers import RawClient, ServerProcess, refuses_connections
 
 ALICE = "alice@example.test"
@@ -50,10 +50,6 @@ def download_all(proc: ServerProcess) -> list[bytes]:
     pop.quit()
     return messages
 
-
-def inbox(mailbox: Mailbox) -> list[Message]:
-    return list(Message.objects.filter(folder__mailbox=mailbox, folder__name=INBOX)
-                .order_by("uid"))
 
 
 def assert_log_clean(proc: ServerProcess) -> None:

@@ -18,18 +18,12 @@ import redis
 from mailcore.models import Folder, Message
 from mailcore.store import events, messages
 from mailcore.store.delivery import deliver
-from tests.imap_client import IMAPClient, close_all, done, idle, message, selected
+from tests.imap_client import IMAPClient, done, idle, message, selected
 from tests.servers import ServerProcess
 
 needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
 UNREACHABLE = "redis://127.0.0.1:1/0"
 FOREVER = "3600"  # a poll interval no test outlives: only pub/sub can deliver a change
-
-
-@pytest.fixture(autouse=True)
-def _close_clients():
-    yield
-    close_all()
 
 
 @pytest.fixture

@@ -10,17 +10,8 @@ import imapclient
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.imap_client import ALICE, close_all, connect, plain
+from tests.imap_client import ALICE, connect, plain
 from tests.servers import client_tls_context
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    # Set up after the server, so the clients close before it stops (not after its grace).
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
 
 
 def caps(line: str) -> set[str]:

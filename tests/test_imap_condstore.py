@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mailcore.models import Folder, Message
+from mailcore.models import Message
 from mailcore.store import messages
 from mailcore.store.delivery import deliver
-from tests.imap_client import close_all, connect, message, selected
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
+from tests.imap_client import connect, message, selected
+from tests.mailboxes import inbox_folder as inbox
 
 
 @pytest.fixture
@@ -24,9 +17,6 @@ def mail(alice):
         deliver(message(n), "s@remote.test", [alice.pk])
     return alice
 
-
-def inbox(mailbox) -> Folder:
-    return Folder.objects.get(mailbox=mailbox, name="INBOX")
 
 
 def test_select_reports_highestmodseq_and_condstore_enables(server, mail):

@@ -8,16 +8,7 @@ import pytest
 from mailcore.models import Message
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
-from tests.imap_client import ALICE, close_all, connect, imaplib_client, message, selected
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
-
+from tests.imap_client import ALICE, connect, imaplib_client, message, selected
 
 MULTIPART = (
     b"From: Alice <alice@example.test>\r\n"

@@ -9,17 +9,7 @@ from mailcore import directory
 from mailcore.models import Folder, Message
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
-from tests.imap_client import ALICE, close_all, connect, imaplib_client, message
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    # Set up after the server, so the clients close before it stops (not after its grace).
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
-
+from tests.imap_client import ALICE, connect, imaplib_client, message
 
 DEFAULT_LIST = [
     '* LIST (\\HasNoChildren \\Archive) "/" Archive',

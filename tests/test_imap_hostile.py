@@ -12,14 +12,6 @@ from tests.imap_client import IMAPClient, close_all, connect, message, selected
 from tests.servers import ServerThread
 
 
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
-
-
 def test_a_synchronizing_literal_over_the_limit_is_refused_before_it_is_sent(server, alice):
     client = connect(server)
     client.send("a1 LOGIN {100000}")

@@ -7,22 +7,12 @@ import smtplib
 import time
 
 import imapclient
-import pytest
 
 from mailcore.models import Folder
 from mailcore.store import messages
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
-from tests.imap_client import ALICE, IMAPClient, close_all, done, idle, message, selected
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    for name in ("server", "server_process"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name)
-    yield
-    close_all()
+from tests.imap_client import ALICE, IMAPClient, done, idle, message, selected
 
 
 def test_an_smtp_delivery_shows_up_in_idle(server, alice):

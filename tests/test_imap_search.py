@@ -13,15 +13,7 @@ from mailcore.models import Folder, Message
 from mailcore.store import search as store_search
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import deliver
-from tests.imap_client import bulk_fill, close_all, connect, message, selected
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
+from tests.imap_client import bulk_fill, connect, message, selected
 
 
 @pytest.fixture

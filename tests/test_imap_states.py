@@ -6,16 +6,7 @@ import pytest
 
 from mailcore.imap.session import COMMANDS, State
 from tests.conftest import PASSWORD
-from tests.imap_client import ALICE, IMAPClient, close_all, connect, plain
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
-
+from tests.imap_client import ALICE, IMAPClient, connect, plain
 
 # One well-formed example of each command (on an empty INBOX).
 SAMPLES: dict[str, bytes] = {

@@ -7,15 +7,8 @@ import pytest
 from mailcore import directory
 from mailcore.models import Folder, Message
 from mailcore.store.delivery import deliver
-from tests.imap_client import bulk_fill, close_all, imaplib_client, message, selected
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server")
-    yield
-    close_all()
+from tests.imap_client import bulk_fill, imaplib_client, message, selected
+from tests.mailboxes import inbox_folder as inbox
 
 
 @pytest.fixture
@@ -24,9 +17,6 @@ def mail(alice):
         deliver(message(n), "s@remote.test", [alice.pk])
     return alice
 
-
-def inbox(mailbox) -> Folder:
-    return Folder.objects.get(mailbox=mailbox, name="INBOX")
 
 
 def test_store_adds_removes_and_replaces_flags(server, mail):

@@ -10,19 +10,11 @@ from __future__ import annotations
 import asyncio
 from array import array
 
-import pytest
-
 from mailcore.imap.view import View
 from mailcore.store import events
 from mailcore.store.delivery import deliver
 from mailcore.store.messages import FolderState, MessageState, OpenedFolder
-from tests.imap_client import close_all, message, selected
-
-
-@pytest.fixture(autouse=True)
-def _close_clients(server):
-    yield
-    close_all()
+from tests.imap_client import message, selected
 
 
 def _deliver(alice, count: int) -> None:

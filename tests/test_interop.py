@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mailcore.models import Message
 from mailcore.store.blobs import blob_store
-from mailcore.store.folders import INBOX
 from mailcore.tls import certificate_paths
 from tests.conftest import PASSWORD, require_program
+from tests.mailboxes import inbox
 
 pytestmark = pytest.mark.interop
 
@@ -44,10 +43,6 @@ def send(server, subject: str, body: str, to: str = ALICE) -> bytes:
         smtp.sendmail("sender@remote.test", [to], raw)
     return raw
 
-
-def inbox(mailbox) -> list[Message]:
-    return list(Message.objects.filter(folder__mailbox=mailbox, folder__name=INBOX)
-                .order_by("uid"))
 
 
 def pop3_count(server, user: str = ALICE) -> int:

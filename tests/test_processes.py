@@ -15,17 +15,11 @@ import pytest
 
 from mailcore.listeners import ListenerSpec, bind
 from tests.conftest import PASSWORD
-from tests.imap_client import ALICE, IMAPClient, close_all, message
+from tests.imap_client import ALICE, IMAPClient, message
 from tests.servers import RawClient, ServerProcess, refuses_connections
 
 WAIT = 30.0  # seconds: generous, for a loaded machine
 _STARTED = re.compile(r" mailcore worker=(\d+) started pid=(\d+)$")
-
-
-@pytest.fixture(autouse=True)
-def _close_clients():
-    yield
-    close_all()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from mailcore.models import (
     OutboundRecipient,
 )
 from mailcore.store.blobs import blob_store
+from tests.mailboxes import inbox, raw_of
 from tests.servers import RawClient, client_tls_context
 
 ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3} ")
@@ -56,21 +57,9 @@ def ehlo_lines(client: RawClient, name: str = "client.test") -> list[str]:
 def send_data(client: RawClient, body: bytes, mail_from: str = "sender@remote.test",
               rcpts: tuple[str, ...] = ("alice@example.test",)) -> str:
     """Run one transaction over a raw session; return the reply to the end of data."""
-    client.transact(f"MAIL FROM:<{mail_from}>", "250 2.1.0", smtp=True)
-    for rcpt in rcpts:
-        client.transact(f"RCPT TO:<{rcpt}>", "250 2.1.5", smtp=True)
-    client.transact("DATA", "354 ", smtp=True)
-    client.send(body + b".\r\n")
-    return client.smtp_reply()
+    return client.send_mail(body, mail_from, rcpts)
 
 
-def inbox(mailbox: Mailbox) -> list[Message]:
-    return list(Message.objects.filter(folder__mailbox=mailbox, folder__name="INBOX")
-                .order_by("uid"))
-
-
-def raw_of(message: Message) -> bytes:
-    return blob_store().get(message.blob_id)
 
 
 def assert_still_serving(server, rcpt: str = "alice@example.test") -> None:

@@ -16,8 +16,8 @@ from mailcore import directory
 from mailcore.dkim import dns_record
 from mailcore.models import Domain, Mailbox, Message, OutboundMessage, OutboundRecipient
 from mailcore.queue import sender
-from mailcore.store.blobs import blob_store
 from tests.conftest import PASSWORD, require_program
+from tests.mailboxes import inbox, raw_of
 from tests.servers import RawClient, client_tls_context
 from tests.sink import Sink
 
@@ -89,21 +89,9 @@ def ehlo_keywords(client: RawClient) -> set[str]:
 
 def send_data(client: RawClient, body: bytes, mail_from: str = ALICE,
               rcpts: tuple[str, ...] = ("bob@example.test",)) -> str:
-    client.transact(f"MAIL FROM:<{mail_from}>", "250 2.1.0", smtp=True)
-    for rcpt in rcpts:
-        client.transact(f"RCPT TO:<{rcpt}>", "250 2.1.5", smtp=True)
-    client.transact("DATA", "354 ", smtp=True)
-    client.send(body + b".\r\n")
-    return client.smtp_reply()
+    return client.send_mail(body, mail_from, rcpts)
 
 
-def inbox(mailbox: Mailbox) -> list[Message]:
-    return list(Message.objects.filter(folder__mailbox=mailbox, folder__name="INBOX")
-                .order_by("uid"))
-
-
-def raw_of(message: Message) -> bytes:
-    return blob_store().get(message.blob_id)
 
 
 def dkim_verifies(raw: bytes, domain_name: str = "example.test") -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from mailcore.models import Folder, Message
@@ -12,14 +11,7 @@ from tests.test_webmail_helpers import (
     deliver_to,
     folder,
     make_message,
-    sign_in,
 )
-
-
-@pytest.fixture
-def signed_in(alice) -> Client:
-    """A browser signed in to webmail as alice@example.test."""
-    return sign_in(Client(), "alice@example.test")
 
 
 def _act(client, mailbox, uids, action, name="INBOX", **extra):

@@ -20,12 +20,6 @@ from tests.test_webmail_helpers import (
 )
 
 
-@pytest.fixture
-def signed_in(alice) -> Client:
-    """A browser signed in to webmail as alice@example.test."""
-    return sign_in(Client(), "alice@example.test")
-
-
 def _login(client: Client, address: str, password: str):
     return client.post(reverse("webmail:login"), {"address": address, "password": password})
 

@@ -8,7 +8,6 @@ from email import policy
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 from django.urls import reverse
 
 from mailcore import directory
@@ -21,14 +20,7 @@ from tests.test_webmail_helpers import (
     folder,
     make_message,
     message_in,
-    sign_in,
 )
-
-
-@pytest.fixture
-def signed_in(alice) -> Client:
-    """A browser signed in to webmail as alice@example.test."""
-    return sign_in(Client(), "alice@example.test")
 
 
 def _post(client, action: str = "send", **fields):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -19,14 +17,7 @@ from tests.test_webmail_helpers import (
     deliver_to,
     folder,
     make_message,
-    sign_in,
 )
-
-
-@pytest.fixture
-def signed_in(alice) -> Client:
-    """A browser signed in to webmail as alice@example.test."""
-    return sign_in(Client(), "alice@example.test")
 
 
 def _uids(response) -> list[int]:

@@ -15,14 +15,7 @@ from tests.test_webmail_helpers import (
     folder,
     make_message,
     message_in,
-    sign_in,
 )
-
-
-@pytest.fixture
-def signed_in(alice) -> Client:
-    """A browser signed in to webmail as alice@example.test."""
-    return sign_in(Client(), "alice@example.test")
 
 
 def _body_url(response) -> str:

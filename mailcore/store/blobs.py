@@ -20,7 +20,6 @@ class FileBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.configured: object = None
         self._prefix = os.path.join(self.root, "")
 
     def path(self, key: str) -> Path:
@@ -111,16 +110,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-_store: FileBlobStore | None = None
+_store: tuple[object, FileBlobStore] | None = None  # (BLOB_DIR as configured, its store)
 
 
 def blob_store() -> FileBlobStore:
     global _store
-    where = settings.BLOB_DIR
-    if _store is None or _store.configured != where:
-        _store = FileBlobStore(Path(where))
-        _store.configured = where  # tests change BLOB_DIR; compared as configured
-    return _store
+    where = settings.BLOB_DIR  # tests change it
+    if _store is None or _store[0] != where:
+        _store = (where, FileBlobStore(Path(where)))
+    return _store[1]
 
 
 def collect_orphans(grace_seconds: float = 3600) -> int:

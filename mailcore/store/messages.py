@@ -57,6 +57,20 @@ class MessageState:
     flags: tuple[str, ...]
 
 
+class MessageRow:
+    """Some of a message row's columns, as attributes named as the model's fields ("id"
+    as "pk")."""
+
+    def __init__(self, names: Sequence[str], values: Sequence) -> None:
+        self.__dict__.update(zip(names, values, strict=True))
+
+    @classmethod
+    def decoded(cls, names: Sequence[str], rows: Iterable[Sequence]) -> list[MessageRow]:
+        """Return database rows of these Message columns, decoded as the ORM would."""
+        attributes = ["pk" if name == "id" else name for name in names]
+        return [cls(attributes, values) for values in sql.decode(Message, names, rows)]
+
+
 MAX_UID_RANGES = 64  # beyond this many ranges, filter in Python instead of in SQL
 
 
@@ -71,8 +85,8 @@ def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def _uid_filter(uids: Iterable[int]) -> tuple[Q, set[int] | None]:
-    """Return (a condition on uid, the members to check in Python or None).
+def _uid_bounds(uids: Iterable[int]) -> tuple[list[tuple[int, int]], set[int] | None]:
+    """Return (UID ranges to select, the members to keep in Python or None).
 
     `uid IN (...)` with tens of thousands of values exceeds what SQLite (and psycopg's
     parameters) accept; a few ranges are exact in SQL, many become their bounding range
@@ -80,26 +94,19 @@ def _uid_filter(uids: Iterable[int]) -> tuple[Q, set[int] | None]:
     """
     members = set(uids)
     ranges = uid_ranges(members)
-    if not ranges:
-        return Q(pk__in=[]), None
     if len(ranges) <= MAX_UID_RANGES:
-        condition = Q()
-        for low, high in ranges:
-            condition |= Q(uid=low) if low == high else Q(uid__gte=low, uid__lte=high)
-        return condition, None
-    return Q(uid__gte=ranges[0][0], uid__lte=ranges[-1][1]), members
+        return ranges, None
+    return [(ranges[0][0], ranges[-1][1])], members
 
 
-def _with_uids(queryset, uids: Iterable[int], uid_of=lambda row: row.uid) -> list:
-    """Evaluate queryset restricted to these UIDs (see _uid_filter)."""
-    condition, members = _uid_filter(uids)
+def _with_uids(queryset, uids: Iterable[int]) -> list:
+    """Evaluate queryset restricted to these UIDs (see _uid_bounds)."""
+    ranges, members = _uid_bounds(uids)
+    condition = Q(pk__in=[])
+    for low, high in ranges:
+        condition |= Q(uid__gte=low, uid__lte=high)
     rows = list(queryset.filter(condition))
-    return rows if members is None else [r for r in rows if uid_of(r) in members]
-
-
-def _folder_state(folder: Folder) -> FolderState:
-    return FolderState(folder.pk, folder.mailbox_id, folder.name, folder.special_use,
-                       folder.uidvalidity, folder.uidnext, folder.highestmodseq)
+    return rows if members is None else [r for r in rows if r.uid in members]
 
 
 def flags_of(message: Message) -> tuple[str, ...]:
@@ -112,10 +119,6 @@ _STATE_FIELDS = ("pk", "uid", "modseq", "keywords", *SYSTEM_FLAGS.values())
 
 def _state(row: Message) -> MessageState:
     return MessageState(row.pk, row.uid, row.modseq, flags_of(row))
-
-
-def folder_state(folder_id: int) -> FolderState:
-    return _folder_state(Folder.objects.get(pk=folder_id))
 
 
 # Hand-written SQL (mailcore.store.sql) for what IMAP does at every command: reading a
@@ -182,33 +185,18 @@ def _read_folder(cursor, folder_id: int, statement: str | None = None) -> Folder
 
 
 def _uid_condition(uids: Iterable[int]) -> tuple[str, list[int], set[int] | None]:
-    """Return (SQL condition on uid, its parameters, members to check in Python or None).
-
-    As _uid_filter: a few ranges exactly, many as their bounding range.
-    """
-    members = set(uids)
-    ranges = uid_ranges(members)
+    """Return (SQL condition on uid, its parameters, members to keep in Python or None)."""
+    ranges, members = _uid_bounds(uids)
     if not ranges:
         return "uid < 0", [], None
-    if len(ranges) <= MAX_UID_RANGES:
-        condition, params = sql.ranges_condition("uid", ranges)
-        return condition, params, None
-    return "uid BETWEEN %s AND %s", [ranges[0][0], ranges[-1][1]], members
+    condition, params = sql.ranges_condition("uid", ranges)
+    return condition, params, members
 
 
-class _FlagRow:
-    """A message's flag columns, as STORE changes them and MessageState reports them."""
-
-    __slots__ = ("pk", "uid", "modseq", *SYSTEM_FLAGS.values(), "keywords")
-
-    def __init__(self, values: Sequence) -> None:
-        for name, value in zip(self.__slots__, values, strict=True):
-            setattr(self, name, value)
-
-
-def _flag_rows(cursor, statement: str, params: list) -> list[_FlagRow]:
+def _flag_rows(cursor, statement: str, params: list) -> list[MessageRow]:
+    """Run a statement selecting _FLAG_FIELDS; return its rows (STORE changes them)."""
     cursor.execute(statement, params)
-    return [_FlagRow(row) for row in sql.decode(Message, _FLAG_FIELDS, cursor.fetchall())]
+    return MessageRow.decoded(_FLAG_FIELDS, cursor.fetchall())
 
 
 def snapshot(folder_id: int) -> tuple[FolderState, list[MessageState]]:
@@ -235,11 +223,6 @@ def changes_since(folder_id: int, modseq: int
         cursor.execute(_sql().gone, [folder_id, modseq])
         gone = sorted(uid for uid, in cursor.fetchall())
     return folder, [_state(r) for r in changed], gone
-
-
-def load(folder_id: int, uids: Sequence[int]) -> list[Message]:
-    """Return full message rows (for FETCH) in UID order."""
-    return _with_uids(Message.objects.filter(folder_id=folder_id).order_by("uid"), uids)
 
 
 def read(message: Message) -> bytes:
@@ -502,13 +485,6 @@ def open_folder(folder: int | FolderState) -> OpenedFolder:
     return OpenedFolder(folder, uids, first_unseen and first_unseen[0], tuple(keywords))
 
 
-class MessageRow:
-    """Some of a message row's columns, as attributes named as the model's fields."""
-
-    def __init__(self, names: Sequence[str], values: Sequence) -> None:
-        self.__dict__.update(zip(names, values, strict=True))
-
-
 _ROW_FIELDS = ("id", "uid", "modseq", "keywords", *SYSTEM_FLAGS.values())
 
 
@@ -535,10 +511,9 @@ def fetch_rows(folder_id: int, uids: Sequence[int], fields: Iterable[str],
     params = [folder_id, *params, *([] if changed_since is None else [changed_since])]
     with connection.cursor() as cursor:
         cursor.execute(statement.format(uids=condition), params)
-        found = sql.decode(Message, names, cursor.fetchall())
-    attributes = ("pk", *names[1:])
-    rows = [MessageRow(attributes, values) for values in found
-            if members is None or values[1] in members]
+        rows = MessageRow.decoded(names, cursor.fetchall())
+    if members is not None:
+        rows = [row for row in rows if row.uid in members]
     if structure_wanted:
         for row in rows:
             if row.envelope is None or row.bodystructure is None:

@@ -80,10 +80,8 @@ def search(folder_id: int, key: SearchKey, max_uid: int,
                        f"WHERE {condition} ORDER BY uid", params)
         check = _Matcher(max_uid, now)
         found = []
-        names = ("pk", *_ROW_FIELDS[1:])
         while batch := cursor.fetchmany(500):
-            for values in sql.decode(Message, _ROW_FIELDS, batch):
-                row = MessageRow(names, values)
+            for row in MessageRow.decoded(_ROW_FIELDS, batch):
                 message = _Text(row)
                 if all(check.matches(k, row, message) for k in residual):
                     found.append((row.uid, row.modseq))
