@@ -101,10 +101,16 @@ def on_a_worker(proc: ServerProcess, protocol: str, connect):
     return client, int(log_matches(proc, pattern)[before][1])
 
 
-def imap_on_each_worker(proc: ServerProcess, tries: int = 40) -> dict[int, IMAPClient]:
-    """Open IMAP sessions until one is served by each worker; return one per worker."""
+def imap_on_each_worker(proc: ServerProcess, tries: int = 200) -> dict[int, IMAPClient]:
+    """Open IMAP sessions until one is served by each worker; return one per worker.
+
+    Which idle worker accepts a connection on the shared socket is a race the kernel
+    decides; a worker just (re)started can win many in a row, hence the generous tries.
+    """
     found: dict[int, IMAPClient] = {}
-    for _ in range(tries):
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(0.01)  # let both workers be back in their accept loops
         client, worker = on_a_worker(
             proc, "imap", lambda: IMAPClient(proc.port("imap"), timeout=WAIT))
         assert client.greeting.startswith("* OK ")
