@@ -262,6 +262,12 @@ MAILCORE_CHANGE_POLL_SUBSCRIBED = env_float("MAILCORE_CHANGE_POLL_SUBSCRIBED", 5
 # "never": passwords only over TLS; "loopback": plaintext allowed from 127.0.0.1/::1
 # (development); "always": plaintext anywhere (only behind a TLS-terminating proxy).
 PLAINTEXT_AUTH = env_str("PLAINTEXT_AUTH", "loopback")
+# Where the real client address comes from when proxies sit in front. Mail listeners accept
+# a PROXY protocol header (v1 or v2) only from these addresses or networks ("10.0.0.0/8,
+# 127.0.0.1"); the web trusts this many X-Forwarded-For / X-Forwarded-Proto hops, added by
+# its own reverse proxies (0: the socket's address, as with no proxy).
+TRUSTED_PROXIES = [p.strip() for p in env_str("TRUSTED_PROXIES", "").split(",") if p.strip()]
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 AUTH_FAILURE_DELAY = env_float("AUTH_FAILURE_DELAY", 2.0)
 AUTH_MAX_FAILURES = env_int("AUTH_MAX_FAILURES", 10)
 AUTH_FAILURE_WINDOW = env_int("AUTH_FAILURE_WINDOW", 900)
