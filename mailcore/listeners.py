@@ -10,9 +10,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailcore import proxy
+from mailcore.proxy import Peer, TrustedProxies
+
 log = logging.getLogger("mailcore")
 STATS_FLUSH_SECONDS = 10.0
 BACKLOG = 100  # asyncio's default, kept for sockets bound before the workers fork
+# HAProxy writes the PROXY header as it connects; a trusted proxy silent this long is broken.
+PROXY_HEADER_TIMEOUT = 5.0
+TLS_HANDSHAKE_TIMEOUT = 30.0
 
 # Listening sockets a worker inherited from the supervisor, by the address a listener asks
 # for: each is handed once to the listener that starts on that address (see listen_args).
@@ -63,17 +69,138 @@ class StreamSession(Protocol):
     async def run(self) -> None: ...
 
 
+class Handover(asyncio.Protocol):
+    """Each connection's first protocol: learn who the client is, then hand the connection on.
+
+    From a trusted proxy (TRUSTED_PROXIES) the connection must open with a PROXY header,
+    which names the client; on an implicit-TLS listener the TLS handshake follows it (in
+    TCP mode HAProxy's send-proxy writes the header in plaintext, then passes the client's
+    TLS through). Only then does the session's protocol take the transport, under the
+    client's address. Reading stays paused until then and the header is read from the
+    socket byte-exact, so not one byte of the session (a TLS hello) is read on its behalf.
+
+    aiosmtpd's own PROXY support is not used: it demands the header from every peer, and
+    on implicit TLS it would read it inside TLS, after the handshake.
+    """
+
+    def __init__(self, name: str, session: Callable[[Peer], asyncio.BaseProtocol],
+                 connections: Connections, trusted: TrustedProxies,
+                 tls: ssl.SSLContext | None) -> None:
+        self.name = name  # the listener's, for the log
+        self.session = session
+        self.connections = connections
+        self.trusted = trusted
+        self.tls = tls
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task | None = None
+        self.peer = Peer("?", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        address = transport.get_extra_info("peername") or ("?", 0)
+        self.peer = Peer(str(address[0]), int(address[1]))
+        proxied = self.peer.ip in self.trusted
+        if not proxied and self.tls is None:
+            self._hand_over(transport, self.peer)  # the common case, at once
+            return
+        transport.pause_reading()
+        self.connections.add(self, self._abort)
+        self.task = asyncio.get_running_loop().create_task(self._prepare(transport, proxied))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        if self.task is not None:
+            self.task.cancel()
+
+    def _hand_over(self, transport: asyncio.Transport, peer: Peer) -> None:
+        protocol = self.session(peer)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+    async def _prepare(self, transport: asyncio.Transport, proxied: bool) -> None:
+        peer = self.peer
+        step = "proxy header"
+        try:
+            if proxied:
+                peer = await self._read_proxy_header(transport)
+            if self.tls is None:
+                self._hand_over(transport, peer)
+                transport.resume_reading()
+                return
+            step = "tls handshake"
+            protocol = self.session(peer)
+            tls_transport = await asyncio.get_running_loop().start_tls(
+                transport, protocol, self.tls, server_side=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            protocol.connection_made(tls_transport)
+        except proxy.BadHeader as exc:
+            self._refuse(transport, logging.WARNING, "proxy header refused: %s", exc)
+        except TimeoutError:
+            self._refuse(transport, logging.INFO, "%s timed out", step)
+        except EOFError:
+            self._refuse(transport, logging.INFO, "closed before the %s", step)
+        except (OSError, ssl.SSLError) as exc:  # a reset, a failed handshake
+            self._refuse(transport, logging.INFO, "%s failed: %s", step, type(exc).__name__)
+        except asyncio.CancelledError:
+            transport.abort()
+        except Exception:
+            log.exception("%s peer=%s internal error before the session", self.name,
+                          self.peer.ip)
+            transport.abort()
+        finally:
+            self.connections.discard(self)
+            self.task = None
+
+    async def _read_proxy_header(self, transport: asyncio.Transport) -> Peer:
+        """Return the client a trusted proxy's header names (itself for UNKNOWN or LOCAL)."""
+        # A duplicate of the socket to read from while the transport is paused; the
+        # transport's own is wrapped, and reading it is for asyncio alone.
+        sock = transport.get_extra_info("socket").dup()
+        try:
+            async with asyncio.timeout(PROXY_HEADER_TIMEOUT):
+                header = await proxy.read_header(sock)
+        finally:
+            sock.close()
+        if header.source is None:
+            return self.peer
+        return Peer(header.source[0], header.source[1], proxy=self.peer.ip)
+
+    def _refuse(self, transport: asyncio.Transport, level: int, event: str, *args) -> None:
+        log.log(level, f"%s peer=%s {event}", self.name, self.peer.ip, *args)
+        transport.abort()
+
+
+def accepting(name: str, session: Callable[[Peer], asyncio.BaseProtocol],
+              connections: Connections, trusted: TrustedProxies, *,
+              tls: ssl.SSLContext | None = None) -> Callable[[], Handover]:
+    """Return create_server's protocol factory for a listener (tls: implicit TLS).
+
+    session(peer) makes the protocol that serves a connection once its client is known.
+    """
+    return lambda: Handover(name, session, connections, trusted, tls)
+
+
 async def start_stream_listener(
-    host: str, port: int, connections: Connections, *,
-    session: Callable[[asyncio.StreamReader, asyncio.StreamWriter], StreamSession],
+    name: str, host: str, port: int, connections: Connections, *,
+    session: Callable[[asyncio.StreamReader, asyncio.StreamWriter, Peer], StreamSession],
     farewell: bytes, tls: ssl.SSLContext, implicit_tls: bool, limit: int,
+    trusted: TrustedProxies,
 ) -> asyncio.Server:
     """Serve a line protocol: one session per connection, registered for shutdown.
 
     On shutdown a session still open after the grace period is told farewell and ended.
     """
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        current = session(reader, writer)
+    loop = asyncio.get_running_loop()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    peer: Peer) -> None:
+        current = session(reader, writer, peer)
         task = asyncio.current_task()
 
         def abort() -> None:
@@ -90,10 +217,15 @@ async def start_stream_listener(
         finally:
             connections.discard(current)
 
-    return await asyncio.start_server(
-        serve, **listen_args(host, port), ssl=tls if implicit_tls else None, limit=limit,
-        ssl_handshake_timeout=30 if implicit_tls else None,
-    )
+    def streams(peer: Peer) -> asyncio.StreamReaderProtocol:
+        # What asyncio.start_server makes for each connection, with the client's address.
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(
+            reader, lambda reader, writer: serve(reader, writer, peer), loop=loop)
+
+    return await loop.create_server(
+        accepting(name, streams, connections, trusted, tls=tls if implicit_tls else None),
+        **listen_args(host, port))
 
 
 @dataclass
@@ -207,7 +339,10 @@ class MailServer:
 
 
 def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
-    """Return the listeners the settings ask for (a port of 0 disables one)."""
+    """Return the listeners the settings ask for (a port of 0 disables one).
+
+    TRUSTED_PROXIES is read here, once: a bad entry stops mailcore before it listens.
+    """
     from django.conf import settings
 
     from mailcore.imap.server import start_imap
@@ -215,19 +350,26 @@ def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
     from mailcore.smtp.server import start_smtp
     from mailcore.smtp.submission import start_submission
 
+    trusted = TrustedProxies.from_settings()
     return [
         ListenerSpec("smtp", settings.SMTP_PORT,
-                     lambda h, p, c: start_smtp(h, p, c, tls=tls)),
+                     lambda h, p, c: start_smtp(h, p, c, tls=tls, trusted=trusted)),
         ListenerSpec("submission", settings.SUBMISSION_PORT,
-                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=False)),
+                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=False,
+                                                      trusted=trusted)),
         ListenerSpec("submissions", settings.SUBMISSIONS_PORT,
-                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=True)),
+                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=True,
+                                                      trusted=trusted)),
         ListenerSpec("pop3", settings.POP3_PORT,
-                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=False)),
+                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=False,
+                                                trusted=trusted)),
         ListenerSpec("pop3s", settings.POP3S_PORT,
-                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=True)),
+                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=True,
+                                                trusted=trusted)),
         ListenerSpec("imap", settings.IMAP_PORT,
-                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=False)),
+                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=False,
+                                                trusted=trusted)),
         ListenerSpec("imaps", settings.IMAPS_PORT,
-                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=True)),
+                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=True,
+                                                trusted=trusted)),
     ]

@@ -7,6 +7,8 @@ import logging
 import secrets
 import ssl
 
+from mailcore.proxy import Peer
+
 log = logging.getLogger("mailcore.session")
 
 
@@ -44,6 +46,13 @@ class SessionLog:
     def __init__(self, protocol: str, session_id: str, peer: str) -> None:
         self.prefix = f"{protocol} session={session_id} peer={peer}"
 
+    def connected(self, peer: Peer) -> None:
+        """Log the session's start, naming the trusted proxy that relayed it, if one did."""
+        if peer.proxy:
+            self.info("connect proxy=%s", peer.proxy)
+        else:
+            self.info("connect")
+
     def info(self, event: str, *args) -> None:
         log.info(f"{self.prefix} {event}", *args)
 
@@ -61,12 +70,16 @@ class StreamSession:
     protocol = ""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 tls: ssl.SSLContext | None, secure: bool) -> None:
+                 tls: ssl.SSLContext | None, secure: bool, peer: Peer | None = None) -> None:
         self.reader, self.writer = reader, writer
         self.tls, self.secure = tls, secure
         self.id = new_session_id()
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip = str(peer[0])
+        if peer is None:  # the socket's, with no listener's Handover in front
+            address = writer.get_extra_info("peername") or ("?", 0)
+            peer = Peer(str(address[0]), int(address[1]))
+        # The client's address: the socket's, or the one a trusted proxy's header named.
+        self.peer = peer
+        self.peer_ip = peer.ip
         name = f"{self.protocol}s" if secure else self.protocol
         self.log = SessionLog(name, self.id, self.peer_ip)
 

@@ -37,6 +37,7 @@ from mailcore.imap.parser import (
     parse_command,
 )
 from mailcore.imap.view import View
+from mailcore.proxy import Peer
 from mailcore.sessions import (
     BadSyntax,
     Disconnect,
@@ -94,8 +95,8 @@ class IMAPSession(StreamSession):
     protocol = "imap"
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 tls: ssl.SSLContext | None, secure: bool) -> None:
-        super().__init__(reader, writer, tls, secure)
+                 tls: ssl.SSLContext | None, secure: bool, peer: Peer | None = None) -> None:
+        super().__init__(reader, writer, tls, secure, peer)
         self.state = State.NOT_AUTHENTICATED
         self.user = ""
         self.mailbox_id: int | None = None
@@ -211,7 +212,7 @@ class IMAPSession(StreamSession):
     # The loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.log.info("connect")
+        self.log.connected(self.peer)
         try:
             await self.send(encode.untagged_status("OK", replies.GREETING.format(
                 capabilities=" ".join(self.capabilities()))))

@@ -17,6 +17,7 @@ from django.conf import settings
 from mailcore import dbpool
 from mailcore.directory import LoginRefused, authenticate, plaintext_allowed
 from mailcore.pop3 import replies
+from mailcore.proxy import Peer
 from mailcore.sessions import (
     BadSyntax,
     Disconnect,
@@ -61,8 +62,8 @@ class POP3Session(StreamSession):
     protocol = "pop3"
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 tls: ssl.SSLContext | None, secure: bool) -> None:
-        super().__init__(reader, writer, tls, secure)
+                 tls: ssl.SSLContext | None, secure: bool, peer: Peer | None = None) -> None:
+        super().__init__(reader, writer, tls, secure, peer)
         self.state = State.AUTHORIZATION
         self.user: str | None = None
         self.mailbox_id: int | None = None
@@ -106,7 +107,7 @@ class POP3Session(StreamSession):
     # The loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.log.info("connect")
+        self.log.connected(self.peer)
         try:
             await self.send(replies.GREETING.format(hostname=settings.MAIL_HOSTNAME))
             while not self.done:

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from mailcore import dbpool, stats
 from mailcore.directory import Route, resolve
-from mailcore.listeners import Connections, listen_args
+from mailcore.listeners import Connections, accepting, listen_args
+from mailcore.proxy import Peer, TrustedProxies
 from mailcore.sessions import SessionLog, new_session_id
 from mailcore.smtp import replies
 from mailcore.store.delivery import QuotaExceeded, deliver
@@ -40,9 +41,12 @@ class SMTPSession(SMTP):
     line_length_limit = 64 * 1024
     protocol = "smtp"  # the name in the session log
 
-    def __init__(self, handler: InboundHandler, connections: Connections, **kwargs) -> None:
+    def __init__(self, handler: InboundHandler, connections: Connections, *, peer: Peer,
+                 **kwargs) -> None:
         super().__init__(handler, **kwargs)
         self.connections = connections
+        # The client's address: the socket's, or the one a trusted proxy's header named.
+        self.client = peer
         self.session_id = new_session_id()
         self.log: SessionLog | None = None
         self._greeting_or_ehlo = True
@@ -53,11 +57,14 @@ class SMTPSession(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # STARTTLS calls this again with the TLS transport
         super().connection_made(transport)
+        # aiosmtpd takes the socket's address (again after STARTTLS, for a new Session);
+        # the Received field, logins and throttles read session.peer.
+        assert self.session is not None
+        self.session.peer = (self.client.ip, self.client.port)
         self._last_activity = self.loop.time()
         if first:
-            peer = transport.get_extra_info("peername") or ("?", 0)
-            self.log = SessionLog(self.protocol, self.session_id, str(peer[0]))
-            self.log.info("connect")
+            self.log = SessionLog(self.protocol, self.session_id, self.client.ip)
+            self.log.connected(self.client)
             self.connections.add(self, self._abort)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -364,17 +371,18 @@ def _clean(text: str) -> str:
 
 
 async def start_smtp(host: str, port: int, connections: Connections, *,
-                     tls: ssl.SSLContext) -> asyncio.Server:
+                     tls: ssl.SSLContext, trusted: TrustedProxies) -> asyncio.Server:
     handler = InboundHandler()
     loop = asyncio.get_running_loop()
 
-    def factory() -> SMTPSession:
+    def factory(peer: Peer) -> SMTPSession:
         return SMTPSession(
-            handler, connections,
+            handler, connections, peer=peer,
             hostname=settings.MAIL_HOSTNAME, ident="mailcore ESMTP",
             data_size_limit=settings.MESSAGE_SIZE_LIMIT, enable_SMTPUTF8=True,
             tls_context=tls, timeout=settings.SMTP_TIMEOUT,
             auth_exclude_mechanism=["LOGIN", "PLAIN"], loop=loop,
         )
 
-    return await loop.create_server(factory, **listen_args(host, port))
+    return await loop.create_server(accepting("smtp", factory, connections, trusted),
+                                    **listen_args(host, port))

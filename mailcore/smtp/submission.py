@@ -11,8 +11,9 @@ from django.conf import settings
 
 from mailcore import dbpool, sasl
 from mailcore.directory import LoginRefused, Route, authenticate, may_send_as, resolve
-from mailcore.listeners import Connections, listen_args
+from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.models import Mailbox
+from mailcore.proxy import Peer, TrustedProxies
 from mailcore.smtp import replies
 from mailcore.smtp.outgoing import FromRefused, send_limit_reached, submit
 from mailcore.smtp.server import (
@@ -235,21 +236,23 @@ class SubmissionHandler(InboundHandler):
 
 
 async def start_submission(host: str, port: int, connections: Connections, *,
-                           tls: ssl.SSLContext, implicit_tls: bool) -> asyncio.Server:
+                           tls: ssl.SSLContext, implicit_tls: bool,
+                           trusted: TrustedProxies) -> asyncio.Server:
     """Listen for submission: STARTTLS (port 587) or implicit TLS (port 465, RFC 8314)."""
     handler = SubmissionHandler()
     loop = asyncio.get_running_loop()
+    name = "submissions" if implicit_tls else "submission"
 
-    def factory() -> SubmissionSession:
+    def factory(peer: Peer) -> SubmissionSession:
         return SubmissionSession(
-            handler, connections, implicit_tls=implicit_tls,
+            handler, connections, implicit_tls=implicit_tls, peer=peer,
             hostname=settings.MAIL_HOSTNAME, ident="mailcore ESMTP submission",
             data_size_limit=settings.MESSAGE_SIZE_LIMIT, enable_SMTPUTF8=True,
             tls_context=None if implicit_tls else tls, timeout=settings.SMTP_TIMEOUT,
             loop=loop,
         )
 
+    # Implicit TLS starts after any PROXY header (see Handover), not in create_server.
     return await loop.create_server(
-        factory, **listen_args(host, port), ssl=tls if implicit_tls else None,
-        ssl_handshake_timeout=30 if implicit_tls else None,
-    )
+        accepting(name, factory, connections, trusted, tls=tls if implicit_tls else None),
+        **listen_args(host, port))
