@@ -231,7 +231,8 @@ class POP3Session(StreamSession):
         except LoginRefused as exc:
             self.auth_failures += 1
             self.log.info("login failed user=%s rate_limited=%s", user, exc.rate_limited)
-            await asyncio.sleep(settings.AUTH_FAILURE_DELAY)
+            # The throttle's delay, growing with failures; only this session waits.
+            await asyncio.sleep(exc.delay)
             if exc.rate_limited:
                 if self.auth_failures >= MAX_AUTH_FAILURES:
                     raise Disconnect(replies.AUTH_RATE_LIMITED) from None

@@ -25,8 +25,8 @@ from mailcore.smtp.server import (
 )
 from mailcore.store.delivery import QuotaExceeded
 
-# Failed logins one connection may make before it is closed; the per-user and per-address
-# limits (mailcore.ratelimit) count across connections.
+# Failed logins one connection may make before it is closed; the throttle's per-address
+# and per-account counts (mailcore.ratelimit) span connections.
 MAX_AUTH_FAILURES = 3
 
 
@@ -151,7 +151,8 @@ class SubmissionHandler(InboundHandler):
         server.auth_failures += 1
         server.log.info("auth failed mechanism=%s user=%s rate_limited=%s", mechanism,
                         _printable(user), refused.rate_limited)
-        await asyncio.sleep(settings.AUTH_FAILURE_DELAY)
+        # The throttle's delay, growing with failures; only this session waits.
+        await asyncio.sleep(refused.delay)
         if server.auth_failures >= MAX_AUTH_FAILURES:
             await server.close_with(replies.AUTH_TOO_MANY_FAILURES, "too many failed logins")
             return AuthResult(success=False, handled=True)
