@@ -148,15 +148,17 @@ class LoginRefused(Exception):
 
     delay is what the session should make the client wait before it answers (it grows
     with repeated failures); retry_after, when rate limited, is when the address may
-    try again.
+    try again; busy, that it was not refused but has as many checks running as it may
+    have failures, and may try again as soon as one ends.
     """
 
     def __init__(self, rate_limited: bool = False, delay: float | None = None,
-                 retry_after: int = 0) -> None:
+                 retry_after: int = 0, busy: bool = False) -> None:
         super().__init__("rate limited" if rate_limited else "bad credentials")
         self.rate_limited = rate_limited
         self.delay = settings.AUTH_FAILURE_DELAY if delay is None else delay
         self.retry_after = retry_after
+        self.busy = busy
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ def log_in(user: str, password: str, peer_ip: str) -> Login:
         attempt = ratelimit.begin(user, peer_ip)
     except ratelimit.Refused as refused:
         raise LoginRefused(rate_limited=True, delay=ratelimit.delay_for(
-            settings.AUTH_MAX_FAILURES), retry_after=refused.retry_after) from None
+            settings.AUTH_MAX_FAILURES), retry_after=refused.retry_after,
+            busy=refused.busy) from None
     try:
         mailbox = None
         try:

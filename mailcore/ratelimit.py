@@ -6,9 +6,11 @@ lock someone else out:
 - Per source address: every attempt reserves a slot in the address's counter *before*
   the password is checked (cache.add + cache.incr, atomic in Redis, in LocMemCache and in
   mailcore.filecache), and a success gives its slot back. So N concurrent attempts from
-  one address get at most AUTH_MAX_FAILURES password checks; past that the address is
-  refused outright, without a check, until AUTH_FAILURE_WINDOW has passed. That address
-  only: an IPv6 client counts by its /64, which one host usually holds whole.
+  one address get at most AUTH_MAX_FAILURES password checks: the others are told the
+  address is busy (mail sessions wait for a slot without holding a thread). Once the
+  address has AUTH_MAX_FAILURES failures it is refused outright, without a check, until
+  AUTH_FAILURE_WINDOW has passed. That address only: an IPv6 client counts by its /64,
+  which one host usually holds whole.
 - Per normalised account (the spellings the login itself accepts share one count):
   failures only add delay, never refusal, and a success resets the count. Whoever guesses
   a user's password from anywhere cannot stop the user's own right password.
@@ -36,11 +38,16 @@ from mailcore.addresses import AddressError, normalize_address
 
 
 class Refused(Exception):
-    """The source address failed too often: no password is checked until retry_after."""
+    """No password check for this address now: it failed too often, or is busy.
 
-    def __init__(self, retry_after: int) -> None:
+    busy: all its slots are held by checks still running (not failures): it may try
+    again as soon as one ends. Otherwise it may try again after retry_after seconds.
+    """
+
+    def __init__(self, retry_after: int, busy: bool = False) -> None:
         super().__init__(f"too many failed logins; retry after {retry_after} s")
         self.retry_after = retry_after
+        self.busy = busy
 
 
 def account_key(user: str) -> str:
@@ -78,7 +85,12 @@ def _digest(text: str) -> str:
 
 
 def _address_counter(source: str) -> str:
+    # Failures and checks in progress: the slots.
     return f"auth:addr:{_digest(source)}"
+
+
+def _address_failures(source: str) -> str:
+    return f"auth:fail:{_digest(source)}"
 
 
 def _account_counter(account: str) -> str:
@@ -125,7 +137,7 @@ class Attempt:
         self.open = False
         window = settings.AUTH_FAILURE_WINDOW
         account_failures = _incr(_account_counter(self.account), window)
-        address_failures = cache.get(_address_counter(self.source), 0)
+        address_failures = _incr(_address_failures(self.source), window)
         return delay_for(max(account_failures, address_failures))
 
     def succeeded(self) -> None:
@@ -145,15 +157,19 @@ class Attempt:
 def begin(user: str, ip: str) -> Attempt:
     """Reserve a password check for user from ip, or raise Refused for that address."""
     source = address_key(ip)
-    counter = _address_counter(source)
-    window = settings.AUTH_FAILURE_WINDOW
-    # When the window ends, for the reply: noted once when the window opens.
+    counter, failures = _address_counter(source), _address_failures(source)
+    window, limit = settings.AUTH_FAILURE_WINDOW, settings.AUTH_MAX_FAILURES
+    # The counters and the end of their window (for the reply) start together.
     cache.add(f"{counter}:ends", time.time() + window, window)
-    if _incr(counter, window) > settings.AUTH_MAX_FAILURES:
+    cache.add(failures, 0, window)
+    if cache.get(failures, 0) < limit:
+        if _incr(counter, window) <= limit:
+            return Attempt(account_key(user), source)
         _decr(counter)
-        ends = cache.get(f"{counter}:ends") or time.time() + window
-        raise Refused(max(1, math.ceil(ends - time.time())))
-    return Attempt(account_key(user), source)
+        if cache.get(failures, 0) < limit:
+            raise Refused(1, busy=True)
+    ends = cache.get(f"{counter}:ends") or time.time() + window
+    raise Refused(max(1, math.ceil(ends - time.time())))
 
 
 # Web logins: a "not before" time instead of a sleep -----------------------------------------

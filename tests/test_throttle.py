@@ -337,3 +337,71 @@ def test_allauth_sees_the_forwarded_address(settings):
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1",
                                    HTTP_X_FORWARDED_FOR="203.0.113.5")
     assert get_adapter(request).get_client_ip(request) == "203.0.113.5"
+
+
+# Checks in progress are not failures -----------------------------------------------------
+
+def test_an_address_with_every_slot_in_use_is_busy_not_refused(settings):
+    settings.AUTH_MAX_FAILURES = 2
+    first, second = ratelimit.begin(ALICE, VICTIM), ratelimit.begin(ALICE, VICTIM)
+    with pytest.raises(ratelimit.Refused) as caught:
+        ratelimit.begin(ALICE, VICTIM)
+    assert caught.value.busy
+    first.succeeded()
+    ratelimit.begin(ALICE, VICTIM).failed()
+    second.failed()
+    with pytest.raises(ratelimit.Refused) as caught:
+        ratelimit.begin(ALICE, VICTIM)
+    assert not caught.value.busy and caught.value.retry_after > 0
+
+
+def test_a_mail_login_waits_for_a_slot_instead_of_being_refused(server, alice, settings,
+                                                               monkeypatch):
+    from tests.imap_client import connect
+
+    settings.AUTH_MAX_FAILURES = 2
+    held = [ratelimit.begin("someone", "127.0.0.2") for _ in range(2)]
+    busy = threading.Event()
+    real_begin = ratelimit.begin
+
+    def observed_begin(user: str, ip: str) -> ratelimit.Attempt:
+        try:
+            return real_begin(user, ip)
+        except ratelimit.Refused as exc:
+            if exc.busy:
+                busy.set()
+            raise
+
+    monkeypatch.setattr(ratelimit, "begin", observed_begin)
+    client = connect(server, source="127.0.0.2")
+    client.send(f'a1 LOGIN {ALICE} "{PASSWORD}"')
+    assert busy.wait(10)
+    held[0].succeeded()
+    assert client.response().startswith("a1 OK [CAPABILITY ")
+    held[1].abandon()
+
+
+# The file cache mailcore's processes share without Redis ----------------------------------
+
+def test_the_file_caches_incr_is_atomic_and_keeps_the_expiry(tmp_path):
+    import pickle
+
+    from mailcore.filecache import LockedFileCache
+
+    cache = LockedFileCache(str(tmp_path), {})
+    cache.add("n", 0, 600)
+    path = cache._key_to_file("n")
+    with open(path, "rb") as f:
+        expiry = pickle.load(f)
+
+    def bump(_: int) -> None:
+        for _ in range(50):
+            LockedFileCache(str(tmp_path), {}).incr("n")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(bump, range(8)))
+    assert cache.get("n") == 400
+    with open(path, "rb") as f:
+        assert pickle.load(f) == pytest.approx(expiry, abs=1)
+    with pytest.raises(ValueError):
+        cache.incr("missing")

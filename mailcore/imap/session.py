@@ -21,8 +21,8 @@ from typing import NoReturn
 
 from django.conf import settings
 
-from mailcore import dbpool, sasl
-from mailcore.directory import LoginRefused, authenticate, plaintext_allowed
+from mailcore import dbpool, logins, sasl
+from mailcore.directory import LoginRefused, plaintext_allowed
 from mailcore.imap import encode, fetch, folders, replies, searching, selection
 from mailcore.imap.parser import (
     Authenticate,
@@ -443,7 +443,7 @@ class IMAPSession(StreamSession):
     async def login(self, user: str, password: str) -> str:
         """Authenticate, or raise the refusal to send after the failure delay."""
         try:
-            mailbox = await dbpool.run(authenticate, user, password, self.peer_ip)
+            mailbox = await logins.log_in(user, password, self.peer_ip)
         except LoginRefused as exc:
             await self.login_failed(user, exc)
         self.mailbox_id = mailbox.pk

@@ -9,8 +9,8 @@ import ssl
 from aiosmtpd.smtp import AuthResult, Envelope, Session, syntax
 from django.conf import settings
 
-from mailcore import dbpool, sasl
-from mailcore.directory import LoginRefused, Route, authenticate, may_send_as, resolve
+from mailcore import dbpool, logins, sasl
+from mailcore.directory import LoginRefused, Route, may_send_as, resolve
 from mailcore.listeners import Connections, listen_args
 from mailcore.models import Mailbox
 from mailcore.smtp import replies
@@ -139,7 +139,7 @@ class SubmissionHandler(InboundHandler):
         assert server.session is not None
         peer_ip = server.session.peer[0] if server.session.peer else ""
         try:
-            mailbox = await dbpool.run(authenticate, user, password, peer_ip)
+            mailbox = await logins.log_in(user, password, peer_ip)
         except LoginRefused as exc:
             return await self._refuse(server, mechanism, user, exc)
         server.log.info("auth mechanism=%s user=%s", mechanism, mailbox.address)

@@ -23,7 +23,7 @@ log = logging.getLogger("panel.accounts")
 
 
 def too_many_attempts(seconds: int) -> str:
-    return f"Too many failed login attempts. Try again in {seconds} seconds."
+    return f"Too many failed login attempts. Try again in {seconds} second{'s' * (seconds != 1)}."
 
 
 class AccountAdapter(DefaultAccountAdapter):

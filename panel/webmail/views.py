@@ -157,7 +157,7 @@ def _login_page(request: HttpRequest, form: forms.LoginForm) -> HttpResponse:
 
 
 def _too_many_attempts(seconds: int) -> str:
-    return f"Too many failed attempts. Try again in {seconds} seconds."
+    return f"Too many failed attempts. Try again in {seconds} second{'s' * (seconds != 1)}."
 
 
 def _printable(text: str) -> str:
