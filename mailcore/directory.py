@@ -144,11 +144,30 @@ def _expand_destinations(alias: Alias, result: Resolution, full: list[int],
 # Logins -----------------------------------------------------------------------------------
 
 class LoginRefused(Exception):
-    """Bad credentials, a disabled mailbox, or too many recent failures."""
+    """Bad credentials, a disabled mailbox, or a source address that failed too often.
 
-    def __init__(self, rate_limited: bool = False) -> None:
+    delay is what the session should make the client wait before it answers (it grows
+    with repeated failures); retry_after, when rate limited, is when the address may
+    try again; busy, that it was not refused but has as many checks running as it may
+    have failures, and may try again as soon as one ends.
+    """
+
+    def __init__(self, rate_limited: bool = False, delay: float | None = None,
+                 retry_after: int = 0, busy: bool = False) -> None:
         super().__init__("rate limited" if rate_limited else "bad credentials")
         self.rate_limited = rate_limited
+        self.delay = settings.AUTH_FAILURE_DELAY if delay is None else delay
+        self.retry_after = retry_after
+        self.busy = busy
+
+
+@dataclass(frozen=True)
+class Login:
+    """A successful login: the mailbox, and which credential opened it."""
+
+    mailbox: Mailbox
+    kind: str  # "password" or "app"
+    key: int   # the mailbox's pk, or the app password's
 
 
 def plaintext_allowed(secure: bool, peer_ip: str) -> bool:
@@ -165,33 +184,87 @@ def plaintext_allowed(secure: bool, peer_ip: str) -> bool:
 
 def authenticate(user: str, password: str, peer_ip: str) -> Mailbox:
     """Return the mailbox these credentials open, or raise LoginRefused."""
-    if ratelimit.is_limited(user, peer_ip):
-        raise LoginRefused(rate_limited=True)
-    mailbox = None
+    return log_in(user, password, peer_ip).mailbox
+
+
+def log_in(user: str, password: str, peer_ip: str) -> Login:
+    """Check credentials under the login throttle (mailcore.ratelimit); raise LoginRefused.
+
+    A refused source address gets no password check at all. Otherwise exactly one
+    argon2 verification runs whether the address exists or not (a dummy hash for an
+    unknown one, as Django's ModelBackend), so timing tells nothing about which exist.
+    """
     try:
-        mailbox = (Mailbox.objects.by_address(normalize_address(user))
-                   .filter(is_active=True, domain__is_active=True)
-                   .select_related("domain").first())
-    except AddressError:
-        pass
-    if mailbox is None or not _password_matches(mailbox, password):
-        ratelimit.record_failure(user, peer_ip)
-        raise LoginRefused()
-    return mailbox
+        attempt = ratelimit.begin(user, peer_ip)
+    except ratelimit.Refused as refused:
+        raise LoginRefused(rate_limited=True, delay=ratelimit.delay_for(
+            settings.AUTH_MAX_FAILURES), retry_after=refused.retry_after,
+            busy=refused.busy) from None
+    try:
+        mailbox = None
+        try:
+            mailbox = (Mailbox.objects.by_address(normalize_address(user))
+                       .filter(is_active=True, domain__is_active=True)
+                       .select_related("domain").first())
+        except AddressError:
+            pass
+        if mailbox is None:
+            passwords.check_nothing(password)
+            matched = None
+        else:
+            matched = _password_matches(mailbox, password)
+    except BaseException:
+        attempt.abandon()
+        raise
+    if mailbox is None or matched is None:
+        raise LoginRefused(delay=attempt.failed())
+    attempt.succeeded()
+    return Login(mailbox, *matched)
 
 
-def _password_matches(mailbox: Mailbox, password: str) -> bool:
-    """Check the mailbox password, then its app passwords (noting an app password's use)."""
+def _password_matches(mailbox: Mailbox, password: str) -> tuple[str, int] | None:
+    """Return which credential the password is (noting an app password's use), if any.
+
+    An app password is found by its lookup column, so only that row is verified: a
+    wrong password costs one argon2 run however many app passwords the mailbox has.
+    Rows from before the column (empty lookup) are still tried one by one, and get their
+    lookup on their next successful use. A hash made with other argon2 parameters than
+    today's is replaced on success.
+    """
+    lookup = passwords.app_password_lookup(password)
+    apps = AppPassword.objects.for_mailbox(mailbox).only("pk", "password_hash", "last_used_at",
+                                                         "lookup")
+    app = apps.filter(lookup=lookup).first()
+    if app is not None and _app_matches(mailbox, app, password):
+        return "app", app.pk
     if passwords.check_password(mailbox.address, password, mailbox.password_hash):
-        return True
-    for app in AppPassword.objects.for_mailbox(mailbox).only("pk", "password_hash",
-                                                              "last_used_at"):
-        if passwords.check_password(f"{mailbox.address}#{app.pk}", password, app.password_hash):
-            now = timezone.now()
-            if app.last_used_at is None or (now - app.last_used_at).total_seconds() > 60:
-                AppPassword.objects.filter(pk=app.pk).update(last_used_at=now)
-            return True
-    return False
+        if passwords.needs_rehash(mailbox.password_hash):
+            new_hash = passwords.make_password(password)
+            # Only if unchanged meanwhile: a password change made in between wins.
+            if Mailbox.objects.filter(pk=mailbox.pk, password_hash=mailbox.password_hash
+                                      ).update(password_hash=new_hash):
+                mailbox.password_hash = new_hash
+        return "password", mailbox.pk
+    for app in apps.filter(lookup=""):
+        if _app_matches(mailbox, app, password):
+            return "app", app.pk
+    return None
+
+
+def _app_matches(mailbox: Mailbox, app: AppPassword, password: str) -> bool:
+    if not passwords.check_password(f"{mailbox.address}#{app.pk}", password, app.password_hash):
+        return False
+    changes: dict[str, object] = {}
+    now = timezone.now()
+    if app.last_used_at is None or (now - app.last_used_at).total_seconds() > 60:
+        changes["last_used_at"] = now
+    if not app.lookup:
+        changes["lookup"] = passwords.app_password_lookup(password)
+    if passwords.needs_rehash(app.password_hash):
+        changes["password_hash"] = passwords.make_password(password)
+    if changes:
+        AppPassword.objects.filter(pk=app.pk, password_hash=app.password_hash).update(**changes)
+    return True
 
 
 # Sending ----------------------------------------------------------------------------------
@@ -285,7 +358,8 @@ def add_app_password(mailbox: Mailbox, name: str) -> tuple[AppPassword, str]:
         raise DirectoryError("a mailbox can have at most 20 app passwords")
     secret = passwords.generate_app_password()
     app = AppPassword.objects.create(mailbox=mailbox, name=name,
-                                     password_hash=passwords.make_password(secret))
+                                     password_hash=passwords.make_password(secret),
+                                     lookup=passwords.app_password_lookup(secret))
     return app, secret
 
 

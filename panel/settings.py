@@ -146,17 +146,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Cache: shared by every process when Redis is configured (login rate limits).
+# Cache: shared by every process when Redis is configured (login throttle counters; room
+# for many, as a full cache would evict them).
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL}}
 elif env_processes("MAILCORE_PROCESSES", 1) > 1:
     # mailcore's workers count failed logins together (else each allows AUTH_MAX_FAILURES).
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                          "LOCATION": str(DATA_DIR / "cache")}}
+    # Its add and incr are atomic across processes (login throttle counters).
+    CACHES = {"default": {"BACKEND": "mailcore.filecache.LockedFileCache",
+                          "LOCATION": str(DATA_DIR / "cache"),
+                          "OPTIONS": {"MAX_ENTRIES": 100_000}}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                          "OPTIONS": {"MAX_ENTRIES": 100_000}}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -268,7 +272,12 @@ PLAINTEXT_AUTH = env_str("PLAINTEXT_AUTH", "loopback")
 # its own reverse proxies (0: the socket's address, as with no proxy).
 TRUSTED_PROXIES = [p.strip() for p in env_str("TRUSTED_PROXIES", "").split(",") if p.strip()]
 TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+# Login throttle (mailcore/ratelimit.py), for mail and web logins alike: a failure's delay
+# doubles from AUTH_FAILURE_DELAY up to AUTH_FAILURE_DELAY_MAX (per source address and per
+# account); a source address with AUTH_MAX_FAILURES failures within AUTH_FAILURE_WINDOW
+# seconds is refused until the window ends. Never an account lock-out.
 AUTH_FAILURE_DELAY = env_float("AUTH_FAILURE_DELAY", 2.0)
+AUTH_FAILURE_DELAY_MAX = env_float("AUTH_FAILURE_DELAY_MAX", 15.0)
 AUTH_MAX_FAILURES = env_int("AUTH_MAX_FAILURES", 10)
 AUTH_FAILURE_WINDOW = env_int("AUTH_FAILURE_WINDOW", 900)
 AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 300)
@@ -319,9 +328,12 @@ ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Mailhost] "
+# Failed logins are throttled by mailcore's login throttle (panel.accounts.adapter), not
+# by allauth's "login_failed" limit, whose per-login key let anyone lock a customer out.
+ACCOUNT_ADAPTER = "panel.accounts.adapter.AccountAdapter"
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_HOPS
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
-    "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
 }

@@ -21,6 +21,7 @@ def _fast_settings(settings, tmp_path: Path):
     settings.ARGON2_TIME_COST = 1
     settings.ARGON2_MEMORY_COST = 1024
     settings.AUTH_FAILURE_DELAY = 0.05
+    settings.AUTH_FAILURE_DELAY_MAX = 0.2
     settings.BLOB_DIR = tmp_path / "blobs"
     # No test asks a real DNS server, and outbound mail goes only where a test routes it.
     settings.DNS_RESOLVER = "127.0.0.1:1"

@@ -20,8 +20,9 @@ _LITERAL = re.compile(rb"~?\{(\d+)\}\r\n$")
 class IMAPClient(RawClient):
     """RawClient speaking IMAP: run(command) returns (untagged responses, tagged line)."""
 
-    def __init__(self, port: int, tls: bool = False, timeout: float = 10) -> None:
-        super().__init__(port, tls=tls, timeout=timeout)
+    def __init__(self, port: int, tls: bool = False, timeout: float = 10,
+                 source: str = "") -> None:
+        super().__init__(port, tls=tls, timeout=timeout, source=source)
         OPEN.append(self)
         self.counter = 0
         self.greeting = self.response()
@@ -107,8 +108,8 @@ def close_all() -> None:
         OPEN.pop().close()
 
 
-def connect(server, port: str = "imap", login: bool = False) -> IMAPClient:
-    client = IMAPClient(server.port(port), tls=port == "imaps")
+def connect(server, port: str = "imap", login: bool = False, source: str = "") -> IMAPClient:
+    client = IMAPClient(server.port(port), tls=port == "imaps", source=source)
     assert client.greeting.startswith("* OK ")
     if login:
         client.login()

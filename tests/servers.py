@@ -113,6 +113,7 @@ class ServerProcess:
             "MAIL_BIND_ADDRESS": "127.0.0.1",
             "MAIL_HOSTNAME": settings.MAIL_HOSTNAME,
             "AUTH_FAILURE_DELAY": str(settings.AUTH_FAILURE_DELAY),
+            "AUTH_FAILURE_DELAY_MAX": str(settings.AUTH_FAILURE_DELAY_MAX),
             "ARGON2_TIME_COST": str(settings.ARGON2_TIME_COST),
             "ARGON2_MEMORY_COST": str(settings.ARGON2_MEMORY_COST),
             "SHUTDOWN_GRACE": "5",
@@ -156,9 +157,12 @@ class ServerProcess:
 class RawClient:
     """A scripted client: send exact bytes, check exact replies (like mox's transactf)."""
 
-    def __init__(self, port: int, tls: bool = False, timeout: float = 10) -> None:
+    def __init__(self, port: int, tls: bool = False, timeout: float = 10,
+                 source: str = "") -> None:
+        # source: another loopback address (127.0.0.2, ...) to connect from, for tests of
+        # what the server does per client address.
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
-            ("127.0.0.1", port), timeout)
+            ("127.0.0.1", port), timeout, source_address=(source, 0) if source else None)
         if tls:
             self.sock = client_tls_context().wrap_socket(self.sock, server_hostname="localhost")
         self.buffer = b""

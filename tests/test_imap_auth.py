@@ -159,6 +159,19 @@ def test_three_failures_close_the_connection(server, alice):
     assert client.closed()
 
 
+def test_failures_from_one_address_refuse_only_that_address(server, alice, bob, settings):
+    # The issue's decoy scenario: guesses for alice and for names that do not exist, from
+    # one address (127.0.0.2), refuse that address, not alice from anywhere else.
+    settings.AUTH_MAX_FAILURES = 3
+    for user in (ALICE, ALICE, ALICE, "decoy1@example.test", "decoy2@example.test"):
+        connect(server, source="127.0.0.2").run(f'LOGIN {user} "wrong"')
+    client = connect(server, source="127.0.0.2")
+    assert client.run(f'LOGIN bob@example.test "{PASSWORD}"')[1] == (
+        "NO [UNAVAILABLE] Too many failed logins; try again later")
+    client = connect(server, source="127.0.0.3")
+    assert client.run(f'LOGIN {ALICE} "{PASSWORD}"')[1].startswith("OK [CAPABILITY ")
+
+
 def test_logins_are_rate_limited_across_connections(server, alice, settings):
     settings.AUTH_MAX_FAILURES = 2
     for _ in range(2):

@@ -50,8 +50,8 @@ def plain(authzid: str, user: str, password: str) -> str:
     return base64.b64encode(f"{authzid}\0{user}\0{password}".encode()).decode()
 
 
-def connect(server, port: str = "pop3") -> RawClient:
-    client = RawClient(server.port(port), tls=port == "pop3s")
+def connect(server, port: str = "pop3", source: str = "") -> RawClient:
+    client = RawClient(server.port(port), tls=port == "pop3s", source=source)
     assert client.line().startswith("+OK ")
     return client
 
@@ -210,13 +210,31 @@ def test_failures_are_limited_per_client_address(server, alice, bob, settings):
     client.transact(f"PASS {PASSWORD}", replies.AUTH_RATE_LIMITED)
 
 
-def test_failures_are_limited_per_user_from_any_address(server, alice, settings):
+def test_failures_for_a_user_from_other_addresses_do_not_refuse_the_user(server, alice,
+                                                                         settings):
     settings.AUTH_MAX_FAILURES = 2
-    for n in range(2):
+    for n in range(5):
         with pytest.raises(directory.LoginRefused):
             directory.authenticate(ALICE, "wrong", f"192.0.2.{n + 1}")
     client = connect(server)
-    client.transact(f"AUTH PLAIN {plain('', ALICE, PASSWORD)}", replies.AUTH_RATE_LIMITED)
+    client.transact(f"AUTH PLAIN {plain('', ALICE, PASSWORD)}", "+OK Logged in")
+
+
+def test_failures_from_one_address_refuse_only_that_address(server, alice, bob, settings):
+    # The decoy scenario: guesses for alice and for names that do not exist, from
+    # one address (127.0.0.2), refuse that address, not alice from anywhere else.
+    settings.AUTH_MAX_FAILURES = 3
+    for user in (ALICE, ALICE, ALICE, "decoy1@example.test", "decoy2@example.test"):
+        client = connect(server, source="127.0.0.2")
+        client.transact(f"USER {user}", "+OK")
+        client.transact("PASS wrong", "-ERR")
+        client.close()
+    client = connect(server, source="127.0.0.2")
+    client.transact("USER bob@example.test", "+OK")
+    client.transact(f"PASS {PASSWORD}", replies.AUTH_RATE_LIMITED)
+    client = connect(server, source="127.0.0.3")
+    client.transact(f"USER {ALICE}", "+OK")
+    client.transact(f"PASS {PASSWORD}", "+OK Logged in")
 
 
 # TLS ----------------------------------------------------------------------------------------

@@ -43,9 +43,9 @@ def connect(server):
     clients: list[RawClient] = []
 
     def open_session(tls: bool = True, login: str | None = ALICE,
-                     implicit: bool = False) -> RawClient:
+                     implicit: bool = False, source: str = "") -> RawClient:
         client = RawClient(server.port("submissions" if implicit else "submission"),
-                           tls=implicit)
+                           tls=implicit, source=source)
         clients.append(client)
         assert client.smtp_reply().startswith("220 ")
         client.transact("EHLO client.test", "250 ", smtp=True)
@@ -257,6 +257,21 @@ def test_logins_are_rate_limited_after_too_many_failures(settings, connect, alic
     client = connect(login=None)
     reply = client.transact(f"AUTH PLAIN {plain()}", "454 4.7.0", smtp=True)
     assert "Too many failed logins" in reply
+
+
+def test_failures_from_one_address_refuse_only_that_address(settings, connect, alice, bob):
+    # The decoy scenario: guesses for alice and for names that do not exist, from
+    # one address (127.0.0.2), refuse that address, not alice from anywhere else.
+    settings.AUTH_MAX_FAILURES = 3
+    for user in (ALICE, ALICE, ALICE):
+        client = connect(login=None, source="127.0.0.2")
+        client.transact(f"AUTH PLAIN {plain(user, 'wrong')}", "535 5.7.8", smtp=True)
+    client = connect(login=None, source="127.0.0.2")
+    client.transact(f"AUTH PLAIN {plain('decoy2@example.test')}", "454 4.7.0", smtp=True)
+    client = connect(login=None, source="127.0.0.2")
+    client.transact(f"AUTH PLAIN {plain('bob@example.test')}", "454 4.7.0", smtp=True)
+    client = connect(login=None, source="127.0.0.3")
+    client.transact(f"AUTH PLAIN {plain()}", "235 2.7.0", smtp=True)
 
 
 def test_a_cancelled_or_malformed_exchange_is_refused(connect, alice):

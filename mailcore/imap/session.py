@@ -21,8 +21,8 @@ from typing import NoReturn
 
 from django.conf import settings
 
-from mailcore import dbpool, sasl
-from mailcore.directory import LoginRefused, authenticate, plaintext_allowed
+from mailcore import dbpool, logins, sasl
+from mailcore.directory import LoginRefused, plaintext_allowed
 from mailcore.imap import encode, fetch, folders, replies, searching, selection
 from mailcore.imap.parser import (
     Authenticate,
@@ -434,7 +434,7 @@ class IMAPSession(StreamSession):
         # RFC 4616 section 2: acting as someone else needs a right nobody here has.
         if authzid and authzid.lower() != user.lower():
             self.log.info("login refused: authzid differs user=%s", _printable(user))
-            await self.login_failed(user, rate_limited=False)
+            await self.login_failed(user, LoginRefused())
         return await self.login(user, password)
 
     def check_plaintext(self) -> None:
@@ -444,9 +444,9 @@ class IMAPSession(StreamSession):
     async def login(self, user: str, password: str) -> str:
         """Authenticate, or raise the refusal to send after the failure delay."""
         try:
-            mailbox = await dbpool.run(authenticate, user, password, self.peer_ip)
+            mailbox = await logins.log_in(user, password, self.peer_ip)
         except LoginRefused as exc:
-            await self.login_failed(user, exc.rate_limited)
+            await self.login_failed(user, exc)
         self.mailbox_id = mailbox.pk
         self.user = mailbox.address
         self.state = State.AUTHENTICATED
@@ -454,13 +454,16 @@ class IMAPSession(StreamSession):
         self.log.info("login user=%s", mailbox.address)
         return replies.LOGGED_IN.format(capabilities=" ".join(self.capabilities()))
 
-    async def login_failed(self, user: str, rate_limited: bool) -> NoReturn:
+    async def login_failed(self, user: str, refused: LoginRefused) -> NoReturn:
         self.auth_failures += 1
-        self.log.info("login failed user=%s rate_limited=%s", _printable(user), rate_limited)
-        await asyncio.sleep(settings.AUTH_FAILURE_DELAY)
+        self.log.info("login failed user=%s rate_limited=%s", _printable(user),
+                      refused.rate_limited)
+        # The throttle's delay, growing with failures; only this session waits.
+        await asyncio.sleep(refused.delay)
         if self.auth_failures >= MAX_AUTH_FAILURES:
             raise Disconnect(replies.TOO_MANY_FAILURES)
-        raise Refused(replies.AUTH_RATE_LIMITED if rate_limited else replies.AUTH_FAILED)
+        raise Refused(replies.AUTH_RATE_LIMITED if refused.rate_limited
+                      else replies.AUTH_FAILED)
 
     # Authenticated ------------------------------------------------------------------------
 

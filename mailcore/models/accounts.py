@@ -18,6 +18,9 @@ class AppPassword(models.Model):
                                 related_name="app_passwords")
     name = models.CharField(max_length=100)
     password_hash = models.CharField(max_length=255)
+    # SHA-256 of the secret (passwords.app_password_lookup), so that a login verifies only
+    # the row it finds; empty for rows made before it, filled on their next use.
+    lookup = models.CharField(max_length=64, blank=True, default="", db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 

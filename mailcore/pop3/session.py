@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from mailcore import dbpool
-from mailcore.directory import LoginRefused, authenticate, plaintext_allowed
+from mailcore import dbpool, logins
+from mailcore.directory import LoginRefused, plaintext_allowed
 from mailcore.pop3 import replies
 from mailcore.proxy import Peer
 from mailcore.sessions import (
@@ -228,11 +228,12 @@ class POP3Session(StreamSession):
     async def login(self, user: str, password: str) -> None:
         """Open the maildrop for these credentials or raise the reply to send."""
         try:
-            mailbox = await dbpool.run(authenticate, user, password, self.peer_ip)
+            mailbox = await logins.log_in(user, password, self.peer_ip)
         except LoginRefused as exc:
             self.auth_failures += 1
             self.log.info("login failed user=%s rate_limited=%s", user, exc.rate_limited)
-            await asyncio.sleep(settings.AUTH_FAILURE_DELAY)
+            # The throttle's delay, growing with failures; only this session waits.
+            await asyncio.sleep(exc.delay)
             if exc.rate_limited:
                 if self.auth_failures >= MAX_AUTH_FAILURES:
                     raise Disconnect(replies.AUTH_RATE_LIMITED) from None

@@ -9,8 +9,8 @@ import ssl
 from aiosmtpd.smtp import AuthResult, Envelope, Session, syntax
 from django.conf import settings
 
-from mailcore import dbpool, sasl
-from mailcore.directory import LoginRefused, Route, authenticate, may_send_as, resolve
+from mailcore import dbpool, logins, sasl
+from mailcore.directory import LoginRefused, Route, may_send_as, resolve
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.models import Mailbox
 from mailcore.proxy import Peer, TrustedProxies
@@ -26,8 +26,8 @@ from mailcore.smtp.server import (
 )
 from mailcore.store.delivery import QuotaExceeded
 
-# Failed logins one connection may make before it is closed; the per-user and per-address
-# limits (mailcore.ratelimit) count across connections.
+# Failed logins one connection may make before it is closed; the throttle's per-address
+# and per-account counts (mailcore.ratelimit) span connections.
 MAX_AUTH_FAILURES = 3
 
 
@@ -140,7 +140,7 @@ class SubmissionHandler(InboundHandler):
         assert server.session is not None
         peer_ip = server.session.peer[0] if server.session.peer else ""
         try:
-            mailbox = await dbpool.run(authenticate, user, password, peer_ip)
+            mailbox = await logins.log_in(user, password, peer_ip)
         except LoginRefused as exc:
             return await self._refuse(server, mechanism, user, exc)
         server.log.info("auth mechanism=%s user=%s", mechanism, mailbox.address)
@@ -152,7 +152,8 @@ class SubmissionHandler(InboundHandler):
         server.auth_failures += 1
         server.log.info("auth failed mechanism=%s user=%s rate_limited=%s", mechanism,
                         _printable(user), refused.rate_limited)
-        await asyncio.sleep(settings.AUTH_FAILURE_DELAY)
+        # The throttle's delay, growing with failures; only this session waits.
+        await asyncio.sleep(refused.delay)
         if server.auth_failures >= MAX_AUTH_FAILURES:
             await server.close_with(replies.AUTH_TOO_MANY_FAILURES, "too many failed logins")
             return AuthResult(success=False, handled=True)

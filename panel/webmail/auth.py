@@ -19,7 +19,6 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from mailcore import passwords
 from mailcore.models import AppPassword, Mailbox
 
 SESSION_KEY = "webmail"
@@ -31,20 +30,6 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
 
 def _fingerprint(kind: str, key: int, stored_hash: str) -> str:
     return salted_hmac("webmail.credential", f"{kind}:{key}:{stored_hash}").hexdigest()
-
-
-def credential(mailbox: Mailbox, password: str) -> tuple[str, int]:
-    """Return which credential of an authenticated mailbox a password is: password or app.
-
-    Called right after directory.authenticate() succeeded, so the matching check is a
-    hit in passwords' cache of verified logins.
-    """
-    if passwords.check_password(mailbox.address, password, mailbox.password_hash):
-        return "password", mailbox.pk
-    for app in AppPassword.objects.for_mailbox(mailbox).only("pk", "password_hash"):
-        if passwords.check_password(f"{mailbox.address}#{app.pk}", password, app.password_hash):
-            return "app", app.pk
-    raise ValueError("the password matches no credential of the mailbox")
 
 
 def log_in(request: HttpRequest, mailbox: Mailbox, kind: str, key: int) -> None:

@@ -7,7 +7,7 @@ mailbox's ids answer 404. Every change is a POST (with Django's CSRF check).
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
@@ -34,7 +34,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from mailcore import directory
+from mailcore import directory, ratelimit
 from mailcore.directory import LoginRefused
 from mailcore.models import Folder
 from mailcore.store.folders import FolderError
@@ -49,11 +49,14 @@ from mailcore.webmail import (
     reading,
     sanitize,
 )
+from panel.clientip import client_ip
 from panel.webmail import auth, forms
 
 INLINE_SALT = "webmail.inline"
 INLINE_MAX_AGE = 24 * 3600
 SORT_CHOICES = ("date", "from", "subject", "size")
+
+log = logging.getLogger("panel.webmail")
 
 # Ownership -----------------------------------------------------------------------------------
 
@@ -124,27 +127,42 @@ def login(request: HttpRequest) -> HttpResponse:
     form = forms.LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         address = form.cleaned_data["address"].strip()
-        peer_ip = request.META.get("REMOTE_ADDR", "")
+        ip = client_ip(request)
+        # A failure's delay is not slept here (a sync view would hold a web worker, and
+        # a dozen guessers would stall every page): this address, and this address for
+        # this mailbox, may not try again before it has passed, and are told so at once.
+        wait = ratelimit.wait_before(address, ip)
+        if wait:
+            form.add_error(None, _too_many_attempts(wait))
+            return _login_page(request, form)
         try:
-            mailbox = directory.authenticate(address, form.cleaned_data["password"], peer_ip)
+            login = directory.log_in(address, form.cleaned_data["password"], ip)
         except LoginRefused as refused:
-            # The same pause as the mail protocols: guessing stays slow.
-            time.sleep(settings.AUTH_FAILURE_DELAY)
+            log.info("webmail login failed user=%s ip=%s rate_limited=%s",
+                     _printable(address), ip, refused.rate_limited)
             if refused.rate_limited:
-                form.add_error(None, "Too many failed attempts. Wait a few minutes, then "
-                                     "try again.")
+                form.add_error(None, _too_many_attempts(refused.retry_after))
             else:
+                ratelimit.hold(address, ip, refused.delay)
                 form.add_error(None, "The address or the password is wrong.")
         else:
-            try:
-                kind, key = auth.credential(mailbox, form.cleaned_data["password"])
-            except ValueError:  # the password changed in between
-                form.add_error(None, "The address or the password is wrong.")
-            else:
-                auth.log_in(request, mailbox, kind, key)
-                return redirect(_next_url(request, reverse("webmail:index")))
+            auth.log_in(request, login.mailbox, login.kind, login.key)
+            return redirect(_next_url(request, reverse("webmail:index")))
+    return _login_page(request, form)
+
+
+def _login_page(request: HttpRequest, form: forms.LoginForm) -> HttpResponse:
     return render(request, "webmail/login.html", {"form": form,
                                                    "next": request.GET.get("next", "")})
+
+
+def _too_many_attempts(seconds: int) -> str:
+    return f"Too many failed attempts. Try again in {seconds} second{'s' * (seconds != 1)}."
+
+
+def _printable(text: str) -> str:
+    # The address is the visitor's text: no line breaks or controls in a log line.
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:200]
 
 
 @require_POST
