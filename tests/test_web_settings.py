@@ -267,8 +267,9 @@ def test_make_run_binds_loopback_and_opts_into_development(tmp_path: Path, monke
     assert options.web == "127.0.0.1:8000"
     values = settings_with(tmp_path, ["MAIL_BIND_ADDRESS", "DEBUG"], DEBUG="1")
     assert values == {"MAIL_BIND_ADDRESS": "127.0.0.1", "DEBUG": True}
+    env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
     dry_run = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
-                             env={k: v for k, v in os.environ.items() if k != "DEBUG"}, timeout=30, check=True).stdout
+                             env=env, timeout=30, check=True).stdout
     serve = [line for line in dry_run.splitlines() if "manage.py serve" in line]
     assert serve and serve[0].startswith("DEBUG=1 "), dry_run
 

@@ -18,7 +18,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--web", default=os.environ.get("WEB_BIND", "127.0.0.1:8000"),
-                            help="address:port for the web panel (default 127.0.0.1:8000; WEB_BIND)")
+                            help="address:port for the web panel (WEB_BIND; default "
+                                 "127.0.0.1:8000)")
 
     def handle(self, *args, **options) -> None:
         python = sys.executable
