@@ -209,6 +209,7 @@ def _our_environment(data_dir: Path, port: int, database_url: str | None,
         MAIL_HOSTNAME="mx.bench.test", PLAINTEXT_AUTH="loopback",
         LOG_LEVEL="WARNING",  # as bench/ours.py: an INFO line per command costs
         DEBUG="0",  # as in production: DEBUG keeps and times every query
+        SITE_URL="http://127.0.0.1:8000", SECRET_KEY="bench-only-" + "x" * 50,
         SHUTDOWN_GRACE="5", DJANGO_SETTINGS_MODULE="panel.settings",
         MAILCORE_PROCESSES=str(processes),
     )

@@ -69,6 +69,7 @@ def _environment(data_dir: Path, smtp_port: int, pop3_port: int,
         PLAINTEXT_AUTH="loopback",
         LOG_LEVEL="WARNING",  # one INFO line per SMTP event would cost more than it tells
         DEBUG="0",  # as in production: DEBUG keeps and times every query
+        SITE_URL="http://127.0.0.1:8000", SECRET_KEY="bench-only-" + "x" * 50,
         SHUTDOWN_GRACE="5",
         DJANGO_SETTINGS_MODULE="panel.settings",
     )

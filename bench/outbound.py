@@ -228,6 +228,7 @@ def _environment(data_dir: Path, sink_port: int, args: argparse.Namespace) -> di
         OUTBOUND_TRANSPORTS=f"{SINK_DOMAIN}={HOST}:{sink_port}",
         DNS_RESOLVER=f"{HOST}:1",  # nothing else may be looked up
         DEBUG="0",  # as in production: DEBUG keeps and times every query
+        SITE_URL="http://127.0.0.1:8000", SECRET_KEY="bench-only-" + "x" * 50,
         LOG_LEVEL="INFO",
     )
     if args.database_url:

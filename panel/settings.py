@@ -1,7 +1,10 @@
 """Settings for the web panel, mailcore and the worker, all read from the environment.
 
-With nothing set, everything runs on one machine: SQLite (WAL) and blobs under
-DATA_DIR, Celery on kombu's filesystem transport, self-signed TLS, mail ports above 1024.
+With DEBUG=1 and nothing else set (what `make run` and the tests do), everything runs on one
+machine: SQLite (WAL) and blobs under DATA_DIR, Celery on kombu's filesystem transport,
+self-signed TLS, mail ports above 1024, every listener on 127.0.0.1. Without DEBUG the
+settings are production's: SITE_URL and SECRET_KEY must be given, and SITE_URL gives the
+web tier its host, origin, the links in its mail and its cookie security.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -20,14 +25,22 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _number(name: str, value: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {what}, not {value!r}") from None
+
+
 def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
+    value = os.environ.get(name, "").strip()
+    return int(_number(name, value, int)) if value else default
 
 
 def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "")
-    return float(value) if value.strip() else default
+    value = os.environ.get(name, "").strip()
+    return float(_number(name, value, float)) if value else default
 
 
 def env_processes(name: str, default: int) -> int:
@@ -39,27 +52,55 @@ def env_processes(name: str, default: int) -> int:
         # The CPUs this process may run on (a container's cpuset), not all the machine's.
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         return len(cpus) if cpus else os.cpu_count() or 1
-    count = int(value)
+    count = _number(name, value, int)
     if count < 1:
-        raise ValueError(f"{name} must be a positive number or 'auto', not {value!r}")
+        raise ImproperlyConfigured(f"{name} must be a positive number or 'auto', not {value!r}")
     return count
 
 
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
 def env_bool(name: str, default: bool) -> bool:
+    """Return a yes/no setting; a word that is neither (a typo such as "flase") is an error."""
     value = os.environ.get(name, "").strip().lower()
     if not value:
         return default
-    return value in {"1", "true", "yes", "on"}
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be one of 1, true, yes, on or 0, false, no, off, not {value!r}")
 
 
+def private_path(path: Path, mode: int) -> None:
+    """Narrow a file or folder of ours to `mode` (owner only) if it is any wider."""
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        path.chmod(mode)
+
+
+# DATA_DIR holds the database (password hashes, sessions, DKIM private keys), the secret key
+# and TLS keys: only its owner may enter it, whatever the umask.
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+private_path(DATA_DIR, 0o700)
+
+
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
-    """Return SECRET_KEY from the environment, or one generated once and kept in DATA_DIR."""
+    """Return SECRET_KEY from the environment, or (development) one kept in DATA_DIR."""
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY to a long random string (for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), "
+            "or DEBUG=1 for development.")
     path = DATA_DIR / "secret_key"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -70,11 +111,59 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", True)
-ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+
+# The web tier: one public URL ----------------------------------------------------------------
+
+
+def _site_url() -> str:
+    """Return SITE_URL as an origin ("https://mail.example.com"), or "" in development."""
+    for replaced in ("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"):
+        if os.environ.get(replaced):
+            raise ImproperlyConfigured(
+                f"{replaced} is no longer read: set SITE_URL (e.g. https://mail.example.com) "
+                "and the hosts, origins and links follow from it.")
+    value = os.environ.get("SITE_URL", "").strip()
+    if not value:
+        if DEBUG:
+            return ""
+        raise ImproperlyConfigured(
+            "Set SITE_URL to the panel's public address, e.g. SITE_URL=https://mail.example.com "
+            "(or DEBUG=1 for development).")
+    parts = urlsplit(value)
+    if (parts.scheme not in ("http", "https") or not parts.hostname
+            or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username):
+        raise ImproperlyConfigured(
+            f"SITE_URL must be a scheme and host such as https://mail.example.com, "
+            f"not {value!r}")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+# Links in the panel's mail are built from SITE_URL, never from a request's Host header. With
+# DEBUG and no SITE_URL, Django answers only localhost, 127.0.0.1 and [::1].
+SITE_URL = _site_url()
+SITE_HTTPS = SITE_URL.startswith("https://")
+ALLOWED_HOSTS = [urlsplit(SITE_URL).hostname] if SITE_URL else []
+CSRF_TRUSTED_ORIGINS = [SITE_URL] if SITE_URL else []
+# autoconfig.<domain> and autodiscover.<domain> of hosted domains are answered too, by
+# panel.hosts before Django's host check, and serve nothing but mail-client setup.
+CLIENT_SETUP_HOSTS = ("autoconfig", "autodiscover")
+
+# Cookies: never readable by scripts (the webmail's script takes the CSRF token from the
+# form), sent on top-level navigation only, and only over TLS when the site is https.
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = SITE_HTTPS
+CSRF_COOKIE_SECURE = SITE_HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600) if SITE_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SITE_HTTPS
+# The container's health check asks gunicorn directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# HSTS preload is a promise for a whole registrable domain and its every subdomain, made
+# by submitting it to browsers' lists: the owner of the domain decides, not this panel.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -92,6 +181,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers autoconfig./autodiscover. hosts of hosted domains before the host check.
+    "panel.hosts.ClientSetupHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -106,7 +197,7 @@ MIDDLEWARE = [
 
 if not DEBUG:
     # Production serves its collected static files itself (gunicorn has no static handler).
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "panel.urls"
 WSGI_APPLICATION = "panel.wsgi.application"
@@ -143,6 +234,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests share one file with servers running in other threads and processes.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+    # The file is made here, owner-only: SQLite would create it (and its -wal and -shm files,
+    # which copy its mode) readable by all under the usual umask.
+    _db = Path(str(DATABASES["default"]["NAME"]))
+    if _db.parent.is_dir() and _db.name not in ("", ":memory:"):
+        os.close(os.open(_db, os.O_CREAT | os.O_WRONLY, 0o600))
+        for _file in (_db, _db.with_name(_db.name + "-wal"), _db.with_name(_db.name + "-shm")):
+            if _file.exists():
+                private_path(_file, 0o600)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -224,7 +323,8 @@ TLS_CERT_FILE = env_str("TLS_CERT_FILE", "")
 TLS_KEY_FILE = env_str("TLS_KEY_FILE", "")
 TLS_DIR = DATA_DIR / "tls"
 
-MAIL_BIND_ADDRESS = env_str("MAIL_BIND_ADDRESS", "0.0.0.0")
+# Development listens on loopback only; production says where to listen (docker-compose).
+MAIL_BIND_ADDRESS = env_str("MAIL_BIND_ADDRESS", "127.0.0.1")
 SMTP_PORT = env_int("SMTP_PORT", 2525)
 SUBMISSION_PORT = env_int("SUBMISSION_PORT", 2587)
 SUBMISSIONS_PORT = env_int("SUBMISSIONS_PORT", 2465)
@@ -284,6 +384,14 @@ AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 300)
 ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 2)
 ARGON2_MEMORY_COST = env_int("ARGON2_MEMORY_COST", 19 * 1024)
 
+# The web tier behind its TLS proxy (TRUSTED_PROXY_HOPS above) ---------------------------------
+
+# A client's X-Forwarded-Proto would let it pass for https; only our own proxy's counts.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_HOPS > 0 else None
+# gunicorn speaks plain HTTP: without a trusted proxy's word every request looks like http and
+# a redirect would loop, so the proxy redirects instead (deploy/Caddyfile does).
+SECURE_SSL_REDIRECT = SITE_HTTPS and TRUSTED_PROXY_HOPS > 0
+
 # Outbound delivery ------------------------------------------------------------------------
 
 # Relay everything through host:port (as many hosting providers require), optionally with
@@ -299,7 +407,8 @@ DNS_TIMEOUT = env_float("DNS_TIMEOUT", 10)
 OUTBOUND_LIFETIME = env_int("OUTBOUND_LIFETIME", 5 * 24 * 3600)
 OUTBOUND_DELAY_NOTICE = env_int("OUTBOUND_DELAY_NOTICE", 4 * 3600)
 OUTBOUND_RETRY_DELAYS = [
-    int(x) for x in env_str("OUTBOUND_RETRY_DELAYS", "60,300,900,1800,3600").split(",") if x
+    int(_number("OUTBOUND_RETRY_DELAYS", x, int))
+    for x in env_str("OUTBOUND_RETRY_DELAYS", "60,300,900,1800,3600").split(",") if x.strip()
 ]
 OUTBOUND_TIMEOUT = env_float("OUTBOUND_TIMEOUT", 60)
 OUTBOUND_LEASE = env_int("OUTBOUND_LEASE", 900)
@@ -329,7 +438,8 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Mailhost] "
 # Failed logins are throttled by mailcore's login throttle (panel.accounts.adapter), not
-# by allauth's "login_failed" limit, whose per-login key let anyone lock a customer out.
+# by allauth's "login_failed" limit, whose per-login key let anyone lock a customer out;
+# links in account mail are built on SITE_URL (the same adapter).
 ACCOUNT_ADAPTER = "panel.accounts.adapter.AccountAdapter"
 ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_HOPS
 ACCOUNT_RATE_LIMITS = {

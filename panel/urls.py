@@ -1,5 +1,5 @@
 """The panel's URL map: customer pages at /, accounts, the operator's dashboard and admin,
-webmail, and the well-known URLs mail clients configure themselves from."""
+webmail, the well-known URLs mail clients configure themselves from, and /healthz."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
+from panel.health import healthz
+
 # The admin logs in through allauth, so staff get the same rate limits and 2FA.
 admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("", include("panel.customers.urls")),
     path("", include("panel.autoconfig.urls")),
     path("dashboard/", include("panel.dashboard.urls")),

@@ -16,10 +16,9 @@ XML = "application/xml; charset=utf-8"
 def autoconfig(request: HttpRequest) -> HttpResponse:
     # Thunderbird asks autoconfig.DOMAIN, usually with ?emailaddress=; either names the domain.
     address = request.GET.get("emailaddress", "")
-    if not address:
-        host = request.get_host().partition(":")[0].lower()
-        if host.startswith("autoconfig."):
-            address = "user@" + host.removeprefix("autoconfig.")
+    if not address and getattr(request, "client_setup_domain", None):
+        # Asked on autoconfig.DOMAIN (panel.hosts found DOMAIN hosted here).
+        address = "user@" + request.client_setup_domain
     domain = clientconfig.hosted_domain_for(address) if address else None
     if domain is None:
         raise Http404("No such domain here")

@@ -17,8 +17,9 @@ class Command(BaseCommand):
             "processes; stop them all on Ctrl-C/SIGTERM or when one of them exits.")
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--web", default=os.environ.get("WEB_BIND", "0.0.0.0:8000"),
-                            help="address:port for the web panel (default 0.0.0.0:8000)")
+        parser.add_argument("--web", default=os.environ.get("WEB_BIND", "127.0.0.1:8000"),
+                            help="address:port for the web panel (WEB_BIND; default "
+                                 "127.0.0.1:8000)")
 
     def handle(self, *args, **options) -> None:
         python = sys.executable
