@@ -281,3 +281,19 @@ def test_a_pending_claims_name_is_not_found_by_the_operators_tools(alice) -> Non
     claim(alice)
     with pytest.raises(DirectoryError, match="no such domain"):
         directory.get_domain("newco.test")
+
+
+def test_a_pending_claims_mailbox_cannot_log_in_over_imap_or_pop3(server, alice) -> None:
+    from mailcore.pop3 import replies as pop3_replies
+    from tests import imap_client
+    from tests.servers import RawClient
+
+    customers.add_mailbox(alice, claim(alice), "ceo", PASSWORD, "", MB)
+    imap = imap_client.connect(server)
+    assert imap.run(f'LOGIN ceo@newco.test "{PASSWORD}"')[1] == (
+        "NO [AUTHENTICATIONFAILED] Authentication failed")
+    pop3 = RawClient(server.port("pop3"))
+    assert pop3.line().startswith("+OK ")
+    pop3.transact("USER ceo@newco.test", "+OK")
+    pop3.transact(f"PASS {PASSWORD}", pop3_replies.AUTH_FAILED)
+    pop3.close()
