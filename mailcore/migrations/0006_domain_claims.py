@@ -19,10 +19,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='domain',
-            constraint=models.UniqueConstraint(condition=models.Q(('verified_at__isnull', False)), fields=('name',), name='domain_unique_verified_name'),
+            constraint=models.UniqueConstraint(condition=models.Q(('verified_at__isnull', False)), fields=('name',), name='domain_unique_verified_name', violation_error_message='A verified domain of this name exists already.'),
         ),
         migrations.AddConstraint(
             model_name='domain',
-            constraint=models.UniqueConstraint(condition=models.Q(('verified_at__isnull', True)), fields=('name', 'owner'), name='domain_unique_pending_claim'),
+            constraint=models.UniqueConstraint(condition=models.Q(('verified_at__isnull', True)), fields=('name', 'owner'), name='domain_unique_pending_claim', violation_error_message='This owner has a pending claim on this name already.'),
         ),
     ]

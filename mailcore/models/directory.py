@@ -57,11 +57,14 @@ class Domain(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["name"], condition=Q(verified_at__isnull=False),
-                                    name="domain_unique_verified_name"),
-            models.UniqueConstraint(fields=["name", "owner"],
-                                    condition=Q(verified_at__isnull=True),
-                                    name="domain_unique_pending_claim"),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(verified_at__isnull=False),
+                name="domain_unique_verified_name",
+                violation_error_message="A verified domain of this name exists already."),
+            models.UniqueConstraint(
+                fields=["name", "owner"], condition=Q(verified_at__isnull=True),
+                name="domain_unique_pending_claim",
+                violation_error_message="This owner has a pending claim on this name already."),
         ]
 
     def __str__(self) -> str:
