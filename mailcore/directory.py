@@ -278,11 +278,12 @@ def add_domain(name: str, owner=None, verified: bool = True) -> Domain:
             else Domain.objects.pending().filter(name=name, owner__isnull=True)
     if taken.exists():
         raise exists
+    key = generate_private_key()  # slow: made before the transaction takes any lock
     try:
         with transaction.atomic():
             domain = Domain.objects.create(
                 name=name, owner=owner, verified_at=timezone.now() if verified else None,
-                dkim_private_key=generate_private_key(),
+                dkim_private_key=key,
             )
             if verified:
                 claims.end_pending(name, claims.ADDED_BY_OPERATOR, keep=domain)
