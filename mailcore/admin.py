@@ -17,7 +17,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from mailcore import directory
+from mailcore import claims, directory
 from mailcore.addresses import (
     AddressError,
     normalize_address,
@@ -46,6 +46,18 @@ class DomainForm(forms.ModelForm):
             return normalize_domain(self.cleaned_data["name"])
         except AddressError as exc:
             raise _validation_error(exc) from exc
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # One verified row per name. The model's constraint cannot be checked by the form
+        # (name or verified_at is not among its fields), so say it here, not by a crash.
+        # An operator's new domain is verified as it is added (directory.add_domain).
+        name = cleaned.get("name") or self.instance.name
+        verifying = self.instance._state.adding or cleaned.get("verified_at")
+        if name and verifying and (Domain.objects.verified().filter(name=name)
+                                   .exclude(pk=self.instance.pk).exists()):
+            raise forms.ValidationError(f"A verified domain {name} exists already.")
+        return cleaned
 
 
 class VerifiedFilter(admin.SimpleListFilter):
@@ -101,7 +113,11 @@ class DomainAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Domain, form: forms.ModelForm,
                    change: bool) -> None:
         if change:
+            proven = "verified_at" in form.changed_data and obj.verified_at is not None
             super().save_model(request, obj, form, change)
+            if proven and not form.initial.get("verified_at"):
+                # Verified by hand: the other claims on the name end, as for a DNS proof.
+                claims.end_pending(obj.name, claims.PROVEN_ELSEWHERE, keep=obj)
             return
         created = directory.add_domain(obj.name, owner=obj.owner)
         obj.pk = created.pk
@@ -153,7 +169,7 @@ class MailboxForm(forms.ModelForm):
         domain, local_part = cleaned.get("domain"), cleaned.get("local_part")
         if self.instance._state.adding and domain is not None and local_part:
             try:
-                directory.check_new_mailbox_address(f"{local_part}@{domain.name}")
+                directory.check_new_mailbox_address(f"{local_part}@{domain.name}", domain)
             except DirectoryError as exc:
                 raise _validation_error(exc) from exc
         return cleaned
@@ -231,7 +247,7 @@ class MailboxAdmin(admin.ModelAdmin):
                 directory.set_password(obj, password)
             return
         created = directory.add_mailbox(obj.address, password, display_name=obj.display_name,
-                                        quota_bytes=obj.quota_bytes)
+                                        quota_bytes=obj.quota_bytes, domain=obj.domain)
         obj.pk = created.pk
         obj.password_hash = created.password_hash
         obj.created_at = created.created_at
@@ -332,7 +348,7 @@ class AliasAdmin(admin.ModelAdmin):
             directory.set_alias_destinations(obj, destinations)
             return
         address = f"{obj.local_part}@{obj.domain.name}"
-        created = directory.add_alias(address, destinations)
+        created = directory.add_alias(address, destinations, domain=obj.domain)
         obj.pk = created.pk
         obj.destinations = created.destinations
         obj.created_at = created.created_at

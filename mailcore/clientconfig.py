@@ -69,12 +69,12 @@ def self_signed() -> bool:
 
 
 def hosted_domain_for(address: str) -> Domain | None:
-    """Return the active hosted domain of an address, or None (unknown or not an address)."""
+    """Return the hosted domain of an address, or None (unknown, a pending claim, no address)."""
     try:
         domain_name = normalize_address(address).rpartition("@")[2]
     except AddressError:
         return None
-    return Domain.objects.active().filter(name=domain_name).first()
+    return Domain.objects.receiving().filter(name=domain_name).first()
 
 
 def _text(parent: ET.Element, tag: str, text: str) -> ET.Element:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Count, Sum
-from django.utils import timezone
 
-from mailcore import directory
+from mailcore import claims, directory
 from mailcore.addresses import AddressError, normalize_address
 from mailcore.directory import DirectoryError
 from mailcore.models import Alias, CustomerLimits, Domain, Mailbox, Message
@@ -107,23 +106,27 @@ def verification_record(domain: Domain) -> tuple[str, str]:
 
 
 def add_domain(user, name: str) -> Domain:
-    """Add a domain for a customer: it receives mail once ownership is proven (or staff's)."""
+    """Add a domain for a customer: a claim until ownership is proven (staff's at once).
+
+    The answer is the same whether or not another account claims or holds the name.
+    """
     _check_domain_limit(user)
     return directory.add_domain(name, owner=user, verified=user.is_staff)
 
 
 def verify_domain(domain: Domain) -> bool:
-    """Mark the domain's ownership proven; return whether it was not already."""
-    updated = Domain.objects.filter(pk=domain.pk, verified_at__isnull=True).update(
-        verified_at=timezone.now())
-    domain.refresh_from_db(fields=["verified_at"])
-    if updated:
-        log.info("domain %s verified", domain.name)
-    return bool(updated)
+    """Mark the claim proven, ending the others on its name; return whether it was new.
+
+    Raise claims.ClaimRefused (a neutral text) when another account holds the name.
+    """
+    return claims.prove(domain)
 
 
 def check_dns(domain: Domain):
-    """Check the domain's published records; prove ownership when its token is there."""
+    """Check the domain's published records; prove ownership when its token is there.
+
+    Raise claims.ClaimRefused when the token is there but the name cannot be given.
+    """
     from mailcore import dnscheck
 
     report = dnscheck.check(domain)
@@ -189,7 +192,7 @@ def add_mailbox(user, domain: Domain, local_part: str, password: str, display_na
     if Alias.objects.filter(domain=domain, local_part=local_part.strip().lower()).exists():
         raise DirectoryError(f"{address} is already an alias; remove the alias first.")
     return directory.add_mailbox(address, password, display_name=display_name,
-                                 quota_bytes=quota_bytes)
+                                 quota_bytes=quota_bytes, domain=domain)
 
 
 def set_mailbox_quota(user, mailbox: Mailbox, quota_bytes: int) -> None:
@@ -248,7 +251,7 @@ def add_alias(domain: Domain, local_part: str, destinations: list[str]) -> Alias
     cleaned = _clean_destinations(destinations)
     if not cleaned:
         raise DirectoryError("An alias needs at least one destination.")
-    return directory.add_alias(f"{local_part}@{domain.name}", cleaned)
+    return directory.add_alias(f"{local_part}@{domain.name}", cleaned, domain=domain)
 
 
 def set_alias_destinations(alias: Alias, destinations: list[str]) -> None:
@@ -288,7 +291,7 @@ def set_forward(mailbox: Mailbox, destinations: list[str], keep_copy: bool) -> N
         return
     targets = ([own] if keep_copy else []) + cleaned
     if alias is None:
-        directory.add_alias(own, targets)
+        directory.add_alias(own, targets, domain=mailbox.domain)
     else:
         directory.set_alias_destinations(alias, targets)
 
@@ -305,7 +308,7 @@ def set_catch_all(domain: Domain, destinations: list[str]) -> None:
         if alias is not None:
             directory.remove_alias(alias)
     elif alias is None:
-        directory.add_alias(f"@{domain.name}", cleaned)
+        directory.add_alias(f"@{domain.name}", cleaned, domain=domain)
     else:
         directory.set_alias_destinations(alias, cleaned)
 

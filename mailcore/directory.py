@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from mailcore import passwords, ratelimit
+from mailcore import claims, passwords, ratelimit
 from mailcore.addresses import AddressError, normalize_address, normalize_domain, split_address
 from mailcore.dkim import generate_private_key
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
@@ -114,7 +114,9 @@ def _expand(local: str, domain: str, result: Resolution, full: list[int],
         if exact is not None:
             _expand_destinations(exact, result, full, seen, depth)
             return
-    mailbox = (Mailbox.objects.filter(local_part=local, domain__name=domain, is_active=True)
+    # The verified domain's mailbox: a pending claim on the same name never takes mail.
+    mailbox = (Mailbox.objects.filter(local_part=local, domain__name=domain, is_active=True,
+                                      domain__verified_at__isnull=False)
                .only("pk", "quota_bytes", "used_bytes").first())
     if mailbox is not None:
         if mailbox.is_full():
@@ -193,6 +195,9 @@ def log_in(user: str, password: str, peer_ip: str) -> Login:
     A refused source address gets no password check at all. Otherwise exactly one
     argon2 verification runs whether the address exists or not (a dummy hash for an
     unknown one, as Django's ModelBackend), so timing tells nothing about which exist.
+    Only mailboxes of verified domains log in: a pending claim's address may be held by
+    several customers at once, and no mail can reach it anyway (by_address looks no
+    further than the verified domain).
     """
     try:
         attempt = ratelimit.begin(user, peer_ip)
@@ -269,58 +274,112 @@ def _app_matches(mailbox: Mailbox, app: AppPassword, password: str) -> bool:
 
 # Sending ----------------------------------------------------------------------------------
 
-def may_send_as(mailbox: Mailbox, address: str) -> bool:
-    """Return whether this mailbox may send as address (RFC 6409 section 6.1).
+class SenderProblem(Enum):
+    """Why a mailbox may not send as an address."""
 
-    Its own address, or an exact alias whose expansion delivers to it. A catch-all does
-    not count: it would let one mailbox pose as every unused name of its domain.
+    NOT_YOURS = "not yours"
+    DOMAIN_NOT_VERIFIED = "domain not verified"
+
+
+def sender_problem(mailbox: Mailbox, address: str) -> SenderProblem | None:
+    """Return why this mailbox may not send as address, or None when it may.
+
+    It may use its own address, or an exact alias whose expansion delivers to it (RFC 6409
+    section 6.1). A catch-all does not count: it would let one mailbox pose as every
+    unused name of its domain. Nothing is sent for a domain nobody has proven to own:
+    not from its mailboxes, and not as its addresses.
     """
     try:
         local, domain = split_address(address)
     except AddressError:
-        return False
+        return SenderProblem.NOT_YOURS
+    # Read afresh, not from the session's copy of the mailbox: the gate must not trust a
+    # stale row (and this mailbox's own domain decides before any address does).
+    own = Domain.objects.filter(pk=mailbox.domain_id).values("verified_at", "is_active").first()
+    if own is None or not own["is_active"]:
+        return SenderProblem.NOT_YOURS
+    if own["verified_at"] is None:
+        return SenderProblem.DOMAIN_NOT_VERIFIED
     if local == mailbox.local_part and domain == mailbox.domain.name:
-        return True
+        return None
     if not _is_hosted(domain):
-        return False
-    alias = Alias.objects.filter(domain__name=domain, local_part=local, is_active=True).first()
+        # Naming the reason is safe only for the sender's own claims: it must not tell
+        # anyone that another customer holds a claim on the name.
+        owner = mailbox.domain.owner_id
+        if owner is not None and Domain.objects.pending().filter(name=domain,
+                                                                 owner_id=owner).exists():
+            return SenderProblem.DOMAIN_NOT_VERIFIED
+        return SenderProblem.NOT_YOURS
+    alias = Alias.objects.filter(domain__name=domain, domain__verified_at__isnull=False,
+                                 local_part=local, is_active=True).first()
     if alias is None:
-        return False
+        return SenderProblem.NOT_YOURS
     result = Resolution(Route.LOCAL)
     full: list[int] = []
     _expand_destinations(alias, result, full, seen={f"{local}@{domain}"}, depth=0)
-    return mailbox.pk in result.mailbox_ids or mailbox.pk in full
+    if mailbox.pk in result.mailbox_ids or mailbox.pk in full:
+        return None
+    return SenderProblem.NOT_YOURS
+
+
+def may_send_as(mailbox: Mailbox, address: str) -> bool:
+    """Return whether this mailbox may send as address (see sender_problem)."""
+    return sender_problem(mailbox, address) is None
 
 
 # Operator and customer changes ---------------------------------------------------------------
 
 def add_domain(name: str, owner=None, verified: bool = True) -> Domain:
-    """Add a hosted domain; an operator's is verified at once, a customer's once proven."""
+    """Add a hosted domain; an operator's is verified at once, a customer's is a claim.
+
+    An operator's ends every pending claim on the name (mailboxes and aliases deleted,
+    owners told). A customer's claim is accepted whoever else claims or holds the name,
+    and answered the same way, so the answer never tells who does (mailcore.claims).
+    """
     try:
         name = normalize_domain(name)
     except AddressError as exc:
         raise DirectoryError(str(exc)) from exc
-    if Domain.objects.filter(name=name).exists():
-        raise DirectoryError(f"domain {name} already exists")
-    return Domain.objects.create(
-        name=name, owner=owner, verified_at=timezone.now() if verified else None,
-        dkim_private_key=generate_private_key(),
-    )
+    exists = DirectoryError(f"domain {name} already exists")
+    if verified:
+        taken = Domain.objects.verified().filter(name=name)
+    else:
+        # Only this owner's own rows: another account's claim or domain is not said.
+        taken = Domain.objects.filter(name=name, owner=owner) if owner is not None \
+            else Domain.objects.pending().filter(name=name, owner__isnull=True)
+    if taken.exists():
+        raise exists
+    key = generate_private_key()  # slow: made before the transaction takes any lock
+    try:
+        with transaction.atomic():
+            domain = Domain.objects.create(
+                name=name, owner=owner, verified_at=timezone.now() if verified else None,
+                dkim_private_key=key,
+            )
+            if verified:
+                claims.end_pending(name, claims.ADDED_BY_OPERATOR, keep=domain)
+    except IntegrityError as exc:  # the same name added at the same moment
+        raise exists from exc
+    return domain
 
 
 def get_domain(name: str) -> Domain:
+    """Return the verified domain of this name (pending claims are never found by name)."""
     try:
-        return Domain.objects.get(name=normalize_domain(name))
+        return Domain.objects.verified().get(name=normalize_domain(name))
     except (AddressError, Domain.DoesNotExist) as exc:
         raise DirectoryError(f"no such domain: {name}") from exc
 
 
-def _parse_new_address(address: str) -> tuple[str, Domain]:
+def _parse_new_address(address: str, domain: Domain | None = None) -> tuple[str, Domain]:
     try:
         local, domain_name = split_address(address)
     except AddressError as exc:
         raise DirectoryError(str(exc)) from exc
-    domain = get_domain(domain_name)
+    if domain is None:
+        domain = get_domain(domain_name)
+    elif domain.name != domain_name:
+        raise DirectoryError(f"{address} is not in {domain.name}")
     if (Mailbox.objects.filter(domain=domain, local_part=local).exists()):
         raise DirectoryError(f"mailbox {local}@{domain_name} already exists")
     return local, domain
@@ -328,9 +387,12 @@ def _parse_new_address(address: str) -> tuple[str, Domain]:
 
 @transaction.atomic
 def add_mailbox(address: str, password: str, display_name: str = "",
-                quota_bytes: int | None = None) -> Mailbox:
-    """Create a mailbox with its standard folders."""
-    local, domain = _parse_new_address(address)
+                quota_bytes: int | None = None, domain: Domain | None = None) -> Mailbox:
+    """Create a mailbox with its standard folders.
+
+    Give domain for a pending claim (its name alone finds only the verified domain).
+    """
+    local, domain = _parse_new_address(address, domain)
     if not password:
         raise DirectoryError("a password is required")
     mailbox = Mailbox.objects.create(
@@ -370,20 +432,28 @@ def set_password(mailbox: Mailbox, password: str) -> None:
     mailbox.save(update_fields=["password_hash"])
 
 
-def _parse_alias_address(address: str) -> tuple[str, Domain]:
+def _parse_alias_address(address: str, domain: Domain | None = None) -> tuple[str, Domain]:
     address = address.strip()
     if address.startswith("@"):
-        return "", get_domain(address[1:])
-    try:
-        local, domain_name = split_address(address)
-    except AddressError as exc:
-        raise DirectoryError(str(exc)) from exc
-    return local, get_domain(domain_name)
+        local, domain_name = "", address[1:]
+    else:
+        try:
+            local, domain_name = split_address(address)
+        except AddressError as exc:
+            raise DirectoryError(str(exc)) from exc
+    if domain is None:
+        return local, get_domain(domain_name)
+    if domain.name != domain_name.strip().lower():
+        raise DirectoryError(f"{address} is not in {domain.name}")
+    return local, domain
 
 
-def add_alias(address: str, destinations: list[str]) -> Alias:
-    """Create an alias (or, for '@domain', the domain's catch-all) delivering to destinations."""
-    local, domain = _parse_alias_address(address)
+def add_alias(address: str, destinations: list[str], domain: Domain | None = None) -> Alias:
+    """Create an alias (or, for '@domain', the domain's catch-all) delivering to destinations.
+
+    Give domain for a pending claim (its name alone finds only the verified domain).
+    """
+    local, domain = _parse_alias_address(address, domain)
     if not destinations:
         raise DirectoryError("an alias needs at least one destination")
     try:
@@ -462,6 +532,6 @@ def remove_alias(alias: Alias) -> None:
     alias.delete()
 
 
-def check_new_mailbox_address(address: str) -> None:
+def check_new_mailbox_address(address: str, domain: Domain | None = None) -> None:
     """Raise DirectoryError unless a mailbox can be added at this address."""
-    _parse_new_address(address)
+    _parse_new_address(address, domain)

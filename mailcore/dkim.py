@@ -36,8 +36,18 @@ def dns_record(domain: Domain) -> tuple[str, str]:
             f"v=DKIM1; k=rsa; p={public_key_b64(domain.dkim_private_key)}")
 
 
+class DomainNotVerified(Exception):
+    """Signing was asked for a domain whose ownership is not proven."""
+
+
 def sign(raw: bytes, domain: Domain) -> bytes:
-    """Return raw with a DKIM-Signature for domain on top (raw unchanged if it has no key)."""
+    """Return raw with a DKIM-Signature for domain on top (raw unchanged if it has no key).
+
+    Raise DomainNotVerified for a pending claim or an inactive domain: a second guard
+    behind the sender rules, so nobody's signature vouches for a name they never proved.
+    """
+    if domain.verified_at is None or not domain.is_active:
+        raise DomainNotVerified(domain.name)
     if not domain.dkim_private_key:
         return raw
     present = {line.split(b":", 1)[0].strip().lower()

@@ -47,6 +47,17 @@ def remove_domain_data(domain_id: int) -> bool:
     return remove(domain_id)
 
 
+@shared_task
+def expire_domain_claims() -> int:
+    """Drop customers' domain claims left unproven for DOMAIN_CLAIM_DAYS, telling them."""
+    from mailcore.claims import expire
+
+    ended = expire()
+    if ended:
+        log.info("ended %d expired domain claims", ended)
+    return ended
+
+
 @shared_task(acks_late=True)
 def vacation_reply(mailbox_id: int, blob_key: str, envelope_sender: str) -> str:
     """Send a mailbox's vacation auto-reply to the sender of a message it just received."""

@@ -313,6 +313,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailcore.tasks.collect_orphan_blobs",
         "schedule": 3600.0,
     },
+    "expire-domain-claims": {
+        "task": "mailcore.tasks.expire_domain_claims",
+        "schedule": 3600.0,
+    },
 }
 
 # Mail -------------------------------------------------------------------------------------
@@ -335,6 +339,8 @@ IMAPS_PORT = env_int("IMAPS_PORT", 2993)
 
 MESSAGE_SIZE_LIMIT = env_int("MESSAGE_SIZE_LIMIT", 50 * 1024 * 1024)
 DEFAULT_QUOTA = env_int("DEFAULT_QUOTA", 2 * 1024 * 1024 * 1024)
+# Days a customer's unproven claim on a domain name lasts before the worker drops it.
+DOMAIN_CLAIM_DAYS = env_int("DOMAIN_CLAIM_DAYS", 7)
 SMTP_TIMEOUT = env_float("SMTP_TIMEOUT", 300)
 SMTP_MAX_RECIPIENTS = env_int("SMTP_MAX_RECIPIENTS", 100)
 SMTP_MAX_BAD_COMMANDS = env_int("SMTP_MAX_BAD_COMMANDS", 10)

@@ -104,6 +104,37 @@ def test_it_adds_a_verified_domain_through_the_service(carol: Client) -> None:
     assert domain.verified_at is not None
 
 
+def test_it_refuses_a_domain_already_verified_in_the_admin(carol: Client, domain: Domain
+                                                         ) -> None:
+    response = carol.post(reverse("admin:mailcore_domain_add"),
+                          {"name": "example.com", "is_active": "on"})
+    assert response.status_code == 200
+    assert "exists already" in str(response.context["adminform"].form.errors)
+    assert Domain.objects.count() == 1
+
+
+def test_an_operators_domain_ends_the_customers_pending_claims(carol: Client) -> None:
+    customer = get_user_model().objects.create_user("dan", "dan@customers.test", "pw")
+    directory.add_domain("new.example.org", owner=customer, verified=False)
+    response = carol.post(reverse("admin:mailcore_domain_add"),
+                          {"name": "new.example.org", "is_active": "on"})
+    assert response.status_code == 302
+    assert Domain.objects.get().owner is None
+
+
+def test_verifying_a_claim_by_hand_is_refused_while_the_name_is_verified(
+        carol: Client, domain: Domain) -> None:
+    customer = get_user_model().objects.create_user("dan", "dan@customers.test", "pw")
+    claim = directory.add_domain("example.com", owner=customer, verified=False)
+    response = carol.post(reverse("admin:mailcore_domain_change", args=[claim.pk]), {
+        "owner": str(customer.pk), "is_active": "on",
+        "verified_at_0": "2026-01-02", "verified_at_1": "03:04:05"})
+    assert response.status_code == 200
+    assert "exists already" in str(response.context["adminform"].form.errors)
+    claim.refresh_from_db()
+    assert claim.verified_at is None
+
+
 def test_it_refuses_an_invalid_domain_name_in_the_admin(carol: Client) -> None:
     response = carol.post(reverse("admin:mailcore_domain_add"), {"name": "not a domain"})
     assert response.status_code == 200

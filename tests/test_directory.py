@@ -45,7 +45,7 @@ def test_it_refuses_unknown_users_and_foreign_domains(hosted):
 
 def test_an_unverified_domain_does_not_receive(db):
     domain = directory.add_domain("pending.test", verified=False)
-    directory.add_mailbox("x@pending.test", PASSWORD)
+    directory.add_mailbox("x@pending.test", PASSWORD, domain=domain)
     assert resolve("x@pending.test").route is Route.NOT_HOSTED
     domain.verified_at = timezone.now()
     domain.save()

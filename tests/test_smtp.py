@@ -135,8 +135,8 @@ def test_it_refuses_relay_for_unknown_domain(connect, alice):
 
 
 def test_it_refuses_relay_for_a_domain_not_yet_verified(connect, transactional_db):
-    directory.add_domain("unproven.test", verified=False)
-    directory.add_mailbox("dave@unproven.test", "pw")
+    claim = directory.add_domain("unproven.test", verified=False)
+    directory.add_mailbox("dave@unproven.test", "pw", domain=claim)
     client = connect()
     client.transact("MAIL FROM:<sender@remote.test>", "250 2.1.0", smtp=True)
     client.transact("RCPT TO:<dave@unproven.test>", "554 5.7.1", smtp=True)

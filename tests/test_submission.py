@@ -397,6 +397,48 @@ def test_an_alias_for_someone_else_or_a_catch_all_may_not_be_used(connect, alice
     assert send_data(client, body).startswith("553 5.7.1")
 
 
+# Domains nobody has proven to own ----------------------------------------------------------
+
+def _customer(name: str):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(name, f"{name}@customers.test", "pw")
+
+
+@pytest.fixture
+def bigbank(domain, alice):
+    """A customer's unproven claim on bigbank.test with security@, beside their example.test."""
+    owner = _customer("owner")
+    Domain.objects.filter(pk=domain.pk).update(owner=owner)
+    claim = directory.add_domain("bigbank.test", owner=owner, verified=False)
+    directory.add_mailbox("security@bigbank.test", PASSWORD, domain=claim)
+    return claim
+
+
+def test_a_mailbox_of_an_unverified_domain_can_neither_log_in_nor_be_sent_as(
+        connect, bigbank, alice, bob):
+    client = connect(login=None)
+    client.transact(f"AUTH PLAIN {plain('security@bigbank.test')}", "535 5.7.8", smtp=True)
+    client = connect()  # alice@example.test, of the same customer
+    reply = client.transact("MAIL FROM:<security@bigbank.test>", "550 5.7.1", smtp=True)
+    assert "domain not verified" in reply
+    forged = BODY.replace(b"From: Alice <alice@example.test>",
+                          b"From: Security <security@bigbank.test>")
+    reply = send_data(client, forged, rcpts=("bob@example.test", "friend@remote.test"))
+    assert reply.startswith("550 5.7.1") and "domain not verified" in reply
+    assert inbox(bob) == []
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_a_refusal_never_tells_of_another_customers_claim(connect, domain, alice):
+    claim = directory.add_domain("bigbank.test", owner=_customer("squatter"), verified=False)
+    directory.add_mailbox("security@bigbank.test", PASSWORD, domain=claim)
+    client = connect()
+    claimed = client.transact("MAIL FROM:<security@bigbank.test>", "553 5.7.1", smtp=True)
+    unclaimed = client.transact("MAIL FROM:<security@nobank.test>", "553 5.7.1", smtp=True)
+    assert claimed.replace("bigbank", "X") == unclaimed.replace("nobank", "X")
+
+
 # Delivery -----------------------------------------------------------------------------------
 
 def test_local_recipients_have_the_message_once_250_is_sent(connect, alice, bob):

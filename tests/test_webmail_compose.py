@@ -251,6 +251,38 @@ def test_a_sender_address_that_is_not_ones_own_is_refused(signed_in, alice, bob)
     assert not Message.objects.filter(folder=folder(bob)).exists()
 
 
+@pytest.fixture
+def bigbank(alice):
+    """An unproven claim on bigbank.test by the customer who owns example.test."""
+    from django.contrib.auth import get_user_model
+
+    from mailcore.models import Domain
+
+    owner = get_user_model().objects.create_user("owner", "owner@customers.test", "pw")
+    Domain.objects.filter(pk=alice.domain_id).update(owner=owner)
+    return directory.add_domain("bigbank.test", owner=owner, verified=False)
+
+
+def test_sending_for_an_unverified_domain_is_refused_with_the_reason(bigbank, bob) -> None:
+    security = directory.add_mailbox("security@bigbank.test", "pw", domain=bigbank)
+    draft = compose.Draft(to="bob@example.test, friend@remote.test", subject="Urgent")
+    with pytest.raises(compose.ComposeError,
+                       match="You may not send as security@bigbank.test: domain not verified"):
+        compose.send(security, draft, peer_ip="127.0.0.1", secure=True)
+    assert not Message.objects.filter(folder=folder(bob)).exists()
+    assert not Message.objects.filter(folder=folder(security, "Sent")).exists()
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_an_alias_in_an_unverified_domain_is_not_offered_as_sender(signed_in, alice, bob,
+                                                                    bigbank) -> None:
+    directory.add_alias("security@bigbank.test", ["alice@example.test"], domain=bigbank)
+    assert compose.sender_addresses(alice) == ["alice@example.test"]
+    response = _post(signed_in, from_address="security@bigbank.test", to="bob@example.test")
+    assert response.status_code == 400
+    assert not Message.objects.filter(folder=folder(bob)).exists()
+
+
 def test_an_alias_that_delivers_to_the_mailbox_may_be_the_sender(signed_in, alice,
                                                                  bob) -> None:
     directory.add_alias("sales@example.test", ["alice@example.test"])

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("mailcore", "0005_mailbox_settings_and_indexes"),
+        ("mailcore", "0006_domain_claims"),
     ]
 
     operations = [

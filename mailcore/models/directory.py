@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -17,16 +18,26 @@ class DomainQuerySet(models.QuerySet):
     def active(self) -> DomainQuerySet:
         return self.filter(is_active=True)
 
+    def verified(self) -> DomainQuerySet:
+        """Proven (or operator-added) domains: at most one per name, the one mail uses."""
+        return self.filter(verified_at__isnull=False)
+
+    def pending(self) -> DomainQuerySet:
+        """Customers' claims not yet proven: any number per name, none used for mail."""
+        return self.filter(verified_at__isnull=True)
+
     def receiving(self) -> DomainQuerySet:
-        """Domains that accept mail: active, and verified unless an operator added them."""
-        return self.active().filter(verified_at__isnull=False)
+        """Domains that accept and send mail: active, and verified (an operator's at once)."""
+        return self.active().verified()
 
     def visible_to(self, user) -> DomainQuerySet:
         return self if user.is_staff else self.filter(owner=user)
 
 
 class Domain(models.Model):
-    name = models.CharField(max_length=253, unique=True, help_text="Lower-case, IDNA form.")
+    # Not unique: several customers may hold pending claims on one name; only one row per
+    # name is ever verified (the constraint below), and mail looks up that one only.
+    name = models.CharField(max_length=253, db_index=True, help_text="Lower-case, IDNA form.")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="domains",
@@ -45,9 +56,26 @@ class Domain(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(verified_at__isnull=False),
+                name="domain_unique_verified_name",
+                violation_error_message="A verified domain of this name exists already."),
+            models.UniqueConstraint(
+                fields=["name", "owner"], condition=Q(verified_at__isnull=True),
+                name="domain_unique_pending_claim",
+                violation_error_message="This owner has a pending claim on this name already."),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def claim_expires_at(self) -> datetime | None:
+        """Return when this pending claim is dropped unless proven (None once verified)."""
+        if self.verified_at is not None or self.created_at is None:
+            return None
+        return self.created_at + timedelta(days=settings.DOMAIN_CLAIM_DAYS)
 
 
 class MailboxQuerySet(models.QuerySet):
@@ -55,8 +83,10 @@ class MailboxQuerySet(models.QuerySet):
         return self.filter(domain=domain)
 
     def by_address(self, address: str) -> MailboxQuerySet:
+        """Return the mailbox at address in its verified domain (pending claims' never)."""
         local, _, domain = address.rpartition("@")
-        return self.filter(local_part=local.lower(), domain__name=domain.lower())
+        return self.filter(local_part=local.lower(), domain__name=domain.lower(),
+                           domain__verified_at__isnull=False)
 
 
 class Mailbox(models.Model):
@@ -116,10 +146,13 @@ class AliasQuerySet(models.QuerySet):
         return self.filter(domain=domain)
 
     def matching(self, local_part: str, domain_name: str) -> AliasQuerySet:
-        """Return the exact alias and the catch-all for an address, exact first."""
+        """Return the exact alias and the catch-all for an address, exact first.
+
+        Only the verified domain's: a pending claim on the same name never takes mail.
+        """
         return self.filter(
             Q(local_part=local_part.lower()) | Q(local_part=""),
-            domain__name=domain_name.lower(), is_active=True,
+            domain__name=domain_name.lower(), domain__verified_at__isnull=False, is_active=True,
         ).order_by("-local_part")
 
 

@@ -24,9 +24,11 @@ SEND_WINDOW = 3600  # seconds: the per-hour sending limit counts in fixed window
 class FromRefused(Exception):
     """The From header names an address the user may not send as ("" for no address)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str,
+                 problem: directory.SenderProblem = directory.SenderProblem.NOT_YOURS) -> None:
         super().__init__(address)
         self.address = address
+        self.problem = problem
 
 
 def header_block(content: bytes) -> bytes:
@@ -68,8 +70,9 @@ def submit(content: bytes, *, mailbox: Mailbox, mail_from: str, local_ids: Itera
         senders = [mail_from]
         added.append(f"From: <{mail_from}>")
     for address in senders:
-        if not directory.may_send_as(mailbox, address):
-            raise FromRefused(address)
+        problem = directory.sender_problem(mailbox, address)
+        if problem is not None:
+            raise FromRefused(address, problem)
     # RFC 6409 sections 8.2 and 8.3.
     if "Date" not in headers:
         added.append(f"Date: {format_datetime(timezone.now())}")

@@ -51,6 +51,11 @@ AUTH_TOO_MANY_FAILURES = Reply(421, "4.7.0",
 SENDER_NOT_YOURS = Reply(553, "5.7.1", "Sender address <{address}> is not yours to send as")
 FROM_NOT_YOURS = Reply(553, "5.7.1", "From header address <{address}> is not yours to send as")
 FROM_MISSING_ADDRESS = Reply(553, "5.7.1", "The From header names no address")
+# Nothing is sent for a domain whose ownership nobody has proven (pending claims).
+SENDER_DOMAIN_NOT_VERIFIED = Reply(550, "5.7.1",
+                                   "Sender address <{address}> refused: domain not verified")
+FROM_DOMAIN_NOT_VERIFIED = Reply(550, "5.7.1",
+                                 "From header address <{address}> refused: domain not verified")
 SEND_LIMIT_REACHED = Reply(450, "4.7.1",
                            "Sending limit of {limit} messages per hour reached, try again later")
 

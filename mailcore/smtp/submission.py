@@ -10,7 +10,13 @@ from aiosmtpd.smtp import AuthResult, Envelope, Session, syntax
 from django.conf import settings
 
 from mailcore import dbpool, logins, sasl
-from mailcore.directory import LoginRefused, Route, may_send_as, resolve
+from mailcore.directory import (
+    LoginRefused,
+    Route,
+    SenderProblem,
+    resolve,
+    sender_problem,
+)
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.models import Mailbox
 from mailcore.proxy import Peer, TrustedProxies
@@ -165,10 +171,13 @@ class SubmissionHandler(InboundHandler):
         # RFC 6409 section 6.1: the user may only send as an address of theirs. A null
         # reverse-path is for bounces, which users do not send.
         mailbox = server.mailbox()
-        if (address == "<>" or is_unsafe(address)
-                or not await dbpool.run(may_send_as, mailbox, address)):
-            server.log.info("refused sender user=%s from=<%s>", mailbox.address,
-                            _printable(address))
+        problem = (SenderProblem.NOT_YOURS if address == "<>" or is_unsafe(address)
+                   else await dbpool.run(sender_problem, mailbox, address))
+        if problem is not None:
+            server.log.info("refused sender user=%s from=<%s> reason=%s", mailbox.address,
+                            _printable(address), problem.value)
+            if problem is SenderProblem.DOMAIN_NOT_VERIFIED:
+                return replies.SENDER_DOMAIN_NOT_VERIFIED.format(address=address)
             return replies.SENDER_NOT_YOURS.format(address="" if address == "<>" else address)
         if await dbpool.run(send_limit_reached, mailbox):
             server.log.info("send limit reached user=%s", mailbox.address)
@@ -224,6 +233,8 @@ class SubmissionHandler(InboundHandler):
                             _printable(exc.address))
             if not exc.address:
                 return replies.FROM_MISSING_ADDRESS.format()
+            if exc.problem is SenderProblem.DOMAIN_NOT_VERIFIED:
+                return replies.FROM_DOMAIN_NOT_VERIFIED.format(address=exc.address)
             return replies.FROM_NOT_YOURS.format(address=exc.address)
         except QuotaExceeded as exc:
             return replies.MAILBOX_FULL_FOR_MESSAGE.format(addresses=", ".join(exc.addresses))

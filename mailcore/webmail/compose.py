@@ -486,8 +486,9 @@ def send(mailbox: Mailbox, draft: Draft, *, peer_ip: str, secure: bool) -> Sent:
     recipients = list(dict.fromkeys(a for _, a in pairs))
     if not recipients:
         raise ComposeError("Add at least one recipient.")
-    if not directory.may_send_as(mailbox, sender):
-        raise ComposeError(f"You may not send as {sender}.")
+    problem = directory.sender_problem(mailbox, sender)
+    if problem is not None:
+        raise ComposeError(_refusal(sender, problem))
     if outgoing.send_limit_reached(mailbox):
         raise ComposeError(f"You have sent your {mailbox.send_limit_per_hour} messages for "
                            "this hour; try again later.")
@@ -504,7 +505,7 @@ def send(mailbox: Mailbox, draft: Draft, *, peer_ip: str, secure: bool) -> Sent:
                         remote=remote, received=_received(mailbox, peer_ip, secure),
                         return_path=f"Return-Path: <{sender}>\r\n".encode())
     except outgoing.FromRefused as exc:
-        raise ComposeError(f"You may not send as {exc.address or 'that sender'}.") from None
+        raise ComposeError(_refusal(exc.address or "that sender", exc.problem)) from None
     except QuotaExceeded as exc:
         raise ComposeError("No room in the mailbox of " + ", ".join(exc.addresses) + ".") \
             from None
@@ -514,6 +515,13 @@ def send(mailbox: Mailbox, draft: Draft, *, peer_ip: str, secure: bool) -> Sent:
     if draft.draft is not None:
         discard_draft(mailbox, draft.draft)
     return Sent(message_id, len(recipients), copy_saved)
+
+
+def _refusal(sender: str, problem: directory.SenderProblem) -> str:
+    if problem is directory.SenderProblem.DOMAIN_NOT_VERIFIED:
+        # The same reason submission gives (smtp.replies.SENDER_DOMAIN_NOT_VERIFIED).
+        return f"You may not send as {sender}: domain not verified."
+    return f"You may not send as {sender}."
 
 
 def _keep_copy(mailbox: Mailbox, draft: Draft, date: datetime, message_id: str) -> bool:

@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailcore import clientconfig, customers, directory, dnscheck
+from mailcore.claims import ClaimRefused
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
 from panel.accounts.decorators import staff_required
 from panel.customers import forms
@@ -103,7 +104,11 @@ def domain_dns(request: HttpRequest, pk: int) -> HttpResponse:
     checked = request.method == "POST"
     if checked:
         was_verified = domain.verified_at is not None
-        report = customers.check_dns(domain)
+        try:
+            report = customers.check_dns(domain)
+        except ClaimRefused as exc:
+            messages.error(request, str(exc))
+            return redirect("domain_dns", domain.pk)
         if domain.verified_at and not was_verified:
             messages.success(request, f"Ownership of {domain.name} is proven: "
                                       "it now receives mail.")
@@ -124,10 +129,17 @@ def domain_dns(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def domain_verify(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _get_domain_for_user(request, pk)
-    if customers.verify_domain(domain):
-        messages.success(request, f"{domain.name} is verified by hand and receives mail.")
+    try:
+        verified = customers.verify_domain(domain)
+    except ClaimRefused:
+        # Staff may see why: the name is verified for another account already.
+        messages.error(request, f"Another {domain.name} is verified already; remove it "
+                                "before verifying this claim.")
     else:
-        messages.info(request, f"{domain.name} was already verified.")
+        if verified:
+            messages.success(request, f"{domain.name} is verified by hand and receives mail.")
+        else:
+            messages.info(request, f"{domain.name} was already verified.")
     next_url = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
         return redirect(next_url)

@@ -54,7 +54,8 @@ def current_mailbox(request: HttpRequest) -> Mailbox | None:
     if not isinstance(data, dict):
         return None
     mailbox = (Mailbox.objects.select_related("domain")
-               .filter(pk=data.get("mailbox"), is_active=True, domain__is_active=True).first())
+               .filter(pk=data.get("mailbox"), is_active=True, domain__is_active=True,
+                       domain__verified_at__isnull=False).first())
     if mailbox is None:
         return None
     if data.get("kind") == "password":
