@@ -1,11 +1,10 @@
-"""What the panel's pages accept as numbers (ids and counters) and as where to go next.
+"""Numbers (ids and counters) and ?next= targets read from requests, alike on every page.
 
-A number typed into a URL ends up in a database query. Python's int() takes "²" apart
-from "2" (str.isdigit() says yes to both, int() refuses the first) and takes numbers of
-any size, which Postgres refuses for a bigint column ("integer out of range") and SQLite
-refuses past 2**63 (OverflowError). Pages read such numbers through parse_id, and forms
-bound their IntegerFields with the limits below, so an odd value is a 400, a 404 or a
-form error, never a 500.
+A number from a URL or a form ends up in a database query. str.isdigit() says yes to
+"²", which int() then refuses; int() takes numbers of any size, which Postgres refuses
+for a bigint column ("integer out of range") and SQLite past 2**63 (OverflowError).
+Pages read such numbers through parse_id, and forms bound their IntegerFields with the
+limits below, so an odd value is a 400, a 404 or a form error, never a 500.
 """
 
 from __future__ import annotations
