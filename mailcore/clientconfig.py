@@ -118,7 +118,7 @@ def autodiscover_address(body: bytes) -> str | None:
     """Return the EMailAddress of an autodiscover request, or None if there is none."""
     try:
         root = ET.fromstring(body)
-    except ET.ParseError:
+    except (ET.ParseError, LookupError, ValueError):  # LookupError: an unknown encoding
         return None
     for element in root.iter():
         if element.tag.rpartition("}")[2] == "EMailAddress" and element.text:

@@ -148,11 +148,24 @@ def parse_addresses(text: str) -> list[tuple[str, str]]:
             continue
         try:
             split_address(address)
+            if not address.isprintable():  # control characters cannot go in a header
+                raise AddressError(address)
         except AddressError:
             shown = address or name
             raise ComposeError(f"“{shown}” is not an email address.") from None
-        found.append((_one_line(name), address.strip()))
+        found.append((_printable(_one_line(name)), address.strip()))
     return found
+
+
+def _printable(text: str) -> str:
+    return "".join(ch for ch in text if ch.isprintable())
+
+
+def _address(name: str, address: str) -> Address:
+    # Given as its two halves: the email package parses an addr_spec with a non-ASCII
+    # local part (RFC 6532) as a defect and raises, where the halves are written as-is.
+    local, _, domain = address.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
 
 
 def _one_line(text: str) -> str:
@@ -343,7 +356,7 @@ def _upload_type(upload: Upload) -> str:
 
 
 def _address_objects(pairs: list[tuple[str, str]]) -> list[Address]:
-    return [Address(display_name=name, addr_spec=address) for name, address in pairs]
+    return [_address(name, address) for name, address in pairs]
 
 
 def _recipient_field(text: str, lenient: bool) -> list[Address] | str:
@@ -370,7 +383,7 @@ def build(mailbox: Mailbox, draft: Draft, *, with_bcc: bool, date: datetime | No
     everyone = f"{sender} {draft.to} {draft.cc} {draft.bcc}"
     use = policy.SMTP if everyone.isascii() else policy.SMTPUTF8
     message = EmailMessage(policy=use)
-    message["From"] = Address(display_name=_one_line(mailbox.display_name), addr_spec=sender)
+    message["From"] = _address(_one_line(mailbox.display_name), sender)
     for name, value in values.items():
         if value:
             message[name] = value

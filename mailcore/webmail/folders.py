@@ -21,6 +21,7 @@ ROLES = {
 _USES = {role: use for use, role in ROLES.items()}
 _DEFAULT_NAMES = {"sent": "Sent", "drafts": "Drafts", "trash": "Trash", "junk": "Junk",
                   "archive": "Archive"}
+MAX_NAME_LENGTH = 500  # a folder's full name, as the store checks it (the column holds 512)
 _ORDER = ["inbox", "drafts", "sent", "archive", "junk", "trash"]
 
 
@@ -131,6 +132,12 @@ def rename(mailbox_id: int, folder_id: int, new_label: str) -> Folder:
         raise FolderError("CANNOT", f"A folder name cannot contain “{SEPARATOR}”.")
     parent, _, _ = folder.name.rpartition(SEPARATOR)
     new_name = f"{parent}{SEPARATOR}{new_label}" if parent else new_label
+    # Subfolders are renamed along: the longest of them must still fit a folder name.
+    longest = max((len(name) for name in Folder.objects.filter(
+        mailbox_id=mailbox_id, name__startswith=folder.name + SEPARATOR)
+        .values_list("name", flat=True)), default=len(folder.name))
+    if longest - len(folder.name) + len(new_name) > MAX_NAME_LENGTH:
+        raise FolderError("CANNOT", "The new name is too long for the folders inside it.")
     store_folders.rename_folder(mailbox_id, folder.name, new_name)
     return get_folder(mailbox_id, folder_id)
 

@@ -288,4 +288,10 @@ def parse_day(value: str) -> date | None:
 
 
 def day_after(day: date | None) -> date | None:
-    return day + timedelta(days=1) if day else None
+    """Return the exclusive end of a search "until" a day: the next day.
+
+    The last day of the calendar (9999-12-31) has no next day: until then is no end at all.
+    """
+    if day is None or day == date.max:
+        return None
+    return day + timedelta(days=1)

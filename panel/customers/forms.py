@@ -20,8 +20,10 @@ from mailcore.addresses import (
 from mailcore.customers import LimitExceeded
 from mailcore.directory import DirectoryError
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
+from panel.inputs import BIGINT_MAX, MB
 
-MB = 1024 ** 2
+# A quota in bytes must fit the bigint column it is kept in.
+MAX_QUOTA_MB = BIGINT_MAX // MB
 
 
 def split_destinations(text: str) -> list[str]:
@@ -133,7 +135,7 @@ class MailboxCreateForm(PasswordFields, ServiceForm):
     display_name = forms.CharField(
         label="Display name", max_length=200, required=False,
         help_text="Shown as the sender's name, e.g. Alice Example.")
-    quota_mb = forms.IntegerField(label="Quota (MB)", min_value=0)
+    quota_mb = forms.IntegerField(label="Quota (MB)", min_value=0, max_value=MAX_QUOTA_MB)
 
     def __init__(self, *args: Any, user, domain: Domain, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -183,7 +185,7 @@ class MailboxCreateForm(PasswordFields, ServiceForm):
 class MailboxEditForm(ServiceForm):
     error_field = "quota_mb"
     display_name = forms.CharField(label="Display name", max_length=200, required=False)
-    quota_mb = forms.IntegerField(label="Quota (MB)", min_value=0)
+    quota_mb = forms.IntegerField(label="Quota (MB)", min_value=0, max_value=MAX_QUOTA_MB)
 
     def __init__(self, *args: Any, user, mailbox: Mailbox, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {"display_name": mailbox.display_name,

@@ -12,7 +12,7 @@ from django.db.models import Count, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -21,6 +21,7 @@ from mailcore.claims import ClaimRefused
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
 from panel.accounts.decorators import staff_required
 from panel.customers import forms
+from panel.inputs import local_url
 
 # Ownership ------------------------------------------------------------------------------------
 
@@ -140,8 +141,7 @@ def domain_verify(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"{domain.name} is verified by hand and receives mail.")
         else:
             messages.info(request, f"{domain.name} was already verified.")
-    next_url = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
+    if next_url := local_url(request, request.POST.get("next")):
         return redirect(next_url)
     return redirect("domain_detail", domain.pk)
 

@@ -8,15 +8,17 @@ from django import forms
 
 from mailcore import customers
 from mailcore.models import CustomerLimits
-
-MB = 1024 ** 2
+from panel.inputs import BIGINT_MAX, INTEGER_MAX, MB
 
 
 class LimitsForm(forms.Form):
-    max_domains = forms.IntegerField(label="Domains", min_value=0, help_text="0: no limit.")
-    max_mailboxes = forms.IntegerField(label="Mailboxes", min_value=0, help_text="0: no limit.")
+    # The bounds are the columns': beyond them the database refuses the number.
+    max_domains = forms.IntegerField(label="Domains", min_value=0, max_value=INTEGER_MAX,
+                                     help_text="0: no limit.")
+    max_mailboxes = forms.IntegerField(label="Mailboxes", min_value=0, max_value=INTEGER_MAX,
+                                       help_text="0: no limit.")
     max_storage_mb = forms.IntegerField(
-        label="Storage (MB)", min_value=0,
+        label="Storage (MB)", min_value=0, max_value=BIGINT_MAX // MB,
         help_text="The sum of the customer's mailbox quotas. 0: no limit.")
 
     def __init__(self, *args: Any, user, **kwargs: Any) -> None:

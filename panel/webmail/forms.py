@@ -55,6 +55,14 @@ class SearchForm(forms.Form):
                     "flagged"))
 
 
+class SuggestForm(forms.Form):
+    # A CharField refuses NUL characters, which Postgres cannot compare text with.
+    q = forms.CharField(required=False)
+
+    def clean_q(self) -> str:
+        return self.cleaned_data["q"][:100]
+
+
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 

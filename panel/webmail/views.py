@@ -17,7 +17,6 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseBadRequest,
     JsonResponse,
     QueryDict,
 )
@@ -25,11 +24,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import (
-    content_disposition_header,
-    url_has_allowed_host_and_scheme,
-    urlencode,
-)
+from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -50,6 +45,7 @@ from mailcore.webmail import (
     sanitize,
 )
 from panel.clientip import client_ip
+from panel.inputs import local_url, parse_id
 from panel.webmail import auth, forms
 
 INLINE_SALT = "webmail.inline"
@@ -79,11 +75,8 @@ def _get_opened(request: HttpRequest, folder_id: int, uid: int,
 # Helpers -------------------------------------------------------------------------------------
 
 def _next_url(request: HttpRequest, fallback: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()},
-                                                   request.is_secure()):
-        return target
-    return fallback
+    target = request.POST.get("next") or request.GET.get("next")
+    return local_url(request, target) or fallback
 
 
 def _folder_url(folder_id: int, query: str = "") -> str:
@@ -98,7 +91,7 @@ def _sidebar(request: HttpRequest, current: Folder | None = None) -> dict:
 
 
 def _uids(request: HttpRequest) -> list[int]:
-    return [int(v) for v in request.POST.getlist("uid") if v.isdigit() and len(v) < 19]
+    return [uid for uid in map(parse_id, request.POST.getlist("uid")) if uid]
 
 
 def _attachment_response(data: bytes, content_type: str, filename: str) -> HttpResponse:
@@ -380,10 +373,9 @@ def original(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
 def act(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = _get_folder(request, folder_id)
     action = request.POST.get("action", "")
-    target = request.POST.get("target", "")
     try:
         done = actions.apply(request.mailbox.pk, folder.pk, _uids(request), action,
-                             int(target) if target.isdigit() else None)
+                             parse_id(request.POST.get("target")))
     except actions.ActionRefused as refused:
         messages.error(request, str(refused))
     except folders.NoSuchFolder:
@@ -577,8 +569,10 @@ def discard(request: HttpRequest) -> HttpResponse:
 @auth.mailbox_required(api=True)
 @require_GET
 def suggest(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "")[:100]
-    return JsonResponse({"addresses": contacts.recent(request.mailbox, query)})
+    form = forms.SuggestForm(request.GET)
+    if not form.is_valid():
+        return JsonResponse({"addresses": []})
+    return JsonResponse({"addresses": contacts.recent(request.mailbox, form.cleaned_data["q"])})
 
 
 # New mail without reloading ------------------------------------------------------------------
@@ -589,14 +583,14 @@ def poll(request: HttpRequest) -> HttpResponse:
     """Answer the list's poll: unread counts, changed flags, and rows for new mail."""
     counts = folders.unread_counts(request.mailbox.pk)
     answer: dict = {"unread": {str(k): v for k, v in counts.items()}}
-    folder_id = request.GET.get("folder", "")
-    if folder_id.isdigit():
-        folder = _get_folder(request, int(folder_id))
-        try:
-            modseq = int(request.GET.get("modseq", "0"))
-            uidnext = int(request.GET.get("uidnext", "0"))
-        except ValueError:
-            return HttpResponseBadRequest("bad state")
+    if request.GET.get("folder"):
+        folder_id = parse_id(request.GET["folder"])
+        modseq = parse_id(request.GET.get("modseq", "0"))
+        uidnext = parse_id(request.GET.get("uidnext", "0"))
+        if folder_id is None or modseq is None or uidnext is None:
+            return JsonResponse({"error": "The folder, modseq and uidnext must be whole "
+                                          "numbers."}, status=400)
+        folder = _get_folder(request, folder_id)
         changes = listing.changes(folder, modseq, uidnext)
         answer.update({
             "modseq": changes.modseq, "uidnext": changes.uidnext, "reload": changes.reload,
