@@ -328,11 +328,11 @@ def test_a_program_nested_past_the_limit_gets_a_clear_bad(server, mail):
 
 def test_not_not_and_or_chains_are_simplified_into_flat_sql(mail):
     assert store_search.simplify(key_of(nested_nots(100))) == key_of("SEEN")
-    program, _ = chained_ors(100, ["SEEN", "DELETED", "KEYWORD $None"])
-    simplified = store_search.simplify(key_of(program))
+    ors, _ = chained_ors(100, ["SEEN", "DELETED", "KEYWORD $None"])
+    simplified = store_search.simplify(key_of(ors))
     assert isinstance(simplified, store_search.AnyKey) and len(simplified.keys) == 101
     inbox = Folder.objects.get(mailbox=mail, name="INBOX")
-    for program in (nested_nots(99), program, "(" * 100 + "SEEN" + ")" * 100):
+    for program in (nested_nots(99), ors, "(" * 100 + "SEEN" + ")" * 100):
         with CaptureQueriesContext(connection) as queries:
             store_search.search(inbox.pk, key_of(program), 5)
         [query] = queries.captured_queries
