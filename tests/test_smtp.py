@@ -488,6 +488,15 @@ def test_a_malformed_recipient_address_gets_postfixs_501_5_1_3(server, settings,
     client.transact("RCPT TO:<alice@example.test>", "250 2.1.5", smtp=True)
 
 
+def test_vrfy_of_a_truncated_address_gets_a_clear_reply(server, settings, connect, alice):
+    settings.SMTP_MAX_BAD_COMMANDS = 100
+    client = connect()
+    for path in MALFORMED_PATHS:
+        reply = client.transact(f"VRFY {path}", "", smtp=True)
+        assert reply.startswith("502 5.5.1 Could not VRFY"), path
+    client.transact("VRFY alice@example.test", "252 2.0.0", smtp=True)
+
+
 def test_a_malformed_address_waits_its_turn_behind_helo_and_mail(connect, alice):
     client = connect(ehlo=False)
     client.transact("MAIL FROM:<", "503 5.5.1", smtp=True)

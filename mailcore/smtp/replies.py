@@ -31,6 +31,7 @@ MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, try again later")
 MAILBOX_FULL_FOR_MESSAGE = Reply(552, "5.2.2", "Mailbox full: {addresses}")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+CANNOT_VRFY = Reply(502, "5.5.1", "Could not VRFY {address}")  # aiosmtpd's own text
 NEED_SENDER = Reply(503, "5.5.1", "Error: need MAIL command")
 NEED_RECIPIENT = Reply(503, "5.5.1", "Error: need RCPT command")
 DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")

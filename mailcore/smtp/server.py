@@ -139,6 +139,16 @@ class SMTPSession(SMTP):
             return
         await super().smtp_RCPT(arg)
 
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        # RFC 5321 section 4.1.1.6; a path that does not parse, as in smtp_MAIL, gets the
+        # reply aiosmtpd gives one its parser refuses cleanly.
+        if _malformed_path(arg, ""):
+            if not await self.check_auth_needed("VRFY"):
+                await self.push(replies.CANNOT_VRFY.format(address=arg))
+            return
+        await super().smtp_VRFY(arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
         # RFC 5321 sections 4.1.1.4 (DATA) and 4.5.2 (transparency).
