@@ -21,9 +21,8 @@ RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 QUEUED = Reply(250, "2.0.0", "OK: queued as {queue_id}")
 START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")  # intermediate: no status
 BAD_SENDER = Reply(553, "5.1.7", "Bad sender address syntax")
-# A path that does not parse at all: Postfix's replies (smtpd.c, "Bad ... address syntax").
+# A reverse-path that does not parse at all: a syntax error, 501 as Postfix says it.
 SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax")
-RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax")
 BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")
 UNKNOWN_USER = Reply(550, "5.1.1", "No such user here")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")

@@ -135,7 +135,7 @@ class SMTPSession(SMTP):
             if not self.envelope.mail_from:
                 await self.push(replies.NEED_SENDER.format())
             else:
-                await self.push(replies.RECIPIENT_SYNTAX.format())
+                await self.push(replies.BAD_RECIPIENT.format())
             return
         await super().smtp_RCPT(arg)
 
@@ -344,7 +344,7 @@ _REFUSALS = {
 
 
 def _malformed_path(arg: str | None, keyword: str) -> bool:
-    """Return whether a MAIL or RCPT argument holds a path that does not parse.
+    """Return whether a MAIL, RCPT or VRFY argument holds a path that does not parse.
 
     Parse it as aiosmtpd will (RFC 5321 section 4.1.2 via the stdlib's RFC 5322 parser),
     and call every failure malformed: that parser raises more than HeaderParseError on
