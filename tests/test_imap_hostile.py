@@ -99,7 +99,7 @@ def test_malformed_commands_get_a_bad_answer(server, line, reply):
     "FETCH 0 FLAGS", "FETCH 1:0 FLAGS", "FETCH 4294967296 FLAGS", "FETCH 1,,2 FLAGS",
     "FETCH 1:2:3 FLAGS", "FETCH a FLAGS", "FETCH -1 FLAGS", "STORE 1 +FLAGS (\\Seen",
     "FETCH 1 (BODY[1.0])", "FETCH 1 BODY[HEADER.FIELDS ()]", "COPY 1",
-    "SEARCH " + "NOT " * 200 + "ALL", "SEARCH " + "(" * 50 + "ALL" + ")" * 50,
+    "SEARCH " + "NOT " * 200 + "ALL", "SEARCH " + "(" * 101 + "ALL" + ")" * 101,
     "FETCH 1 " + "(FLAGS " * 11 + ")" * 11,
 ])
 def test_bad_sequence_sets_and_deep_nesting_are_bad(server, alice, command):

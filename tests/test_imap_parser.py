@@ -42,6 +42,7 @@ from mailcore.imap.parser import (
     parse_command,
 )
 from mailcore.imap.search import (
+    MAX_NESTING,
     AgeKey,
     AllKey,
     AndKey,
@@ -399,9 +400,11 @@ def test_it_accepts_lists_nested_up_to_the_depth_limit():
 
 
 def test_search_groups_deeper_than_the_limit_are_bad_syntax():
-    ok = "(" * MAX_DEPTH + "SEEN" + ")" * MAX_DEPTH
+    # Groups count with NOT and OR towards the search grammar's own limit, not MAX_DEPTH.
+    ok = "(" * MAX_NESTING + "SEEN" + ")" * MAX_NESTING
     assert args("a SEARCH " + ok).key == FlagKey("\\Seen")
-    bad("a SEARCH " + "(" * (MAX_DEPTH + 1) + "SEEN" + ")" * (MAX_DEPTH + 1))
+    bad("a SEARCH " + "(" * (MAX_NESTING + 1) + "SEEN" + ")" * (MAX_NESTING + 1))
+    bad("a SEARCH " + "NOT (" * 51 + "SEEN" + ")" * 51)
 
 
 def test_search_not_chains_are_bounded_without_recursion_errors():

@@ -207,3 +207,134 @@ def test_search_over_a_large_folder_through_the_server(server, alice):
         '* ESEARCH (TAG "t4") UID ALL 2990,2992,2994,2996,2998,3000']
     assert client.ok("STORE 1:* +FLAGS.SILENT (\\Seen)") == []
     assert client.ok("SEARCH RETURN (COUNT) UNSEEN") == ['* ESEARCH (TAG "t6") COUNT 0']
+
+
+# Deep programs ----------------------------------------------------------------------------
+# Each leaf with the UIDs of the `mail` fixture it matches: checked in SQL, in Python
+# (BODY, BCC), or both, so deep trees mix the two evaluations.
+LEAVES = {
+    "SEEN": {1}, "DELETED": {3}, "ANSWERED": {2}, "LARGER 1000": {4}, "ALL": {1, 2, 3, 4, 5},
+    "SUBJECT quarterly": {1, 5}, "UID 2:3": {2, 3}, "ON 3-Jan-2024": {3},
+    "KEYWORD $Work": {2}, "BODY pizza": {2}, "BCC eve": {3}, "NOT ALL": set(),
+    "KEYWORD $None": set(),
+}
+EVERY_UID = {1, 2, 3, 4, 5}
+
+
+def uids_of(found: list[tuple[int, int]]) -> set[int]:
+    return {uid for uid, _ in found}
+
+
+def store_search_uids(mail, program: str) -> set[int]:
+    inbox = Folder.objects.get(mailbox=mail, name="INBOX")
+    return uids_of(store_search.search(inbox.pk, key_of(program), 5))
+
+
+def nested_nots(depth: int, leaf: str = "SEEN") -> str:
+    return "NOT " * depth + leaf
+
+
+def chained_ors(count: int, leaves: list[str]) -> tuple[str, set[int]]:
+    """Return "OR a OR b ... z" with count ORs, and the UIDs it matches."""
+    picked = [leaves[i % len(leaves)] for i in range(count + 1)]
+    program = "".join(f"OR {leaf} " for leaf in picked[:-1]) + picked[-1]
+    return program, set().union(*(LEAVES[leaf] for leaf in picked))
+
+
+def alternating(depth: int, leaves: list[str]) -> tuple[str, set[int]]:
+    """Return NOT OR a NOT OR b ... nested depth deep (NOT and OR alternating), and its UIDs."""
+    program, expected = leaves[depth % len(leaves)], LEAVES[leaves[depth % len(leaves)]]
+    for level in range(depth):
+        leaf = leaves[level % len(leaves)]
+        if level % 2:
+            program, expected = f"OR {leaf} {program}", LEAVES[leaf] | expected
+        else:
+            program, expected = f"NOT {program}", EVERY_UID - expected
+    return program, expected
+
+
+def random_program(rng, depth: int, nodes: list[int]) -> tuple[str, set[int]]:
+    """Return a random program up to depth levels deep, and the UIDs it matches.
+
+    nodes holds how many more operators the program may have, so it stays small.
+    """
+    choice = rng.random()
+    if depth <= 0 or nodes[0] <= 0 or choice < 0.15:
+        leaf = rng.choice(sorted(LEAVES))
+        return leaf, LEAVES[leaf]
+    nodes[0] -= 1
+    if choice < 0.5:
+        program, expected = random_program(rng, depth - 1, nodes)
+        return f"NOT {program}", EVERY_UID - expected
+    if choice < 0.85:
+        left, left_uids = random_program(rng, depth - 1, nodes)
+        right, right_uids = random_program(rng, depth - 1, nodes)
+        return f"OR {left} {right}", left_uids | right_uids
+    parts = [random_program(rng, depth - 1, nodes) for _ in range(rng.randint(1, 3))]
+    return ("(" + " ".join(p for p, _ in parts) + ")",
+            set.intersection(*(uids for _, uids in parts)))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 44, 45, 46, 99, 100])
+def test_nested_nots_are_answered_correctly(mail, depth):
+    for leaf in ("SEEN", "BODY pizza", "UID 2:3"):
+        expected = LEAVES[leaf] if depth % 2 == 0 else EVERY_UID - LEAVES[leaf]
+        assert store_search_uids(mail, nested_nots(depth, leaf)) == expected
+
+
+@pytest.mark.parametrize("count", [1, 22, 23, 50, 100])
+def test_chained_ors_are_answered_correctly(mail, count):
+    for leaves in (["KEYWORD $None"], ["SEEN", "LARGER 1000"],
+                   ["BODY pizza", "KEYWORD $None", "DELETED"]):
+        program, expected = chained_ors(count, leaves)
+        assert store_search_uids(mail, program) == expected, program[:80]
+
+
+@pytest.mark.parametrize("depth", [10, 30, 60, 99, 100])
+def test_alternating_not_and_or_trees_are_answered_correctly(mail, depth):
+    for leaves in (["SEEN", "DELETED", "UID 2:3"], ["BODY pizza", "ANSWERED", "BCC eve"]):
+        program, expected = alternating(depth, leaves)
+        assert store_search_uids(mail, program) == expected, program[:80]
+
+
+def test_random_deep_programs_are_answered_correctly(mail):
+    import random
+
+    rng = random.Random(3501)
+    for _ in range(60):
+        program, expected = random_program(rng, rng.choice([3, 8, 20, 60, 99]), [60])
+        assert store_search_uids(mail, program) == expected, program
+
+
+def test_deep_programs_are_answered_ok_through_the_server(server, mail):
+    client = selected(server)
+    assert search(client, nested_nots(100)) == "1"
+    assert search(client, nested_nots(99)) == "2 3 4 5"
+    program, _ = chained_ors(100, ["SEEN", "DELETED", "KEYWORD $None"])
+    assert search(client, program) == "1 3"
+    program, expected = alternating(100, ["SEEN", "DELETED", "UID 2:3"])
+    assert search(client, program) == " ".join(str(uid) for uid in sorted(expected))
+    assert search(client, "(" * 100 + "SEEN" + ")" * 100) == "1"
+
+
+def test_a_program_nested_past_the_limit_gets_a_clear_bad(server, mail):
+    client = selected(server)
+    assert client.run(f"SEARCH {nested_nots(101)}")[1] == \
+        "BAD Syntax error: search program too deeply nested"
+    assert client.run("SEARCH " + "(" * 101 + "SEEN" + ")" * 101)[1] == \
+        "BAD Syntax error: search program too deeply nested"
+    assert search(client, "SEEN") == "1"
+
+
+def test_not_not_and_or_chains_are_simplified_into_flat_sql(mail):
+    assert store_search.simplify(key_of(nested_nots(100))) == key_of("SEEN")
+    ors, _ = chained_ors(100, ["SEEN", "DELETED", "KEYWORD $None"])
+    simplified = store_search.simplify(key_of(ors))
+    assert isinstance(simplified, store_search.AnyKey) and len(simplified.keys) == 101
+    inbox = Folder.objects.get(mailbox=mail, name="INBOX")
+    for program in (nested_nots(99), ors, "(" * 100 + "SEEN" + ")" * 100):
+        with CaptureQueriesContext(connection) as queries:
+            store_search.search(inbox.pk, key_of(program), 5)
+        [query] = queries.captured_queries
+        assert query["sql"].startswith("SELECT uid, modseq FROM")  # all in SQL
+        assert query["sql"].count("((") < 3

@@ -316,7 +316,7 @@ def test_a_bounce_forwarded_to_a_remote_destination_keeps_its_null_sender(connec
 def test_a_sender_that_is_no_mailbox_is_refused(connect, alice):
     client = connect()
     client.transact("MAIL FROM:<postmaster>", "553 5.1.7", smtp=True)
-    client.transact("MAIL FROM:<sender@>", "553 5.1.", smtp=True)
+    client.transact("MAIL FROM:<sender@>", "501 5.1.7", smtp=True)
     client.transact("MAIL FROM:<sen\x7fder@remote.test>", "553 5.1.7", smtp=True)
     client.transact("MAIL FROM:<sender@remote.test>", "250 2.1.0", smtp=True)
 
@@ -461,6 +461,76 @@ def test_garbage_before_helo_gets_a_clear_reply(server, connect, alice):
     assert client.smtp_reply().startswith("500 5.5.2")
     client.transact("EHLO client.test", "250 ", smtp=True)
     assert send_data(client, BODY).startswith("250 2.0.0")
+    assert_still_serving(server)
+
+
+# Addresses the stdlib parser inside aiosmtpd trips over (IndexError, AttributeError).
+MALFORMED_PATHS = ("<", "<a@", "<@", " <", "a@", '"', '<"', "<a@[", "<@b:", "<sender@>")
+
+
+def test_a_malformed_sender_address_gets_postfixs_501_5_1_7(server, settings, connect, alice):
+    settings.SMTP_MAX_BAD_COMMANDS = 100
+    client = connect()
+    for path in MALFORMED_PATHS:
+        reply = client.transact(f"MAIL FROM:{path}", "", smtp=True)
+        assert reply == "501 5.1.7 Bad sender address syntax", path
+    client.transact("MAIL FROM:<sender@remote.test>", "250 2.1.0", smtp=True)
+
+
+def test_a_malformed_recipient_address_gets_postfixs_501_5_1_3(server, settings, connect,
+                                                               alice):
+    settings.SMTP_MAX_BAD_COMMANDS = 100
+    client = connect()
+    client.transact("MAIL FROM:<sender@remote.test>", "250 2.1.0", smtp=True)
+    for path in MALFORMED_PATHS:
+        reply = client.transact(f"RCPT TO:{path}", "", smtp=True)
+        assert reply == "501 5.1.3 Bad recipient address syntax", path
+    client.transact("RCPT TO:<alice@example.test>", "250 2.1.5", smtp=True)
+
+
+def test_vrfy_of_a_truncated_address_gets_a_clear_reply(server, settings, connect, alice):
+    settings.SMTP_MAX_BAD_COMMANDS = 100
+    client = connect()
+    for path in MALFORMED_PATHS:
+        reply = client.transact(f"VRFY {path}", "", smtp=True)
+        assert reply.startswith("502 5.5.1 Could not VRFY"), path
+    client.transact("VRFY alice@example.test", "252 2.0.0", smtp=True)
+
+
+def test_a_malformed_address_waits_its_turn_behind_helo_and_mail(connect, alice):
+    client = connect(ehlo=False)
+    client.transact("MAIL FROM:<", "503 5.5.1", smtp=True)
+    client.transact("EHLO client.test", "250 ", smtp=True)
+    client.transact("RCPT TO:<", "503 5.5.1", smtp=True)
+
+
+def test_malformed_addresses_spend_the_error_budget(server, settings, connect, alice):
+    settings.SMTP_MAX_BAD_COMMANDS = 3
+    client = connect()
+    client.send(b"MAIL FROM:<\r\nMAIL FROM:<a@\r\nMAIL FROM:<@\r\n"
+                b"MAIL FROM:<sender@remote.test>\r\n")
+    assert [client.smtp_reply()[:9] for _ in range(3)] == ["501 5.1.7"] * 3
+    assert client.smtp_reply().startswith("421 4.7.0")
+    assert client.closed()
+    assert client.buffer == b""
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("line", [b"MAIL FROM:<", b"RCPT TO:<alice@example.test>", b"BOGUS"])
+def test_a_tls_session_closed_for_errors_runs_nothing_pipelined_behind(server, settings, connect,
+                                                                       alice, line):
+    settings.SMTP_MAX_BAD_COMMANDS = 10
+    client = connect()
+    client.transact("STARTTLS", "220 2.0.0", smtp=True)
+    client.starttls()
+    client.transact("EHLO client.test", "250 ", smtp=True)
+    client.send((line + b"\r\n") * 40)
+    replies = []
+    while not replies or not replies[-1].startswith("421"):
+        replies.append(client.smtp_reply())
+    assert len(replies) <= 11  # the 421 comes at the latest after the tenth bad line
+    assert client.closed()
+    assert client.buffer == b""
     assert_still_serving(server)
 
 

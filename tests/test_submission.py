@@ -327,6 +327,35 @@ def test_a_failed_implicit_tls_handshake_is_no_internal_error(connect, server, a
     assert send_data(client, BODY).startswith("250 2.0.0")
 
 
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
+@pytest.mark.parametrize("line", [b"MAIL FROM:<", b"RCPT TO:<bob@example.test>", b"BOGUS"])
+def test_a_session_closed_for_errors_runs_nothing_pipelined_behind(settings, connect, alice,
+                                                                   bob, implicit, line):
+    settings.SMTP_MAX_BAD_COMMANDS = 10
+    client = connect(implicit=implicit)
+    client.send((line + b"\r\n") * 40)
+    replies = []
+    while not replies or not replies[-1].startswith("421"):
+        replies.append(client.smtp_reply())
+    assert len(replies) <= 11  # the 421 comes at the latest after the tenth bad line
+    assert replies[-1].startswith("421 4.7.0")
+    assert client.closed()
+    assert client.buffer == b""
+    assert send_data(connect(implicit=implicit), BODY).startswith("250 2.0.0")
+
+
+def test_a_malformed_address_gets_a_syntax_reply_after_auth(connect, alice):
+    client = connect()
+    client.transact("MAIL FROM:<a@", "501 5.1.7", smtp=True)
+    client.transact(f"MAIL FROM:<{ALICE}>", "250 2.1.0", smtp=True)
+    client.transact("RCPT TO:<@", "501 5.1.3", smtp=True)
+
+
+def test_a_malformed_address_before_auth_is_refused_for_want_of_auth(connect, alice):
+    client = connect(login=None)
+    client.transact("MAIL FROM:<", "530 5.7.0", smtp=True)
+
+
 def test_every_submission_reply_carries_an_enhanced_status_code(settings, connect, alice):
     settings.SMTP_MAX_BAD_COMMANDS = 100
     client = connect(tls=False, login=None)

@@ -10,7 +10,9 @@ from datetime import date
 from mailcore.imap.lexer import MAX_NUMBER64, Reader, SequenceSet
 from mailcore.sessions import BadSyntax, Refused
 
-MAX_NESTING = 100  # NOT, OR and groups inside one another
+# NOT, OR and groups inside one another. Dovecot answers 100 levels of each; the store
+# evaluates any tree this deep (mailcore.store.search), in SQL or in Python.
+MAX_NESTING = 100
 RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})  # RFC 4731, RFC 5182
 
 
@@ -233,7 +235,14 @@ class _Grammar:
             self.nesting -= 1
 
     def _group(self) -> SearchKey:
-        keys = self.reader.paren_list(self.key, empty=False)
+        # Not Reader.paren_list: its depth limit is for data lists (MAX_DEPTH); groups count
+        # towards MAX_NESTING with NOT and OR, so 100 levels of each parse, as in Dovecot.
+        r = self.reader
+        r.expect(b"(")
+        keys = [self.key()]
+        while r.take(b" "):
+            keys.append(self.key())
+        r.expect(b")")
         return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
 
     def _not(self, name: str) -> SearchKey:

@@ -21,6 +21,8 @@ RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 QUEUED = Reply(250, "2.0.0", "OK: queued as {queue_id}")
 START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")  # intermediate: no status
 BAD_SENDER = Reply(553, "5.1.7", "Bad sender address syntax")
+# A reverse-path that does not parse at all: a syntax error, 501 as Postfix says it.
+SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax")
 BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")
 UNKNOWN_USER = Reply(550, "5.1.1", "No such user here")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
@@ -28,6 +30,8 @@ MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, try again later")
 MAILBOX_FULL_FOR_MESSAGE = Reply(552, "5.2.2", "Mailbox full: {addresses}")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+CANNOT_VRFY = Reply(502, "5.5.1", "Could not VRFY {address}")  # aiosmtpd's own text
+NEED_SENDER = Reply(503, "5.5.1", "Error: need MAIL command")
 NEED_RECIPIENT = Reply(503, "5.5.1", "Error: need RCPT command")
 DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long (RFC 5321 section 4.5.3.1.6)")

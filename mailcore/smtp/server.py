@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.utils import format_datetime
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
@@ -120,6 +121,41 @@ class SMTPSession(SMTP):
             return
         await super().smtp_STARTTLS(arg)
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # RFC 5321 section 4.1.1.2. aiosmtpd parses the path with the stdlib's header
+        # parser, which raises IndexError or AttributeError on a truncated path ("<",
+        # "<a@"): refuse such a path here, as Postfix does, and count it as a syntax error.
+        if _malformed_path(arg, "FROM:"):
+            if not (await self.check_helo_needed() or await self.check_auth_needed("MAIL")):
+                await self.push(replies.SENDER_SYNTAX.format())
+            return
+        await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        # RFC 5321 section 4.1.1.3; a path that does not parse, as in smtp_MAIL.
+        if _malformed_path(arg, "TO:"):
+            if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
+                return
+            assert self.envelope is not None
+            if not self.envelope.mail_from:
+                await self.push(replies.NEED_SENDER.format())
+            else:
+                await self.push(replies.BAD_RECIPIENT.format())
+            return
+        await super().smtp_RCPT(arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        # RFC 5321 section 4.1.1.6; a path that does not parse, as in smtp_MAIL, gets the
+        # reply aiosmtpd gives one its parser refuses cleanly.
+        if _malformed_path(arg, ""):
+            if not await self.check_auth_needed("VRFY"):
+                await self.push(replies.CANNOT_VRFY.format(address=arg))
+            return
+        await super().smtp_VRFY(arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
         # RFC 5321 sections 4.1.1.4 (DATA) and 4.5.2 (transparency).
@@ -192,6 +228,8 @@ class SMTPSession(SMTP):
 
     async def push(self, status: str | bytes) -> None:
         """Send a reply, adding an enhanced status code (RFC 2034) where aiosmtpd left none."""
+        if self.transport is None or self.transport.is_closing():
+            return  # closed (for errors, a timeout, or by the peer): nothing more to say
         if isinstance(status, bytes):
             status = status.decode("utf-8", "replace")
         # Some of aiosmtpd's replies quote the client; never echo control bytes or bad UTF-8.
@@ -224,6 +262,12 @@ class SMTPSession(SMTP):
             self.transport.close()
         if self._handler_coroutine is not None:
             self._handler_coroutine.cancel()
+            if self._handler_coroutine is asyncio.current_task():
+                # A cancel only lands where the task next suspends, and reading a line that
+                # is already buffered does not suspend: without this, pipelined commands
+                # would run on, writing to a closed transport (which a TLS one refuses
+                # with an AttributeError). Suspend now, so the cancel ends the session here.
+                await asyncio.sleep(0)
 
 
 def _canonical_line(line: bytes) -> bytes:
@@ -304,6 +348,26 @@ _REFUSALS = {
     Route.UNKNOWN_USER: replies.UNKNOWN_USER,
     Route.OVER_QUOTA: replies.MAILBOX_FULL,
 }
+
+
+def _malformed_path(arg: str | None, keyword: str) -> bool:
+    """Return whether a MAIL, RCPT or VRFY argument holds a path that does not parse.
+
+    Parse it as aiosmtpd will (RFC 5321 section 4.1.2 via the stdlib's RFC 5322 parser),
+    and call every failure malformed: that parser raises more than HeaderParseError on
+    truncated input. A missing argument or keyword is left to aiosmtpd's syntax reply.
+    """
+    if arg is None or arg[:len(keyword)].upper() != keyword:
+        return False
+    path = arg[len(keyword):].strip()
+    if not path:
+        return False
+    try:
+        parsed, _ = get_angle_addr(path) if path.startswith("<") else get_addr_spec(path)
+        parsed.addr_spec  # noqa: B018 (computing it can fail too)
+    except Exception:
+        return True
+    return False
 
 
 def _plausible_sender(address: str) -> bool:

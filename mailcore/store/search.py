@@ -4,6 +4,11 @@ The key tree is the IMAP grammar's (mailcore.imap.search). Everything the messag
 hold (flags, keywords, size, dates, the cached From/To/Cc/Subject, UID, modseq) becomes
 one SQL condition; keys that need the message itself (BODY, TEXT, BCC and other header
 fields) are checked in Python, and only on the rows the SQL part let through.
+
+The tree is simplified first (NOT NOT x is x; chains of OR and nested AND lists become one
+list each), so the deep programs clients may send (100 nested NOT, 100 chained OR) give
+flat SQL. A key whose SQL would still nest past what SQLite's parser takes is checked in
+Python like the text keys: slower, never wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import email
 import email.errors
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -48,7 +54,19 @@ _EVERYTHING = ("1 = 1", [])
 _ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_date", "blob_id",
                "keywords", *SYSTEM_FLAGS.values())
 
+# SQLite's parser has a fixed stack (YYSTACKDEPTH, 100 entries), which parenthesised
+# conditions fill at two or three entries a level: "NOT (" 46 deep overflows it, and so
+# does "((a) OR (" 23 deep. Keep well below, with room for the rest of the statement.
+MAX_SQL_NESTING = 20
+
 Condition = tuple[str, list]  # an SQL condition on the message table, and its parameters
+
+
+@dataclass(frozen=True)
+class AnyKey:
+    """OR over several keys: a chain of the grammar's binary OrKeys, flattened."""
+
+    keys: tuple[SearchKey | AnyKey, ...]
 
 
 def search(folder_id: int, key: SearchKey, max_uid: int,
@@ -60,10 +78,13 @@ def search(folder_id: int, key: SearchKey, max_uid: int,
     """
     now = now or timezone.now()
     translate = _Translator(max_uid, now)
+    key = simplify(key)
     keys = list(key.keys) if isinstance(key, AndKey) else [key]
     where, params, residual = ["folder_id = %s", "uid <= %s"], [folder_id, max_uid], []
     for k in keys:
         condition = translate.sql(k)
+        if condition is not None and _nesting(condition[0]) > MAX_SQL_NESTING:
+            condition = None
         if condition is None:
             residual.append(k)
         else:
@@ -86,6 +107,44 @@ def search(folder_id: int, key: SearchKey, max_uid: int,
                 if all(check.matches(k, row, message) for k in residual):
                     found.append((row.uid, row.modseq))
     return found
+
+
+def simplify(key: SearchKey) -> SearchKey | AnyKey:
+    """Return an equivalent key tree with NOT NOT removed and OR and AND lists flattened."""
+    if isinstance(key, NotKey):
+        negated = False
+        while isinstance(key, NotKey):  # a loop, not recursion: the chain may be long
+            key, negated = key.key, not negated
+        inner = simplify(key)
+        return NotKey(inner) if negated else inner
+    if isinstance(key, OrKey | AndKey):
+        kind = type(key)
+        operands, pending = [], [key]
+        while pending:
+            k = pending.pop()
+            if isinstance(k, kind):
+                pending.extend(reversed((k.left, k.right) if isinstance(k, OrKey) else k.keys))
+            else:
+                operands.append(simplify(k))
+        # NOT NOT (OR ...) inside an OR only now shows up as an OR: flatten it too.
+        flat_kind = AnyKey if kind is OrKey else AndKey
+        keys: list = []
+        for k in operands:
+            keys.extend(k.keys if isinstance(k, flat_kind) else (k,))
+        return keys[0] if len(keys) == 1 else flat_kind(tuple(keys))
+    return key
+
+
+def _nesting(text: str) -> int:
+    """Return how deep parentheses nest in an SQL condition (its parameters are apart)."""
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
 
 
 def _day_start(day: date) -> datetime:
@@ -114,7 +173,7 @@ class _Translator:
         self.max_uid = max_uid
         self.now = now
 
-    def sql(self, key: SearchKey) -> Condition | None:
+    def sql(self, key: SearchKey | AnyKey) -> Condition | None:
         if isinstance(key, AllKey):
             return _EVERYTHING
         if isinstance(key, FlagKey):
@@ -159,17 +218,15 @@ class _Translator:
             # No column compared here holds NULL: NOT is plain negation.
             return None if inner is None else (f"NOT ({inner[0]})", inner[1])
         if isinstance(key, OrKey):
-            left, right = self.sql(key.left), self.sql(key.right)
-            if left is None or right is None:
-                return None
-            return f"(({left[0]}) OR ({right[0]}))", left[1] + right[1]
-        if isinstance(key, AndKey):
+            return self.sql(AnyKey((key.left, key.right)))
+        if isinstance(key, AnyKey | AndKey):
             parts = [self.sql(k) for k in key.keys]
             if any(p is None for p in parts):
                 return None
             if not parts:
                 return _EVERYTHING
-            return ("(" + " AND ".join(f"({text})" for text, _ in parts) + ")",
+            joint = " OR " if isinstance(key, AnyKey) else " AND "
+            return ("(" + joint.join(f"({text})" for text, _ in parts) + ")",
                     [param for _, params in parts for param in params])
         raise TypeError(f"unknown search key {key!r}")
 
@@ -270,7 +327,7 @@ class _Matcher:
         self.now = now
         self.sets: dict[int, _UidSet] = {}
 
-    def matches(self, key: SearchKey, row: MessageRow, text: _Text) -> bool:
+    def matches(self, key: SearchKey | AnyKey, row: MessageRow, text: _Text) -> bool:
         method: Callable[[SearchKey, MessageRow, _Text], bool] = getattr(
             self, f"_{type(key).__name__}")
         return method(key, row, text)
@@ -330,6 +387,9 @@ class _Matcher:
 
     def _OrKey(self, key: OrKey, row: MessageRow, text: _Text) -> bool:
         return self.matches(key.left, row, text) or self.matches(key.right, row, text)
+
+    def _AnyKey(self, key: AnyKey, row: MessageRow, text: _Text) -> bool:
+        return any(self.matches(k, row, text) for k in key.keys)
 
     def _AndKey(self, key: AndKey, row: MessageRow, text: _Text) -> bool:
         return all(self.matches(k, row, text) for k in key.keys)
