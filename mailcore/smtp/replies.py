@@ -45,6 +45,9 @@ SHUTTING_DOWN = Reply(421, "4.3.2", "{hostname} Service shutting down, closing c
 
 # Submission (RFC 6409) and AUTH (RFC 4954).
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")  # aiosmtpd's own text
+AUTH_NEEDS_TLS = Reply(538, "5.7.11",
+                       "Encryption required for requested authentication mechanism")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_RATE_LIMITED = Reply(454, "4.7.0", "Too many failed logins, try again later")
 AUTH_CANCELLED = Reply(501, "5.7.0", "Authentication cancelled")

@@ -1,4 +1,8 @@
-"""The SMTP listener: aiosmtpd's protocol with our replies, limits, and the inbound handler."""
+"""The SMTP listener: aiosmtpd's protocol with our replies, limits, and the inbound handler.
+
+aiosmtpd is reached through mailcore.smtp.adapter only (its public API, and the few hooks
+the adapter pins); this module uses no private name of aiosmtpd.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import ssl
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.utils import format_datetime
 
-from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import Envelope, Session, TLSSetupException, syntax
 from django.conf import settings
 from django.utils import timezone
 
@@ -17,23 +21,19 @@ from mailcore.directory import Route, resolve
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.proxy import Peer, TrustedProxies
 from mailcore.sessions import SessionLog, new_session_id
-from mailcore.smtp import replies
+from mailcore.smtp import adapter, replies
 from mailcore.store.delivery import QuotaExceeded, deliver
 from mailcore.store.headers import split_header_block
 
-_CODE = re.compile(r"^(\d{3})([ -])(?!\d\.\d{1,3}\.\d{1,3}\b)(.*)$", re.S)
 _RECEIVED = re.compile(rb"^Received:", re.I | re.M)
 # Control characters, and the surrogates aiosmtpd decodes invalid UTF-8 to.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # Syntax and sequence errors: the replies that spend a session's error budget. Refused
 # recipients do not (a list's stale addresses are no abuse), nor a message too big.
 _BAD_COMMAND_CODES = frozenset({500, 501, 502, 503, 504, 553, 555})
-# aiosmtpd's own limit on unknown verbs; it then closes with a 502, which RFC 5321 does not
-# allow (section 3.8: a server closing the connection says 421).
-_AIOSMTPD_BOGUS_LIMIT = "502 5.5.1 Too many unrecognized commands"
 
 
-class SMTPSession(SMTP):
+class SMTPSession(adapter.SMTPProtocol):
     """One SMTP connection: enhanced status codes on every reply, and an error budget."""
 
     # Deviation: RFC 5321 section 4.5.3.1.6 caps lines at 1000 octets, but real senders
@@ -52,7 +52,6 @@ class SMTPSession(SMTP):
         self.log: SessionLog | None = None
         self._greeting_or_ehlo = True
         self._errors = 0
-        self._last_activity = 0.0
         self._disconnected = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,7 +61,6 @@ class SMTPSession(SMTP):
         # the Received field, logins and throttles read session.peer.
         assert self.session is not None
         self.session.peer = (self.client.ip, self.client.port)
-        self._last_activity = self.loop.time()
         if first:
             self.log = SessionLog(self.protocol, self.session_id, self.client.ip)
             self.log.connected(self.client)
@@ -75,29 +73,21 @@ class SMTPSession(SMTP):
         self.connections.discard(self)
         super().connection_lost(error)
 
-    def data_received(self, data: bytes) -> None:
-        self._last_activity = self.loop.time()
-        super().data_received(data)
-
     def _abort(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             line = replies.SHUTTING_DOWN.format(hostname=self.hostname)
             self.transport.write(line.encode() + b"\r\n")
             self.transport.close()
 
-    def _timeout_cb(self) -> None:
+    def timed_out(self) -> None:
         # Deviation from aiosmtpd: the timeout is for idleness (RFC 5321 section 4.5.3.2), so
-        # a big message on a slow link is not cut off; and say why before closing.
-        idle = self.loop.time() - self._last_activity
-        if idle < self._timeout_duration:
-            self._reset_timeout(self._timeout_duration - idle)
-            return
+        # a big message on a slow link is not cut off (see adapter); and say why.
         if self.transport is not None and not self.transport.is_closing():
             line = replies.TIMEOUT.format(hostname=self.hostname)
             self.transport.write(line.encode() + b"\r\n")
             if self.log:
                 self.log.info("timeout")
-        super()._timeout_cb()
+        super().timed_out()
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._greeting_or_ehlo = True
@@ -116,7 +106,8 @@ class SMTPSession(SMTP):
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str | None) -> None:
         # RFC 3207 section 4.2: no second TLS layer (aiosmtpd would try one, and fail).
-        if self._tls_protocol is not None:
+        # Without a context (implicit TLS) aiosmtpd's "454 TLS not available" stands.
+        if self.tls_context is not None and self.tls_active():
             await self.push(replies.TLS_ALREADY_ACTIVE.format())
             return
         await super().smtp_STARTTLS(arg)
@@ -175,16 +166,16 @@ class SMTPSession(SMTP):
         await self.push(replies.START_DATA.format())
         lines, refusal = await self._read_data()
         if refusal is not None:
-            self._set_post_data_state()
+            self.envelope = Envelope()  # after DATA, a new transaction (as aiosmtpd does)
             await self.push(refusal.format())
             return
         content = b"".join(_canonical_line(line) for line in lines)
         lines.clear()
         self.envelope.content = self.envelope.original_content = content
         try:
-            status = await self._call_handler_hook("DATA")
+            status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
         finally:
-            self._set_post_data_state()
+            self.envelope = Envelope()
         await self.push(status)
 
     async def _read_data(self) -> tuple[list[bytes], replies.Reply | None]:
@@ -193,12 +184,13 @@ class SMTPSession(SMTP):
         refusal: replies.Reply | None = None
         size = 0
         tail = b"\r\n"  # the last two bytes read: the data starts at a line's start
+        reader = self.line_reader()
         while True:
             try:
-                line = await self._reader.readuntil(b"\n")
+                line = await reader.readuntil(b"\n")
             except asyncio.LimitOverrunError as exc:
                 # Keep reading to the end of the data, then refuse (RFC 5321 section 4.2.5).
-                line = await self._reader.read(exc.consumed)
+                line = await reader.read(exc.consumed)
                 refusal = refusal or replies.LINE_TOO_LONG
             else:
                 if line == b".\r\n" and tail == b"\r\n":
@@ -240,34 +232,34 @@ class SMTPSession(SMTP):
             if code == 220:
                 self._greeting_or_ehlo = False
             return
-        if status.startswith(_AIOSMTPD_BOGUS_LIMIT):
+        if adapter.ends_for_unknown_commands(status):
+            # RFC 5321 section 3.8: a server closing the connection says 421.
             await self.close_with(replies.TOO_MANY_ERRORS, "too many errors")
             return
-        match = _CODE.match(status)
-        enhanced = replies.DEFAULT_STATUS.get(code) if match else None
-        if match and enhanced:
-            status = f"{code}{match.group(2)}{enhanced} {match.group(3)}"
-        await super().push(status)
+        await super().push(adapter.with_enhanced_status(status))
         if code in _BAD_COMMAND_CODES:
             self._errors += 1
             if self._errors >= settings.SMTP_MAX_BAD_COMMANDS:
                 await self.close_with(replies.TOO_MANY_ERRORS, "too many errors")
 
     async def close_with(self, reply: replies.Reply, reason: str) -> None:
-        """Say this 421 reply and hang up; commands pipelined behind are not run."""
+        """Say this 421 reply and hang up; commands pipelined behind are not run.
+
+        Call it from a command: it ends the task that runs the session's commands.
+        """
         if self.log:
             self.log.warning(reason)
         await super().push(reply.format(hostname=self.hostname))
         if self.transport is not None:
             self.transport.close()
-        if self._handler_coroutine is not None:
-            self._handler_coroutine.cancel()
-            if self._handler_coroutine is asyncio.current_task():
-                # A cancel only lands where the task next suspends, and reading a line that
-                # is already buffered does not suspend: without this, pipelined commands
-                # would run on, writing to a closed transport (which a TLS one refuses
-                # with an AttributeError). Suspend now, so the cancel ends the session here.
-                await asyncio.sleep(0)
+        commands = asyncio.current_task()
+        if commands is not None:
+            commands.cancel()
+            # A cancel only lands where the task next suspends, and reading a line that is
+            # already buffered does not suspend: without this, pipelined commands would run
+            # on, writing to a closed transport (which a TLS one refuses with an
+            # AttributeError). Suspend now, so the cancel ends the session here.
+            await asyncio.sleep(0)
 
 
 def _canonical_line(line: bytes) -> bytes:

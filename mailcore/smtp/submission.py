@@ -42,22 +42,41 @@ class SubmissionSession(SMTPSession):
 
     def __init__(self, handler: SubmissionHandler, connections: Connections, *,
                  implicit_tls: bool, **kwargs) -> None:
-        super().__init__(handler, connections, auth_required=True, **kwargs)
+        # aiosmtpd's auth_require_tls knows TLS only from its own STARTTLS, not implicit TLS;
+        # and auth_required with auth_require_tls=False warns on every connection. So both
+        # are off, and this class requires them itself: check_auth_needed, smtp_AUTH, and
+        # the handler's EHLO (can_authenticate).
+        super().__init__(handler, connections, auth_require_tls=False, **kwargs)
         self.implicit_tls = implicit_tls
         self.protocol = "submissions" if implicit_tls else "submission"
         self.auth_failures = 0
-        # RFC 8314 section 3: passwords only inside TLS. aiosmtpd knows TLS only from
-        # STARTTLS, so tell it that implicit TLS is TLS too. "always" is for a
-        # TLS-terminating proxy in front (the setting's one legitimate use).
+        # RFC 8314 section 3: passwords only inside TLS. "always" is for a TLS-terminating
+        # proxy in front (the setting's one legitimate use).
         # Deviation: PLAINTEXT_AUTH=loopback (development) does not open AUTH without TLS
         # here; submission clients all speak STARTTLS.
-        self._auth_require_tls = not (implicit_tls or settings.PLAINTEXT_AUTH == "always")
+        self.passwords_need_tls = not (implicit_tls or settings.PLAINTEXT_AUTH == "always")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.implicit_tls and self.session is not None:
-            # The Received field says ESMTPSA, and aiosmtpd treats the transport as TLS.
+            # The Received field says ESMTPSA, and tls_active() is true.
             self.session.ssl = {"cipher": transport.get_extra_info("cipher")}
+
+    def can_authenticate(self) -> bool:
+        """Return whether AUTH may be used now: inside TLS, or behind a TLS proxy."""
+        return not self.passwords_need_tls or self.tls_active()
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        """Refuse a command before AUTH (RFC 6409 section 4.3); return whether refused.
+
+        aiosmtpd's MAIL, RCPT, DATA, VRFY and HELP ask this first (pinned by the adapter's
+        test); it stands for aiosmtpd's auth_required.
+        """
+        assert self.session is not None
+        if self.session.authenticated:
+            return False
+        await self.push(replies.AUTH_REQUIRED.format())
+        return True
 
     def mailbox(self) -> Mailbox:
         """Return the mailbox this session authenticated as (MAIL, RCPT and DATA need one)."""
@@ -71,18 +90,25 @@ class SubmissionSession(SMTPSession):
         if self.envelope is not None and self.envelope.mail_from:
             await self.push(replies.AUTH_IN_TRANSACTION.format())
             return
+        # RFC 4954 section 4 and RFC 8314 section 3: no password outside TLS. aiosmtpd
+        # answers a missing HELO or a HELO (not EHLO) session first, as it would.
+        assert self.session is not None
+        if self.session.host_name and self.session.extended_smtp and not self.can_authenticate():
+            await self.push(replies.AUTH_NEEDS_TLS.format())
+            return
         await super().smtp_AUTH(arg)
 
     async def challenge(self, text: bytes) -> bytes:
         """Send a 334 challenge; return the client's decoded answer (RFC 4954 section 4)."""
         await self.push("334 " + base64.b64encode(text).decode())
         too_long = False
+        reader = self.line_reader()
         while True:
             try:
-                line = await self._reader.readuntil(b"\n")
+                line = await reader.readuntil(b"\n")
                 break
             except asyncio.LimitOverrunError as exc:
-                await self._reader.read(exc.consumed)
+                await reader.read(exc.consumed)
                 too_long = True
             except asyncio.IncompleteReadError:
                 raise ConnectionResetError("closed during AUTH") from None
@@ -104,9 +130,11 @@ class SubmissionHandler(InboundHandler):
 
     async def handle_EHLO(self, server: SubmissionSession, session: Session,
                           envelope: Envelope, hostname: str, responses: list[str]) -> list[str]:
-        # RFC 5321 section 4.1.1.1; AUTH (RFC 4954) only where aiosmtpd offers it: over TLS.
+        # RFC 5321 section 4.1.1.1; AUTH (RFC 4954) only over TLS (see can_authenticate).
         session.host_name = hostname
-        return responses[:-1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+        lines = [r for r in responses[:-1]
+                 if server.can_authenticate() or not r.startswith("250-AUTH")]
+        return lines + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     # aiosmtpd calls a handler's auth_<MECHANISM> in place of its own, which would check
     # the password on the event loop; these check it in the database pool.
