@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mailcore import dbpool
 from mailcore.imap import encode, replies
 from mailcore.imap.parser import Command, Search
-from mailcore.imap.search import AndKey, NotKey, OrKey, SearchKey, SetKey
+from mailcore.message.searchkeys import AndKey, NotKey, OrKey, SearchKey, SetKey
 from mailcore.store import search as store_search
 
 if TYPE_CHECKING:

@@ -1,13 +1,31 @@
-"""The SEARCH grammar (RFC 3501 section 6.4.4, RFC 9051 section 6.4.4) and its key tree."""
+"""The SEARCH grammar (RFC 3501 section 6.4.4, RFC 9051 section 6.4.4): a search program.
+
+It reads what follows SEARCH into a Search: the key tree (mailcore.message.searchkeys,
+which the store evaluates), the charset and the ESEARCH return options.
+"""
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 
-from mailcore.imap.lexer import MAX_NUMBER64, Reader, SequenceSet
+from mailcore.imap.lexer import MAX_NUMBER64, Reader
+from mailcore.message.searchkeys import (
+    AgeKey,
+    AllKey,
+    AndKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    ModSeqKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SetKey,
+    SizeKey,
+    TextKey,
+)
 from mailcore.sessions import BadSyntax, Refused
 
 # NOT, OR and groups inside one another. Dovecot answers 100 levels of each; the store
@@ -24,97 +42,6 @@ class BadCharset(Refused):
         self.charset = charset
         self.tag: str | None = None  # set by parse_command, to answer "tag NO ..."
         self.verb: str | None = None
-
-
-@dataclass(frozen=True)
-class AllKey:
-    """ALL: every message."""
-
-
-@dataclass(frozen=True)
-class FlagKey:
-    """A flag or keyword that must be set (present) or not set."""
-
-    flag: str
-    present: bool = True
-
-
-@dataclass(frozen=True)
-class HeaderKey:
-    """A header field (lower-case name) whose value contains the text; "" means present."""
-
-    field: str
-    value: str
-
-
-@dataclass(frozen=True)
-class TextKey:
-    """BODY (the body only) or TEXT (header and body) containing the text."""
-
-    part: str
-    value: str
-
-
-@dataclass(frozen=True)
-class DateKey:
-    """BEFORE/ON/SINCE on the internal date, or on the Date: header when field is "SENT"."""
-
-    field: str  # "INTERNAL" or "SENT"
-    op: str  # "BEFORE", "ON" or "SINCE"
-    value: date
-
-
-@dataclass(frozen=True)
-class SizeKey:
-    """LARGER or SMALLER than a number of octets."""
-
-    op: str
-    value: int
-
-
-@dataclass(frozen=True)
-class AgeKey:
-    """OLDER or YOUNGER than a number of seconds (RFC 5032)."""
-
-    op: str
-    seconds: int
-
-
-@dataclass(frozen=True)
-class SetKey:
-    """Messages in a sequence set, of sequence numbers or (uid) of UIDs."""
-
-    set: SequenceSet
-    uid: bool = False
-
-
-@dataclass(frozen=True)
-class ModSeqKey:
-    """MODSEQ: a mod-sequence at least this one (RFC 7162 section 3.1.5)."""
-
-    modseq: int
-    entry: str | None = None  # e.g. "/flags/\\draft"
-    entry_type: str | None = None  # "PRIV", "SHARED" or "ALL"
-
-
-@dataclass(frozen=True)
-class NotKey:
-    key: SearchKey
-
-
-@dataclass(frozen=True)
-class OrKey:
-    left: SearchKey
-    right: SearchKey
-
-
-@dataclass(frozen=True)
-class AndKey:
-    keys: tuple[SearchKey, ...]
-
-
-SearchKey = (AllKey | FlagKey | HeaderKey | TextKey | DateKey | SizeKey | AgeKey | SetKey
-             | ModSeqKey | NotKey | OrKey | AndKey)
 
 
 @dataclass(frozen=True)
