@@ -1,9 +1,10 @@
-"""IMAP SEARCH (RFC 9051 section 6.4.4): numbers to UIDs, the store's search, SEARCH/ESEARCH.
+"""The SEARCH command (RFC 9051 section 6.4.4): numbers to UIDs, the store's search, replies.
 
-The store evaluates the key tree (mailcore.store.search); this module turns message
-numbers and "$" into UID sets first, because only the session knows its numbering,
-then answers with SEARCH (IMAP4rev1) or ESEARCH (RFC 4731, and always under IMAP4rev2),
-and saves the result for "$" (SEARCHRES, RFC 5182).
+The grammar reads the command (mailcore.imap.searchgrammar) and the store evaluates the
+key tree (mailcore.store.search); this module turns message numbers and "$" into UID
+sets first, because only the session knows its numbering, then answers with SEARCH
+(IMAP4rev1) or ESEARCH (RFC 4731, and always under IMAP4rev2), and saves the result for
+"$" (SEARCHRES, RFC 5182).
 """
 
 from __future__ import annotations
