@@ -217,5 +217,4 @@ class _AddressParser:
 
 def parse_addresses(value: bytes) -> list[Address]:
     """Return the addresses of an address header's value."""
-    return [Address(*(text(part) for part in addr))
-            for addr in _AddressParser(value).address_list()]
+    return [Address._make(map(text, addr)) for addr in _AddressParser(value).address_list()]
