@@ -133,10 +133,10 @@ def fill_ours(spec: Sequence[tuple[str, str, int]]) -> None:
     from django.db import transaction
 
     from mailcore import directory
+    from mailcore.message.summary import summarize
     from mailcore.models import Blob, Folder, Mailbox, Message
     from mailcore.store import structure
     from mailcore.store.blobs import blob_store
-    from mailcore.store.headers import summarize
 
     store = blob_store()
     for domain in sorted({address.rpartition("@")[2] for address, _, _ in spec}):

@@ -9,7 +9,7 @@ from email.utils import format_datetime, make_msgid
 
 from django.utils import timezone
 
-from mailcore.store.headers import split_header_block
+from mailcore.message.summary import split_header_block
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from mailcore.imap import encode, utf7
-from mailcore.imap.lexer import MAX_DEPTH, Reader
+from mailcore.imap.lexer import MAX_DEPTH, Reader, parse_sequence_set
 from mailcore.imap.parser import (
     Append,
     AppendMessage,
@@ -33,7 +33,6 @@ from mailcore.imap.parser import (
     Search,
     Section,
     Select,
-    SequenceSet,
     SetQuota,
     Status,
     Store,
@@ -41,8 +40,8 @@ from mailcore.imap.parser import (
     find_literal,
     parse_command,
 )
-from mailcore.imap.search import (
-    MAX_NESTING,
+from mailcore.imap.searchgrammar import MAX_NESTING
+from mailcore.message.searchkeys import (
     AgeKey,
     AllKey,
     AndKey,
@@ -56,6 +55,7 @@ from mailcore.imap.search import (
     SizeKey,
     TextKey,
 )
+from mailcore.message.sequenceset import SequenceSet
 from mailcore.sessions import BadSyntax, Refused
 
 
@@ -67,7 +67,7 @@ def args(line: bytes | str, **kwargs) -> object:
 
 
 def seq(text: str) -> SequenceSet:
-    return SequenceSet.parse(text)
+    return parse_sequence_set(text)
 
 
 def bad(line: bytes | str, **kwargs) -> CommandSyntaxError:

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from mailcore import directory
+from mailcore.message.summary import summarize
 from mailcore.models import Blob, Message, OutboundRecipient
 from mailcore.store.blobs import blob_store, collect_orphans
 from mailcore.store.delivery import QuotaExceeded, deliver
 from mailcore.store.folders import INBOX, expunge, lock_folder
-from mailcore.store.headers import summarize
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from mailcore.imap import utf7
-from mailcore.imap.lexer import MONTHS, SequenceSet
+from mailcore.imap.lexer import MONTHS
+from mailcore.message.sequenceset import SequenceSet
 
 CRLF = b"\r\n"
 NIL = b"NIL"

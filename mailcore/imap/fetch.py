@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from mailcore import dbpool
-from mailcore.imap import encode, mime, replies
+from mailcore.imap import bodystructure, encode, replies
 from mailcore.imap.parser import Command, Fetch, FetchItem, Section
+from mailcore.message.mime import SectionReader
 from mailcore.sessions import BadSyntax, Refused
 from mailcore.store import messages
 from mailcore.store.messages import MessageRow, flags_of
@@ -48,7 +49,7 @@ def _needs_structure(item: FetchItem) -> bool:
     if item.name in ("BODYSTRUCTURE", "BODY") and item.section is None:
         return True
     if item.name == "BODY":
-        return mime.SectionReader(str(item.section)).needs_structure
+        return SectionReader(str(item.section)).needs_structure
     return item.name in ("BINARY", "BINARY.SIZE") and bool(item.section.part)
 
 
@@ -188,17 +189,17 @@ def _renderer(item: FetchItem) -> Renderer:
     if name == "MODSEQ":
         return lambda row, raw: b"MODSEQ (%d)" % row.modseq
     if name == "ENVELOPE":
-        return lambda row, raw: label + mime.envelope_sexp(row.envelope)
+        return lambda row, raw: label + bodystructure.envelope_sexp(row.envelope)
     if name == "BODYSTRUCTURE":
-        return lambda row, raw: label + mime.bodystructure_sexp(row.bodystructure,
+        return lambda row, raw: label + bodystructure.bodystructure_sexp(row.bodystructure,
                                                                  extensible=True)
     if name == "BODY" and item.section is None:
-        return lambda row, raw: label + mime.bodystructure_sexp(row.bodystructure,
+        return lambda row, raw: label + bodystructure.bodystructure_sexp(row.bodystructure,
                                                                  extensible=False)
     if name == "RFC822":
         return lambda row, raw: label + encode.literal(raw)
     if name in ("RFC822.HEADER", "RFC822.TEXT", "BODY"):
-        reader = mime.SectionReader(str(item.section) if name == "BODY"
+        reader = SectionReader(str(item.section) if name == "BODY"
                                     else name.removeprefix("RFC822."))
         partial = item.partial
 

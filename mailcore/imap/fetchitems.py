@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 
 from mailcore.imap import encode
-from mailcore.imap.lexer import MAX_NUMBER64, Reader, SequenceSet
+from mailcore.imap.lexer import MAX_NUMBER64, Reader
+from mailcore.message.sequenceset import SequenceSet
 from mailcore.sessions import BadSyntax
 
 FETCH_MACROS = {

@@ -13,16 +13,16 @@ from mailcore.imap.lexer import (
     MAX_NUMBER64,
     LiteralMarker,
     Reader,
-    SequenceSet,
     find_literal,
 )
-from mailcore.imap.search import BadCharset, Search, parse_search
+from mailcore.imap.searchgrammar import BadCharset, Search, parse_search
+from mailcore.message.sequenceset import SequenceSet
 from mailcore.sessions import BadSyntax
 
 __all__ = [
     # Re-exported from the lexer, search and fetch grammars: the session needs only this module.
     "LITERAL_MINUS_MAX", "BadCharset", "Fetch", "FetchItem", "LiteralMarker", "Search",
-    "Section", "SequenceSet", "find_literal",
+    "Section", "find_literal",
     "Append", "AppendMessage", "Authenticate", "Command", "CommandSyntaxError", "Copy",
     "Create", "Enable", "Expunge", "GetQuota", "Id", "List", "Login", "MailboxName", "QResync",
     "Rename", "Select", "SetQuota", "Status", "Store", "Unknown", "parse_command",

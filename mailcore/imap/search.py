@@ -1,306 +1,99 @@
-"""The SEARCH grammar (RFC 3501 section 6.4.4, RFC 9051 section 6.4.4) and its key tree."""
+"""The SEARCH command (RFC 9051 section 6.4.4): numbers to UIDs, the store's search, replies.
+
+The grammar reads the command (mailcore.imap.searchgrammar) and the store evaluates the
+key tree (mailcore.store.search); this module turns message numbers and "$" into UID
+sets first, because only the session knows its numbering, then answers with SEARCH
+(IMAP4rev1) or ESEARCH (RFC 4731, and always under IMAP4rev2), and saves the result for
+"$" (SEARCHRES, RFC 5182).
+"""
 
 from __future__ import annotations
 
-import codecs
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date
+from array import array
+from typing import TYPE_CHECKING
 
-from mailcore.imap.lexer import MAX_NUMBER64, Reader, SequenceSet
-from mailcore.sessions import BadSyntax, Refused
+from mailcore import dbpool
+from mailcore.imap import encode, replies
+from mailcore.imap.parser import Command, Search
+from mailcore.message.searchkeys import AndKey, NotKey, OrKey, SearchKey, SetKey
+from mailcore.store import search as store_search
 
-# NOT, OR and groups inside one another. Dovecot answers 100 levels of each; the store
-# evaluates any tree this deep (mailcore.store.search), in SQL or in Python.
-MAX_NESTING = 100
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})  # RFC 4731, RFC 5182
-
-
-class BadCharset(Refused):
-    """The client asked for a charset the server cannot search in (NO [BADCHARSET])."""
-
-    def __init__(self, charset: str) -> None:
-        super().__init__("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")
-        self.charset = charset
-        self.tag: str | None = None  # set by parse_command, to answer "tag NO ..."
-        self.verb: str | None = None
+if TYPE_CHECKING:
+    from mailcore.imap.session import IMAPSession
+    from mailcore.imap.view import View
 
 
-@dataclass(frozen=True)
-class AllKey:
-    """ALL: every message."""
-
-
-@dataclass(frozen=True)
-class FlagKey:
-    """A flag or keyword that must be set (present) or not set."""
-
-    flag: str
-    present: bool = True
-
-
-@dataclass(frozen=True)
-class HeaderKey:
-    """A header field (lower-case name) whose value contains the text; "" means present."""
-
-    field: str
-    value: str
-
-
-@dataclass(frozen=True)
-class TextKey:
-    """BODY (the body only) or TEXT (header and body) containing the text."""
-
-    part: str
-    value: str
-
-
-@dataclass(frozen=True)
-class DateKey:
-    """BEFORE/ON/SINCE on the internal date, or on the Date: header when field is "SENT"."""
-
-    field: str  # "INTERNAL" or "SENT"
-    op: str  # "BEFORE", "ON" or "SINCE"
-    value: date
-
-
-@dataclass(frozen=True)
-class SizeKey:
-    """LARGER or SMALLER than a number of octets."""
-
-    op: str
-    value: int
-
-
-@dataclass(frozen=True)
-class AgeKey:
-    """OLDER or YOUNGER than a number of seconds (RFC 5032)."""
-
-    op: str
-    seconds: int
-
-
-@dataclass(frozen=True)
-class SetKey:
-    """Messages in a sequence set, of sequence numbers or (uid) of UIDs."""
-
-    set: SequenceSet
-    uid: bool = False
-
-
-@dataclass(frozen=True)
-class ModSeqKey:
-    """MODSEQ: a mod-sequence at least this one (RFC 7162 section 3.1.5)."""
-
-    modseq: int
-    entry: str | None = None  # e.g. "/flags/\\draft"
-    entry_type: str | None = None  # "PRIV", "SHARED" or "ALL"
-
-
-@dataclass(frozen=True)
-class NotKey:
-    key: SearchKey
-
-
-@dataclass(frozen=True)
-class OrKey:
-    left: SearchKey
-    right: SearchKey
-
-
-@dataclass(frozen=True)
-class AndKey:
-    keys: tuple[SearchKey, ...]
-
-
-SearchKey = (AllKey | FlagKey | HeaderKey | TextKey | DateKey | SizeKey | AgeKey | SetKey
-             | ModSeqKey | NotKey | OrKey | AndKey)
-
-
-@dataclass(frozen=True)
-class Search:
-    """A SEARCH command's program: the key tree, its charset and ESEARCH return options."""
-
-    key: SearchKey
-    charset: str | None = None
-    return_options: frozenset[str] | None = None  # None: answer with untagged SEARCH
-
-    @property
-    def uses_modseq(self) -> bool:
-        """Tell whether a MODSEQ key occurs, so the reply must carry (MODSEQ n)."""
-        return _has_modseq(self.key)
-
-
-def _has_modseq(key: SearchKey) -> bool:
-    if isinstance(key, ModSeqKey):
-        return True
+def by_uid(key: SearchKey, view: View) -> SearchKey:
+    """Return the key with every message-number set and "$" turned into a UID set."""
+    if isinstance(key, SetKey):
+        if key.uid and not key.set.saved:
+            return key
+        return SetKey(view.uid_ranges(key.set, key.uid), uid=True)
     if isinstance(key, NotKey):
-        return _has_modseq(key.key)
+        return NotKey(by_uid(key.key, view))
     if isinstance(key, OrKey):
-        return _has_modseq(key.left) or _has_modseq(key.right)
+        return OrKey(by_uid(key.left, view), by_uid(key.right, view))
     if isinstance(key, AndKey):
-        return any(_has_modseq(k) for k in key.keys)
-    return False
+        return AndKey(tuple(by_uid(k, view) for k in key.keys))
+    return key
 
 
-_FLAG_KEYS = {
-    "ANSWERED": ("\\Answered", True), "DELETED": ("\\Deleted", True),
-    "DRAFT": ("\\Draft", True), "FLAGGED": ("\\Flagged", True), "SEEN": ("\\Seen", True),
-    "RECENT": ("\\Recent", True), "OLD": ("\\Recent", False),
-    "UNANSWERED": ("\\Answered", False), "UNDELETED": ("\\Deleted", False),
-    "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False),
-    "UNSEEN": ("\\Seen", False),
-}
-_HEADER_KEYS = {"BCC", "CC", "FROM", "SUBJECT", "TO"}
-_DATE_KEYS = {
-    "BEFORE": ("INTERNAL", "BEFORE"), "ON": ("INTERNAL", "ON"), "SINCE": ("INTERNAL", "SINCE"),
-    "SENTBEFORE": ("SENT", "BEFORE"), "SENTON": ("SENT", "ON"), "SENTSINCE": ("SENT", "SINCE"),
-}
-
-
-def parse_search(reader: Reader) -> Search:
-    """Read what follows "SEARCH": [SP RETURN (...)] [SP CHARSET name] 1*(SP search-key)."""
-    return_options = None
-    reader.space()
-    if reader.take_word(b"RETURN"):
-        reader.space()
-        options = reader.paren_list(reader.keyword)
-        unknown = set(options) - RETURN_OPTIONS
-        if unknown:
-            raise BadSyntax("unknown SEARCH return option")
-        return_options = frozenset(options or ["ALL"])
-        reader.space()
-    charset = None
-    if reader.take_word(b"CHARSET"):
-        reader.space()
-        charset = reader.astring().upper()
-        _check_charset(charset)
-        reader.space()
-    grammar = _Grammar(reader, charset or "UTF-8")
-    keys = [grammar.key()]
-    while reader.take(b" "):
-        keys.append(grammar.key())
-    reader.end()
-    return Search(keys[0] if len(keys) == 1 else AndKey(tuple(keys)), charset, return_options)
-
-
-def _check_charset(charset: str) -> None:
+async def do_search(session: IMAPSession, command: Command) -> str:
+    # RFC 9051 section 6.4.4 (RFC 3501 section 6.4.4), ESEARCH (RFC 4731 section 3.1),
+    # SEARCHRES (RFC 5182 section 2), MODSEQ (RFC 7162 section 3.1.5).
+    view = session.selected
+    args: Search = command.args
+    if args.uses_modseq:
+        session.enable_condstore()
+    options = args.return_options
+    if options is None and session.rev2:
+        options = frozenset({"ALL"})  # IMAP4rev2 answers with ESEARCH only
+    saving = options is not None and "SAVE" in options
     try:
-        info = codecs.lookup(charset)
-    except LookupError:
-        raise BadCharset(charset) from None
-    if not getattr(info, "_is_text_encoding", True):  # base64, rot13, zlib...
-        raise BadCharset(charset)
+        found = await dbpool.run(store_search.search, view.folder_id, by_uid(args.key, view),
+                                 view.max_uid)
+    except BaseException:
+        if saving:
+            view.saved = array("I")  # RFC 5182 section 2.1: a failed SEARCH empties "$"
+        raise
+    found = [(uid, modseq) for uid, modseq in found if view.seq(uid) is not None]
+    uids = [uid for uid, _ in found]
+    numbers = uids if command.uid else [view.seq(uid) for uid in uids]
+    modseq = max((m for _, m in found), default=0) if args.uses_modseq else 0
+    if saving:
+        view.saved = array("I", _saved(uids, options))
+    if options is None:
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if modseq:
+            line += b" (MODSEQ %d)" % modseq
+        await session.send(line + b"\r\n")
+    elif options != {"SAVE"}:
+        await session.send(_esearch(command, options, numbers, modseq))
+    return replies.COMPLETED.format(verb=command.verb)
 
 
-class _Grammar:
-    def __init__(self, reader: Reader, charset: str) -> None:
-        self.reader = reader
-        # Deviation: without CHARSET, strings are read as UTF-8 (a superset of US-ASCII),
-        # because many clients send UTF-8 without announcing it.
-        self.charset = charset
-        self.nesting = 0
-
-    def text(self) -> str:
-        raw = self.reader.astring_bytes()
-        try:
-            return raw.decode(self.charset)
-        except (UnicodeDecodeError, LookupError):
-            raise BadSyntax("search string not valid in its charset") from None
-
-    def key(self) -> SearchKey:
-        r = self.reader
-        if r.peek(b"(") or r.peek(b"$") or r.peek(b"*") or r.data[r.pos:r.pos + 1].isdigit():
-            return self._nested(self._group) if r.peek(b"(") else SetKey(r.sequence_set())
-        name = r.keyword()
-        if name in _FLAG_KEYS:
-            return FlagKey(*_FLAG_KEYS[name])
-        if name == "ALL":
-            return AllKey()
-        if name == "NEW":
-            return AndKey((FlagKey("\\Recent"), FlagKey("\\Seen", False)))
-        parse = _ARGUMENT_KEYS.get(name)
-        if parse is None:
-            raise BadSyntax("unknown search key")
-        r.space()
-        return parse(self, name)
-
-    def _nested(self, parse: Callable[[], SearchKey]) -> SearchKey:
-        self.nesting += 1
-        if self.nesting > MAX_NESTING:
-            raise BadSyntax("search program too deeply nested")
-        try:
-            return parse()
-        finally:
-            self.nesting -= 1
-
-    def _group(self) -> SearchKey:
-        # Not Reader.paren_list: its depth limit is for data lists (MAX_DEPTH); groups count
-        # towards MAX_NESTING with NOT and OR, so 100 levels of each parse, as in Dovecot.
-        r = self.reader
-        r.expect(b"(")
-        keys = [self.key()]
-        while r.take(b" "):
-            keys.append(self.key())
-        r.expect(b")")
-        return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
-
-    def _not(self, name: str) -> SearchKey:
-        return NotKey(self._nested(self.key))
-
-    def _or(self, name: str) -> SearchKey:
-        left = self._nested(self.key)
-        self.reader.space()
-        return OrKey(left, self._nested(self.key))
-
-    def _header(self, name: str) -> SearchKey:
-        return HeaderKey(name.lower(), self.text())
-
-    def _header_field(self, name: str) -> SearchKey:
-        field = self.reader.astring()
-        self.reader.space()
-        return HeaderKey(field.lower(), self.text())
-
-    def _text(self, name: str) -> SearchKey:
-        return TextKey(name, self.text())
-
-    def _keyword(self, name: str) -> SearchKey:
-        return FlagKey(self.reader.atom(), name == "KEYWORD")
-
-    def _date(self, name: str) -> SearchKey:
-        return DateKey(*_DATE_KEYS[name], self.reader.date())
-
-    def _size(self, name: str) -> SearchKey:
-        return SizeKey(name, self.reader.number(MAX_NUMBER64))
-
-    def _age(self, name: str) -> SearchKey:
-        return AgeKey(name, self.reader.nz_number())
-
-    def _uid(self, name: str) -> SearchKey:
-        return SetKey(self.reader.sequence_set(), uid=True)
-
-    def _modseq(self, name: str) -> SearchKey:
-        r = self.reader
-        entry = entry_type = None
-        if r.peek(b'"'):
-            entry = r.string()
-            if not entry.lower().startswith("/flags/") or len(entry) == 7:
-                raise BadSyntax("bad MODSEQ entry name")
-            r.space()
-            entry_type = r.keyword()
-            if entry_type not in ("PRIV", "SHARED", "ALL"):
-                raise BadSyntax("bad MODSEQ entry type")
-            r.space()
-        return ModSeqKey(r.number(MAX_NUMBER64), entry, entry_type)
+def _saved(uids: list[int], options: frozenset[str]) -> list[int]:
+    """Return what SAVE keeps: MIN and/or MAX alone keep just those (RFC 5182 2.4)."""
+    if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"} or not uids:
+        return uids
+    kept = ([uids[0]] if "MIN" in options else []) + ([uids[-1]] if "MAX" in options else [])
+    return sorted(set(kept))
 
 
-_ARGUMENT_KEYS: dict[str, Callable[[_Grammar, str], SearchKey]] = {
-    "NOT": _Grammar._not, "OR": _Grammar._or,
-    **dict.fromkeys(_HEADER_KEYS, _Grammar._header), "HEADER": _Grammar._header_field,
-    "BODY": _Grammar._text, "TEXT": _Grammar._text,
-    "KEYWORD": _Grammar._keyword, "UNKEYWORD": _Grammar._keyword,
-    **dict.fromkeys(_DATE_KEYS, _Grammar._date),
-    "LARGER": _Grammar._size, "SMALLER": _Grammar._size,
-    "OLDER": _Grammar._age, "YOUNGER": _Grammar._age,
-    "UID": _Grammar._uid, "MODSEQ": _Grammar._modseq,
-}
+def _esearch(command: Command, options: frozenset[str], numbers: list[int],
+             modseq: int) -> bytes:
+    """Return * ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set] [MODSEQ n]."""
+    parts = [b"ESEARCH", b"(TAG " + encode.quoted(command.tag) + b")"]
+    if command.uid:
+        parts.append(b"UID")
+    if numbers and "MIN" in options:
+        parts.append(b"MIN %d" % min(numbers))
+    if numbers and "MAX" in options:
+        parts.append(b"MAX %d" % max(numbers))
+    if "COUNT" in options:
+        parts.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in options:
+        parts.append(b"ALL " + encode.sequence_set(numbers))
+    if modseq and options & {"MIN", "MAX", "COUNT", "ALL"}:
+        parts.append(b"MODSEQ %d" % modseq)
+    return encode.untagged(*parts)

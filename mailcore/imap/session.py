@@ -3,7 +3,7 @@
 The state machine is data: COMMANDS maps each verb to the states it is allowed in and
 its handler. Handlers here cover the any-state and not-authenticated commands; folder
 commands live in mailcore.imap.folders, selected-state ones in mailcore.imap.selection,
-FETCH in mailcore.imap.fetch and SEARCH in mailcore.imap.searching. A handler returns
+FETCH in mailcore.imap.fetch and SEARCH in mailcore.imap.search. A handler returns
 the text of its tagged OK, or raises one of mailcore.sessions' exceptions, mapped to
 NO, BAD or BYE in dispatch() alone.
 """
@@ -23,7 +23,7 @@ from django.conf import settings
 
 from mailcore import dbpool, logins, sasl
 from mailcore.directory import LoginRefused, plaintext_allowed
-from mailcore.imap import encode, fetch, folders, replies, searching, selection
+from mailcore.imap import encode, fetch, folders, replies, search, selection
 from mailcore.imap.parser import (
     Authenticate,
     BadCharset,
@@ -582,7 +582,7 @@ COMMANDS: dict[str, Verb] = {
     "CLOSE": Verb(SELECTED, selection.do_close),
     "UNSELECT": Verb(SELECTED, selection.do_unselect),
     "EXPUNGE": Verb(SELECTED, selection.do_expunge),
-    "SEARCH": Verb(SELECTED, searching.do_search, numbers_stable=True),
+    "SEARCH": Verb(SELECTED, search.do_search, numbers_stable=True),
     "FETCH": Verb(SELECTED, fetch.do_fetch, numbers_stable=True),
     "STORE": Verb(SELECTED, selection.do_store, numbers_stable=True),
     "COPY": Verb(SELECTED, selection.do_copy),

@@ -13,7 +13,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 
 from mailcore.imap import encode, replies
-from mailcore.imap.lexer import SequenceSet
+from mailcore.message.sequenceset import SequenceSet
 from mailcore.sessions import BadSyntax
 from mailcore.store.messages import FolderState, MessageState, OpenedFolder
 

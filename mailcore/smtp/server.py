@@ -19,11 +19,11 @@ from django.utils import timezone
 from mailcore import dbpool, stats
 from mailcore.directory import Route, resolve
 from mailcore.listeners import Connections, accepting, listen_args
+from mailcore.message.summary import split_header_block
 from mailcore.proxy import Peer, TrustedProxies
 from mailcore.sessions import SessionLog, new_session_id
 from mailcore.smtp import adapter, replies
 from mailcore.store.delivery import QuotaExceeded, deliver
-from mailcore.store.headers import split_header_block
 
 _RECEIVED = re.compile(rb"^Received:", re.I | re.M)
 # Control characters, and the surrogates aiosmtpd decodes invalid UTF-8 to.

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from mailcore import dbpool
+from mailcore.message.summary import summarize
 from mailcore.models import (
     Blob,
     Folder,
@@ -25,7 +26,6 @@ from mailcore.models import (
 from mailcore.store import events, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX
-from mailcore.store.headers import summarize
 
 log = logging.getLogger("mailcore.store")
 

@@ -18,6 +18,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from mailcore import dbpool
+from mailcore.message.summary import summarize
 from mailcore.models import Expunged, Folder, Mailbox, Message
 from mailcore.store import delivery, events, sql, structure
 from mailcore.store.blobs import blob_store
@@ -29,7 +30,6 @@ from mailcore.store.folders import (
     expunge_rows,
     find_folder,
 )
-from mailcore.store.headers import summarize
 
 SYSTEM_FLAGS = {"\\Seen": "seen", "\\Answered": "answered", "\\Flagged": "flagged",
                 "\\Deleted": "deleted", "\\Draft": "draft"}

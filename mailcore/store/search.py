@@ -1,9 +1,9 @@
 """SEARCH over a folder: one query on the cached columns; blobs opened only for what remains.
 
-The key tree is the IMAP grammar's (mailcore.imap.search). Everything the message rows
-hold (flags, keywords, size, dates, the cached From/To/Cc/Subject, UID, modseq) becomes
-one SQL condition; keys that need the message itself (BODY, TEXT, BCC and other header
-fields) are checked in Python, and only on the rows the SQL part let through.
+The key tree is the message model's (mailcore.message.searchkeys). Everything the
+message rows hold (flags, keywords, size, dates, the cached From/To/Cc/Subject, UID,
+modseq) becomes one SQL condition; keys that need the message itself (BODY, TEXT, BCC and
+other header fields) are checked in Python, and only on the rows the SQL part let through.
 
 The tree is simplified first (NOT NOT x is x; chains of OR and nested AND lists become one
 list each), so the deep programs clients may send (100 nested NOT, 100 chained OR) give
@@ -26,7 +26,7 @@ from email.policy import compat32
 from django.db import connection
 from django.utils import timezone
 
-from mailcore.imap.search import (
+from mailcore.message.searchkeys import (
     AgeKey,
     AllKey,
     AndKey,
@@ -41,10 +41,11 @@ from mailcore.imap.search import (
     SizeKey,
     TextKey,
 )
+from mailcore.message.sequenceset import SequenceSet
+from mailcore.message.summary import decode_text, split_header_block
 from mailcore.models import Message
 from mailcore.store import sql
 from mailcore.store.blobs import blob_store
-from mailcore.store.headers import decode_text, split_header_block
 from mailcore.store.messages import MAX_UID_RANGES, SYSTEM_FLAGS, MessageRow
 
 _CACHED_HEADERS = {"subject": "subject", "from": "from_addr", "to": "to_addrs",
@@ -397,6 +398,4 @@ class _Matcher:
 
 def uid_set_key(uids: Sequence[int]) -> SetKey:
     """Return a key matching exactly these UIDs."""
-    from mailcore.imap.lexer import SequenceSet
-
     return SetKey(SequenceSet.from_numbers(uids), uid=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from mailcore.imap import mime
+from mailcore.message import mime
+from mailcore.message.envelope import read_envelope
+from mailcore.message.summary import split_header_block
 from mailcore.models import Message
-from mailcore.store.headers import split_header_block
 
 log = logging.getLogger("mailcore.store")
 
@@ -18,7 +19,7 @@ def compute(raw: bytes) -> dict:
     are computed again on first FETCH rather than refusing the message.
     """
     try:
-        return {"envelope": mime.envelope(split_header_block(raw)),
+        return {"envelope": read_envelope(split_header_block(raw)),
                 "bodystructure": mime.parse_structure(raw)}
     except Exception:
         log.warning("could not compute the MIME structure of a message", exc_info=True)

@@ -27,7 +27,7 @@ from django.utils import timezone
 from mailcore import directory
 from mailcore.addresses import AddressError, split_address
 from mailcore.directory import Route
-from mailcore.imap import mime
+from mailcore.message import mime
 from mailcore.models import Alias, Mailbox
 from mailcore.smtp import outgoing
 from mailcore.store import messages as store_messages

@@ -1,6 +1,6 @@
 """A stored message's MIME parts as webmail shows them: body texts, attachments, inline images.
 
-It reads the part tree the store keeps per message (mailcore.imap.mime.parse_structure,
+It reads the part tree the store keeps per message (mailcore.message.mime.parse_structure,
 with byte offsets) and slices parts out of the raw message, so nothing is parsed twice.
 A part is named by its IMAP section number ("1", "2.1"), stable for a stored message.
 """
@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, unquote_to_bytes
 
-from mailcore.imap import mime
-from mailcore.store.headers import decode_text
+from mailcore.message import mime
+from mailcore.message.summary import decode_text
 
 _TOKEN = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')

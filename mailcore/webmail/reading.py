@@ -9,9 +9,9 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
+from mailcore.message.summary import decode_text, split_header_block
 from mailcore.models import Folder, Message
 from mailcore.store import messages as store_messages
-from mailcore.store.headers import decode_text, split_header_block
 from mailcore.webmail import parts, sanitize
 from mailcore.webmail.folders import get_folder
 

@@ -23,10 +23,10 @@ from django.utils import timezone
 from mailcore import directory
 from mailcore.addresses import AddressError, normalize_address
 from mailcore.directory import Route
+from mailcore.message.summary import decode_text, split_header_block
 from mailcore.models import Mailbox
 from mailcore.smtp import outgoing
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.store.headers import decode_text, split_header_block
 from mailcore.webmail.compose import sender_addresses
 
 DEFAULT_INTERVAL = timedelta(days=7)  # RFC 5230 section 4.1's default :days

@@ -1,4 +1,8 @@
-"""Header fields cached at delivery, read tolerantly from any bytes a sender may send."""
+"""Header fields decoded for people, read tolerantly from any bytes a sender may send.
+
+The header block, RFC 2047 words decoded, and the summary the store caches per message
+for listing and SEARCH. (mailcore.message.header reads headers byte for byte instead.)
+"""
 
 from __future__ import annotations
 

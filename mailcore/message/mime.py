@@ -1,11 +1,12 @@
-"""MIME structure for IMAP: BODYSTRUCTURE, BODY and BODY[section] from a raw message.
+"""MIME structure: a raw message read once into a tree of parts with byte offsets.
 
-parse_structure() reads a raw message once (at delivery) into a JSON-able tree; the
-FETCH code renders BODYSTRUCTURE / BODY from it with bodystructure_sexp() and slices
-BODY[section] with section_bytes() using the byte offsets it records, without parsing
-again. The parser never raises: broken MIME degrades the way Dovecot (2.3) degrades it,
-and the rendering matches Dovecot's byte for byte (tests/test_imap_mime.py compares the
-two and lists the few deviations). Sizes are raw octets: the store keeps CRLF.
+parse_structure() reads a raw message once (at delivery) into a JSON-able tree that the
+store keeps per message; IMAP renders BODYSTRUCTURE / BODY from it
+(mailcore.imap.bodystructure), and SectionReader and find_part() slice BODY[section] and
+webmail's parts out of the raw message by the offsets it records, without parsing again.
+The parser never raises: broken MIME degrades the way Dovecot (2.3) degrades it, so the
+rendering matches Dovecot's byte for byte (tests/test_message_mime.py compares the two
+and lists the few deviations). Sizes are raw octets: the store keeps CRLF.
 
 A part is a dict:
 
@@ -16,7 +17,7 @@ A part is a dict:
     params         [[name, value], ...] Content-Type parameters, RFC 2231 pieces joined
                    but not decoded ("name*" -> "utf-8''%E2%82%AC.txt")
     id, description, encoding, md5, location     raw field values or None
-                   (header bytes that are not UTF-8 are kept, see envelope.text())
+                   (header bytes that are not UTF-8 are kept, see header.text())
     disposition, disposition_params, language    Content-Disposition / -Language
     header, body   [start, end) byte offsets of the part's header and body in raw
     size, lines    body octets and line count (RFC 3501 body-fld-octets / -lines)
@@ -24,31 +25,25 @@ A part is a dict:
                    application/octet-stream part, as in Dovecot.
     parts          sub-parts of a multipart
     message        the encapsulated message of a message/rfc822 part, a part dict with
-                   an extra "envelope" (see mailcore.imap.envelope.build_envelope)
+                   an extra "envelope" (see mailcore.message.envelope.build_envelope)
 """
 
 from __future__ import annotations
 
 import re
 
-from mailcore.imap.envelope import (
+from mailcore.message.envelope import build_envelope
+from mailcore.message.header import (
     Field,
     Lexer,
-    build_envelope,
-    envelope_sexp,
     field_name,
     field_spans,
-    nstring_nolf,
     parameters,
     read_header,
-    string,
     text,
 )
 
-__all__ = [
-    "bodystructure_sexp", "envelope", "envelope_sexp", "find_part", "parse_structure",
-    "section_bytes", "SectionReader",
-]
+__all__ = ["find_part", "parse_structure", "section_bytes", "SectionReader"]
 
 # Dovecot's limits; past them a multipart or message/rfc822 part is not descended into
 # but shown as an opaque application/octet-stream leaf.
@@ -56,11 +51,6 @@ MAX_NESTING = 100
 MAX_PARTS = 10000
 
 _MULTIPART, _RFC822, _DIGEST, _OPAQUE = 1, 2, 4, 8
-
-
-def envelope(raw_headers: bytes) -> list:
-    """Return the ENVELOPE of a message (or of just its header block) as a JSON-able list."""
-    return build_envelope(read_header(raw_headers).fields)
 
 
 def parse_structure(raw: bytes) -> dict:
@@ -366,75 +356,6 @@ def _to_json(part: _Part) -> dict:
         node["message"] = _to_json(child)
         node["message"]["envelope"] = build_envelope(child.fields)
     return node
-
-
-# -- BODYSTRUCTURE and BODY (RFC 3501 section 7.4.2, RFC 9051 section 7.5.2) -------------
-
-_EMPTY_BODY = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0'
-
-
-def bodystructure_sexp(structure: dict, extensible: bool = True) -> bytes:
-    """Render a part as BODYSTRUCTURE (extensible) or BODY, e.g. b'("text" "plain" ...)'."""
-    return b"(" + _body(structure, extensible) + b")"
-
-
-def _body(node: dict, ext: bool) -> bytes:
-    if node["kind"] == "multipart":
-        children = b"".join(bodystructure_sexp(child, ext) for child in node["parts"])
-        if not children:
-            # Deviation from RFC 3501 (which needs a part), as Dovecot: an empty text/plain.
-            children = _EMPTY_BODY + (b" NIL NIL NIL NIL)" if ext else b")")
-        out = [children + b" " + string(node["subtype"] or "")]
-        if ext:
-            out += [_params(node["params"], False), _extension(node)]
-        return b" ".join(out)
-    if node["kind"] == "message":
-        is_text, out = False, [b'"message" "rfc822"']
-    elif node["type"] is None:
-        is_text, out = True, [b'"text" "plain"']
-    else:
-        is_text = node["type"].lower() == "text"
-        out = [string(node["type"]), string(node["subtype"] or "")]
-    encoding = node["encoding"]
-    out += [
-        _params(node["params"], is_text),
-        nstring_nolf(node["id"]),
-        nstring_nolf(node["description"]),
-        b'"7bit"' if encoding is None else string(encoding),
-        b"%d" % node["size"],
-    ]
-    if is_text:
-        out.append(b"%d" % node["lines"])
-    elif node["kind"] == "message":
-        message = node["message"]
-        out += [envelope_sexp(message["envelope"]), bodystructure_sexp(message, ext),
-                b"%d" % node["lines"]]
-    if ext:
-        out += [nstring_nolf(node["md5"]), _extension(node)]
-    return b" ".join(out)
-
-
-def _params(params: list, default_charset: bool) -> bytes:
-    """Render a parameter list; text parts get charset=us-ascii by default (RFC 2045 5.2)."""
-    if not params and not default_charset:
-        return b"NIL"
-    out = [string(key) + b" " + string(value) for key, value in params]
-    if default_charset and not any(key.lower() == "charset" for key, _ in params):
-        out.append(b'"charset" "us-ascii"')
-    return b"(" + b" ".join(out) + b")"
-
-
-def _extension(node: dict) -> bytes:
-    """Render body-fld-dsp, body-fld-lang and body-fld-loc."""
-    if node["disposition"] is None:
-        disposition = b"NIL"
-    else:
-        disposition = b"(%s %s)" % (string(node["disposition"]),
-                                    _params(node["disposition_params"], False))
-    languages = node["language"]
-    language = b"NIL" if not languages else \
-        b"(" + b" ".join(string(tag) for tag in languages) + b")"
-    return b" ".join([disposition, language, nstring_nolf(node["location"])])
 
 
 # -- BODY[section] (RFC 3501 section 6.4.5, RFC 9051 section 6.4.5) ----------------------

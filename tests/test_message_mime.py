@@ -1,4 +1,4 @@
-"""IMAP ENVELOPE, BODYSTRUCTURE and BODY[section]: unit tests and a comparison with Dovecot."""
+"""MIME structure, ENVELOPE, BODY[section] and their IMAP form: unit tests, Dovecot compared."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from mailcore.imap import mime
-from mailcore.imap.envelope import human_string, raw, string, text
+from mailcore.imap.bodystructure import bodystructure_sexp, envelope_sexp, human_string, string
+from mailcore.message import mime
+from mailcore.message.address import Address
+from mailcore.message.envelope import read_envelope
+from mailcore.message.header import raw, text
 from tests.conftest import require_program
 from tests.mime_corpus import corpus, crlf
 
@@ -42,9 +45,9 @@ def test_a_plain_message_is_one_text_part_with_octets_and_lines() -> None:
     assert structure["header"] == [0, 15]
     assert structure["body"] == [15, len(raw_message)]
     assert (structure["size"], structure["lines"]) == (20, 2)
-    assert mime.bodystructure_sexp(structure) == (
+    assert bodystructure_sexp(structure) == (
         b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 20 2 NIL NIL NIL NIL)')
-    assert mime.bodystructure_sexp(structure, extensible=False) == (
+    assert bodystructure_sexp(structure, extensible=False) == (
         b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 20 2)')
 
 
@@ -56,7 +59,7 @@ def test_multipart_parts_give_up_the_line_break_before_a_boundary() -> None:
     plain, html = structure["parts"]
     assert (plain["size"], plain["lines"]) == (5, 0)
     assert (html["type"], html["subtype"], html["size"]) == ("TEXT", "HTML", 11)
-    assert mime.bodystructure_sexp(structure) == (
+    assert bodystructure_sexp(structure) == (
         b'(("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 5 0 NIL NIL NIL NIL)'
         b'("TEXT" "HTML" ("charset" "us-ascii") NIL NIL "7bit" 11 0 NIL NIL NIL NIL)'
         b' "alternative" ("boundary" "b") NIL NIL NIL)')
@@ -70,7 +73,7 @@ def test_message_rfc822_carries_its_envelope_and_structure() -> None:
     (attached,) = structure["parts"]
     assert attached["kind"] == "message"
     assert attached["message"]["envelope"][1] == "inner"
-    assert mime.bodystructure_sexp(attached) == (
+    assert bodystructure_sexp(attached) == (
         b'("message" "rfc822" NIL NIL NIL "7bit" 59 (NIL "inner" (("Inner" NIL "in" '
         b'"example.test")) (("Inner" NIL "in" "example.test")) (("Inner" NIL "in" '
         b'"example.test")) NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") '
@@ -82,10 +85,10 @@ def test_broken_mime_degrades_instead_of_raising() -> None:
     assert [p["size"] for p in unclosed["parts"]] == [12]
     no_boundary = structure_of("Content-Type: multipart/mixed\n\nno parts\n")
     assert no_boundary["kind"] == "multipart" and no_boundary["parts"] == []
-    assert mime.bodystructure_sexp(no_boundary, extensible=False) == (
+    assert bodystructure_sexp(no_boundary, extensible=False) == (
         b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed")')
     bad_type = structure_of("Content-Type: text/plain garbage\n\nx\n")
-    assert mime.bodystructure_sexp(bad_type, extensible=False) == b'("" "" NIL NIL NIL "7bit" 3)'
+    assert bodystructure_sexp(bad_type, extensible=False) == b'("" "" NIL NIL NIL "7bit" 3)'
 
 
 def test_content_fields_count_only_in_mime_messages() -> None:
@@ -147,9 +150,9 @@ def test_parts_cover_the_message_contiguously(name: str, raw_message: bytes) -> 
 def test_structure_survives_a_json_round_trip(name: str, raw_message: bytes) -> None:
     structure = mime.parse_structure(raw_message)
     stored = json.loads(json.dumps(structure, ensure_ascii=False))
-    assert mime.bodystructure_sexp(stored) == mime.bodystructure_sexp(structure)
-    env = json.loads(json.dumps(mime.envelope(raw_message)))
-    assert mime.envelope_sexp(env) == mime.envelope_sexp(mime.envelope(raw_message))
+    assert bodystructure_sexp(stored) == bodystructure_sexp(structure)
+    env = json.loads(json.dumps(read_envelope(raw_message)))
+    assert envelope_sexp(env) == envelope_sexp(read_envelope(raw_message))
 
 
 def test_mutated_and_random_messages_never_raise() -> None:
@@ -171,9 +174,9 @@ def test_mutated_and_random_messages_never_raise() -> None:
             samples.append(bytes(data))
         structure = mime.parse_structure(bytes(data))
         json.dumps(structure)
-        mime.bodystructure_sexp(structure)
-        mime.bodystructure_sexp(structure, extensible=False)
-        mime.envelope_sexp(mime.envelope(bytes(data)))
+        bodystructure_sexp(structure)
+        bodystructure_sexp(structure, extensible=False)
+        envelope_sexp(read_envelope(bytes(data)))
         for spec in ("", "HEADER", "TEXT", "1", "1.MIME", "1.1", "2.HEADER", "1.2.TEXT",
                      "HEADER.FIELDS (SUBJECT)", "1.HEADER.FIELDS.NOT (FROM)"):
             mime.section_bytes(bytes(data), structure, spec)
@@ -252,33 +255,41 @@ def test_malformed_sections_raise_value_error(spec: str) -> None:
 # -- ENVELOPE and strings ---------------------------------------------------------------
 
 def test_envelope_defaults_sender_and_reply_to_to_from() -> None:
-    env = mime.envelope(crlf("From: A <a@example.test>\nTo: b@example.test\n\nx\n"))
-    assert env[2] == env[3] == env[4] == [["A", None, "a", "example.test"]]
-    assert env[5] == [[None, None, "b", "example.test"]]
+    env = read_envelope(crlf("From: A <a@example.test>\nTo: b@example.test\n\nx\n"))
+    assert env[2] == env[3] == env[4] == [Address("A", None, "a", "example.test")]
+    assert env[5] == [Address(None, None, "b", "example.test")]
 
 
 def test_envelope_keeps_encoded_words_and_reads_groups() -> None:
-    env = mime.envelope(crlf(
+    env = read_envelope(crlf(
         "Subject: =?UTF-8?Q?caf=C3=A9?=\nFrom: =?UTF-8?Q?J=C3=BCrgen?= <j@example.test>\n"
         "To: Team: a@example.test;, undisclosed-recipients:;\n\n"))
     assert env[1] == "=?UTF-8?Q?caf=C3=A9?="
-    assert env[2][0][0] == "=?UTF-8?Q?J=C3=BCrgen?="
-    assert env[5] == [[None, None, "Team", None], [None, None, "a", "example.test"],
-                      [None, None, None, None], [None, None, "undisclosed-recipients", None],
-                      [None, None, None, None]]
+    assert env[2][0].name == "=?UTF-8?Q?J=C3=BCrgen?="
+    assert env[5] == [Address(None, None, "Team", None), Address(None, None, "a", "example.test"),
+                      Address(None, None, None, None),
+                      Address(None, None, "undisclosed-recipients", None),
+                      Address(None, None, None, None)]
 
 
 def test_envelope_fills_in_broken_addresses_as_dovecot_does() -> None:
-    env = mime.envelope(crlf("From: just a name\nTo: user\nCc: <>\n\n"))
-    assert env[2] == [["just a name", None, "MISSING_MAILBOX", "MISSING_DOMAIN"]]
-    assert env[5] == [[None, None, "user", "MISSING_DOMAIN"]]
-    assert env[6] == [[None, None, "MISSING_MAILBOX", "MISSING_DOMAIN"]]
+    env = read_envelope(crlf("From: just a name\nTo: user\nCc: <>\n\n"))
+    assert env[2] == [Address("just a name", None, "MISSING_MAILBOX", "MISSING_DOMAIN")]
+    assert env[5] == [Address(None, None, "user", "MISSING_DOMAIN")]
+    assert env[6] == [Address(None, None, "MISSING_MAILBOX", "MISSING_DOMAIN")]
+
+
+def test_an_envelope_is_stored_as_json_lists_and_renders_the_same_read_back() -> None:
+    env = read_envelope(crlf("From: A <a@example.test>\nTo: b@example.test\n\nx\n"))
+    stored = json.loads(json.dumps(env))
+    assert stored[2] == [["A", None, "a", "example.test"]]
+    assert envelope_sexp(stored) == envelope_sexp(env)
 
 
 def test_envelope_sexp_unfolds_and_quotes() -> None:
-    env = mime.envelope(crlf("Date: Mon, 1 Jan 2024\n 10:00:00 +0000\n"
+    env = read_envelope(crlf("Date: Mon, 1 Jan 2024\n 10:00:00 +0000\n"
                              "Subject: a\tb\nMessage-ID: <\"x\"@y>\n\n"))
-    assert mime.envelope_sexp(env) == (
+    assert envelope_sexp(env) == (
         b'("Mon, 1 Jan 2024 10:00:00 +0000" {3}\r\na b NIL NIL NIL NIL NIL NIL NIL '
         b'"<\\"x\\"@y>")')
 
@@ -299,8 +310,8 @@ def test_header_bytes_that_are_not_utf8_survive_json_and_render_unchanged() -> N
     assert json.loads(json.dumps(value)) == value
     assert value.endswith("\u00e9")  # the valid UTF-8 part stays readable
     assert raw(value) == b"Gr\xfc\xdfe \xc3\xa9"
-    env = mime.envelope(b"Subject: Gr\xfc\xdfe\r\n\r\n")
-    assert mime.envelope_sexp(env) == b"(NIL {5}\r\nGr\xfc\xdfe NIL NIL NIL NIL NIL NIL NIL NIL)"
+    env = read_envelope(b"Subject: Gr\xfc\xdfe\r\n\r\n")
+    assert envelope_sexp(env) == b"(NIL {5}\r\nGr\xfc\xdfe NIL NIL NIL NIL NIL NIL NIL NIL)"
 
 
 # -- Against Dovecot ----------------------------------------------------------------------
@@ -503,9 +514,9 @@ def dovecot_answers(dovecot: int) -> dict[str, dict[str, bytes]]:
 def _ours(message: bytes, item: str) -> bytes:
     structure = mime.parse_structure(message)
     if item == "ENVELOPE":
-        return mime.envelope_sexp(mime.envelope(message))
+        return envelope_sexp(read_envelope(message))
     if item in ("BODYSTRUCTURE", "BODY"):
-        return mime.bodystructure_sexp(structure, extensible=item == "BODYSTRUCTURE")
+        return bodystructure_sexp(structure, extensible=item == "BODYSTRUCTURE")
     return mime.section_bytes(message, structure, item[len("BODY["):-1])
 
 
@@ -569,7 +580,7 @@ def test_a_part_section_needs_the_structure() -> None:
 
 def test_field_spans_reads_headers_as_read_header_does() -> None:
     """BODY[HEADER.FIELDS] picks fields by the names and spans read_header finds."""
-    from mailcore.imap.envelope import field_name, field_spans, read_header
+    from mailcore.message.header import field_name, field_spans, read_header
 
     rng = random.Random(11)
     samples = [message for _, message in CORPUS] + [
