@@ -11,8 +11,9 @@ from mailcore import directory
 from mailcore.models import Blob, Message, OutboundRecipient
 from mailcore.store.blobs import blob_store, collect_orphans
 from mailcore.store.delivery import QuotaExceeded, deliver
-from mailcore.store.folders import INBOX, expunge, lock_folder
+from mailcore.store.folders import INBOX, lock_folder
 from mailcore.store.headers import summarize
+from mailcore.store.messages import expunge
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
