@@ -52,7 +52,6 @@ def statements(build: Callable[..., T]) -> Callable[..., T]:
             found = built[key] = build(*args)
             return found
 
-    cached.cache_clear = built.clear  # type: ignore[attr-defined]
     return cached
 
 
