@@ -12,7 +12,8 @@ from mailcore.message.summary import summarize
 from mailcore.models import Blob, Message, OutboundRecipient
 from mailcore.store.blobs import blob_store, collect_orphans
 from mailcore.store.delivery import QuotaExceeded, deliver
-from mailcore.store.folders import INBOX, expunge, lock_folder
+from mailcore.store.folders import INBOX, lock_folder
+from mailcore.store.messages import expunge
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)

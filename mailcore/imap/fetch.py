@@ -125,7 +125,7 @@ async def _mark_seen(session: IMAPSession, view: View, rows: list[MessageRow]) -
     if not unseen:
         return set()
     states, _, before, after = await dbpool.run(
-        messages.store_flags_tracked, view.folder_id, unseen, "add", ["\\Seen"])
+        messages.store_flags_with_modseqs, view.folder_id, unseen, "add", ["\\Seen"])
     if before == view.modseq:
         view.modseq = after
     else:

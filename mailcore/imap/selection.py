@@ -109,8 +109,8 @@ async def do_expunge(session: IMAPSession, command: Command) -> str:
     uids = view.resolve(args.sequence, uid=True) if args is not None else None
     if uids == []:
         return replies.COMPLETED.format(verb=command.verb)
-    gone, before, after = await dbpool.run(messages.expunge_deleted_tracked, view.folder_id,
-                                           uids)
+    gone, before, after = await dbpool.run(messages.expunge_deleted_with_modseqs,
+                                           view.folder_id, uids)
     if not view.own_removals(gone, before, after):
         session.must_sync = True
     await session.sync()
@@ -132,7 +132,7 @@ async def do_store(session: IMAPSession, command: Command) -> str:
         return replies.COMPLETED.format(verb=command.verb)
     flags = [f for f in args.flags if f != "\\Recent"]  # \Recent is the server's alone
     states, refused, before, after = await dbpool.run(
-        messages.store_flags_tracked, view.folder_id, uids, _STORE_OPS[args.mode], flags,
+        messages.store_flags_with_modseqs, view.folder_id, uids, _STORE_OPS[args.mode], flags,
         args.unchanged_since)
     if before == view.modseq:
         view.modseq = after  # nothing but this command happened: no need to announce it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -91,7 +90,6 @@ _MESSAGE_FIELDS = ("folder_id", "uid", "blob_id", "size", "internal_date", "mods
                    "seen", "answered", "flagged", "deleted", "draft", "keywords",
                    "pop3_hidden", "subject", "from_addr", "to_addrs", "cc_addrs",
                    "message_id", "sent_date", "envelope", "bodystructure")
-_ALLOCATED = "RETURNING id, mailbox_id, uidvalidity, uidnext - 1, highestmodseq"
 
 
 @dataclass(frozen=True)
@@ -103,20 +101,29 @@ class _Statements:
     message: str
 
 
-@functools.cache
+@sql.statements
 def _sql() -> _Statements:
-    mailbox, folder = sql.table(Mailbox), sql.table(Folder)
-    bump = f"UPDATE {folder} SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
+    bump = ("UPDATE {folder} SET {folder.uidnext} = {folder.uidnext} + 1, "
+            "{folder.highestmodseq} = {folder.highestmodseq} + 1")
+    allocated = ("RETURNING {folder.id}, {folder.mailbox_id}, {folder.uidvalidity}, "
+                 "{folder.uidnext} - 1, {folder.highestmodseq}")
     return _Statements(
         # The quota check and the charge in one statement, which also locks the row.
-        charge=(f"UPDATE {mailbox} SET used_bytes = used_bytes + %s WHERE id = %s "
-                "AND (quota_bytes = 0 OR used_bytes + %s <= quota_bytes)"),
-        blob=(f"INSERT INTO {sql.table(Blob)} ({sql.quote('key')}, size, created_at) "
-              f"VALUES (%s, %s, %s) ON CONFLICT ({sql.quote('key')}) DO NOTHING"),
-        allocate_by_name=f"{bump} WHERE mailbox_id = %s AND name = %s {_ALLOCATED}",
-        allocate_by_id=f"{bump} WHERE id = %s {_ALLOCATED}",
+        charge=sql.render(
+            "UPDATE {mailbox} SET {mailbox.used_bytes} = {mailbox.used_bytes} + %s "
+            "WHERE {mailbox.id} = %s AND ({mailbox.quota_bytes} = 0 "
+            "OR {mailbox.used_bytes} + %s <= {mailbox.quota_bytes})", mailbox=Mailbox),
+        blob=sql.render(
+            "INSERT INTO {blob} ({blob.key}, {blob.size}, {blob.created_at}) "
+            "VALUES (%s, %s, %s) ON CONFLICT ({blob.key}) DO NOTHING", blob=Blob),
+        allocate_by_name=sql.render(
+            bump + " WHERE {folder.mailbox_id} = %s AND {folder.name} = %s " + allocated,
+            folder=Folder),
+        allocate_by_id=sql.render(bump + " WHERE {folder.id} = %s " + allocated,
+                                  folder=Folder),
         message=(f"INSERT INTO {sql.table(Message)} ({sql.columns(Message, _MESSAGE_FIELDS)}) "
-                 f"VALUES ({', '.join(['%s'] * len(_MESSAGE_FIELDS))}) RETURNING id"),
+                 f"VALUES ({', '.join(['%s'] * len(_MESSAGE_FIELDS))}) "
+                 f"RETURNING {sql.column(Message, 'id')}"),
     )
 
 

@@ -1,16 +1,15 @@
-"""Folders of a mailbox: the standard set, UID and modseq allocation, and expunging."""
+"""Folders of a mailbox: the standard set, UID allocation, and the folder tree."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from django.db import connection, transaction
 from django.db.models import F, Sum
 
 from mailcore import dbpool
 from mailcore.models import Expunged, Folder, Mailbox, Message
-from mailcore.store import events, sql
+from mailcore.store import events
 
 INBOX = "INBOX"
 DEFAULT_FOLDERS: list[tuple[str, str]] = [
@@ -50,45 +49,6 @@ def create_default_folders(mailbox: Mailbox) -> None:
 def lock_folder(mailbox_id: int, name: str = INBOX) -> Folder:
     """Return the folder locked for this transaction (UID and modseq allocation)."""
     return Folder.objects.select_for_update().get(mailbox_id=mailbox_id, name=name)
-
-
-_BATCH = 500
-
-
-def expunge(folder: Folder, message_ids: Iterable[int]) -> int:
-    """Remove messages from a locked folder, leaving tombstones; return how many went."""
-    assert transaction.get_connection().in_atomic_block
-    ids = list(message_ids)
-    # In batches: an IN list of a whole large folder exceeds SQLite's parameter limit.
-    doomed = [row for start in range(0, len(ids), _BATCH)
-              for row in Message.objects.filter(folder=folder, pk__in=ids[start:start + _BATCH])
-              .values_list("pk", "uid", "size")]
-    if doomed:
-        with connection.cursor() as cursor:
-            folder.highestmodseq = expunge_rows(cursor, folder, doomed)
-    return len(doomed)
-
-
-def expunge_rows(cursor, folder, rows: Sequence[tuple[int, int, int]]) -> int:
-    """Remove messages (id, uid, size) of a locked folder, leaving tombstones.
-
-    folder: anything with id, mailbox_id and highestmodseq. Return its new HIGHESTMODSEQ.
-    """
-    assert transaction.get_connection().in_atomic_block
-    modseq = folder.highestmodseq + 1
-    cursor.executemany(
-        f"INSERT INTO {sql.table(Expunged)} (folder_id, uid, modseq) VALUES (%s, %s, %s)",
-        [(folder.id, uid, modseq) for _, uid, _ in rows])
-    for start in range(0, len(rows), _BATCH):
-        ids = [pk for pk, _, _ in rows[start:start + _BATCH]]
-        cursor.execute(f"DELETE FROM {sql.table(Message)} WHERE id IN "
-                       f"({', '.join(['%s'] * len(ids))})", ids)
-    cursor.execute(f"UPDATE {sql.table(Folder)} SET highestmodseq = %s WHERE id = %s",
-                   [modseq, folder.id])
-    cursor.execute(f"UPDATE {sql.table(Mailbox)} SET used_bytes = used_bytes - %s "
-                   "WHERE id = %s", [sum(size for _, _, size in rows), folder.mailbox_id])
-    events.changed(folder.mailbox_id, folder.id, modseq)
-    return modseq
 
 
 def recount_usage(mailbox: Mailbox) -> int:

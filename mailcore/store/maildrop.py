@@ -13,7 +13,8 @@ from mailcore import dbpool
 from mailcore.models import Mailbox, Message
 from mailcore.store import events
 from mailcore.store.blobs import blob_store
-from mailcore.store.folders import INBOX, expunge, lock_folder
+from mailcore.store.folders import INBOX, lock_folder
+from mailcore.store.messages import expunge
 
 
 class MaildropLocked(Exception):

@@ -7,13 +7,12 @@ so any session can ask "what changed since modseq N" (RFC 7162) and stay in sync
 from __future__ import annotations
 
 import bisect
-import functools
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -23,13 +22,7 @@ from mailcore.models import Expunged, Folder, Mailbox, Message
 from mailcore.store import delivery, events, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.store.folders import (
-    FolderError,
-    canonical_name,
-    expunge,
-    expunge_rows,
-    find_folder,
-)
+from mailcore.store.folders import FolderError, canonical_name, find_folder
 
 SYSTEM_FLAGS = {"\\Seen": "seen", "\\Answered": "answered", "\\Flagged": "flagged",
                 "\\Deleted": "deleted", "\\Draft": "draft"}
@@ -122,15 +115,14 @@ def _state(row: Message) -> MessageState:
 
 
 # Hand-written SQL (mailcore.store.sql) for what IMAP does at every command: reading a
-# folder's counters and changes, flag changes, appends and expunges.
+# folder's counters and changes, flag changes, appends and expunges. An IDLE/NOOP sync
+# is one statement (three when something changed) and a STORE four, each built once; the
+# ORM's querysets cost more Python time than the database spends running these. The
+# statements per operation are pinned in tests/test_store_sql.py.
 
 _FOLDER_FIELDS = ("id", "mailbox_id", "name", "special_use", "uidvalidity", "uidnext",
                   "highestmodseq")
 _FLAG_FIELDS = ("id", "uid", "modseq", *SYSTEM_FLAGS.values(), "keywords")
-
-
-def _select(model, names, where: str) -> str:
-    return f"SELECT {sql.columns(model, names)} FROM {sql.table(model)} WHERE {where}"
 
 
 @dataclass(frozen=True)
@@ -139,7 +131,8 @@ class _Statements:
     folder_named: str
     lock_folder: str
     lock_mailbox: str
-    flags: str
+    flags: str  # {uids}: a condition on uid
+    all_flags: str
     changed: str
     gone: str
     update_flags: str
@@ -147,32 +140,59 @@ class _Statements:
     uids: str
     first_unseen: str
     keywords: str
-    deleted: str
+    deleted: str  # {uids}: "" or "AND" a condition on uid
+    tombstone: str
+    delete: str  # {ids}: placeholders for message ids
+    release: str
+    uid: str  # the uid column, for conditions built per call
 
 
-@functools.cache
+@sql.statements
 def _sql() -> _Statements:
-    folder, message = sql.table(Folder), sql.table(Message)
+    names = {"folder": Folder, "message": Message, "mailbox": Mailbox, "expunged": Expunged}
+
+    def render(template: str) -> str:
+        return sql.render(template, **names)
+
     no_keywords = "'[]'::jsonb" if connection.vendor == "postgresql" else "'[]'"
+    flags = sql.select(Message, _FLAG_FIELDS, render(
+        "{message.folder_id} = %s AND {{uids}} ORDER BY {message.uid}"))
     return _Statements(
-        folder=_select(Folder, _FOLDER_FIELDS, "id = %s"),
-        folder_named=_select(Folder, _FOLDER_FIELDS, "mailbox_id = %s AND name = %s"),
-        lock_folder=_select(Folder, _FOLDER_FIELDS, "id = %s") + sql.for_update(),
-        lock_mailbox=(f"SELECT id FROM {sql.table(Mailbox)} WHERE id = "
-                      f"(SELECT mailbox_id FROM {folder} WHERE id = %s)" + sql.for_update()),
-        flags=_select(Message, _FLAG_FIELDS, "folder_id = %s AND {uids} ORDER BY uid"),
-        changed=_select(Message, _FLAG_FIELDS, "folder_id = %s AND modseq > %s ORDER BY uid"),
-        gone=f"SELECT uid FROM {sql.table(Expunged)} WHERE folder_id = %s AND modseq > %s",
-        update_flags=(f"UPDATE {message} SET modseq = %s, seen = %s, answered = %s, "
-                      "flagged = %s, deleted = %s, draft = %s, keywords = %s WHERE id = %s"),
-        set_modseq=f"UPDATE {folder} SET highestmodseq = %s WHERE id = %s",
-        uids=f"SELECT uid FROM {message} WHERE folder_id = %s ORDER BY uid",
-        first_unseen=(f"SELECT uid FROM {message} WHERE folder_id = %s AND NOT seen "
-                      "ORDER BY uid LIMIT 1"),
-        keywords=(f"SELECT DISTINCT keywords FROM {message} WHERE folder_id = %s "
-                  f"AND keywords <> {no_keywords}"),
-        deleted=(f"SELECT id, uid, size FROM {message} WHERE folder_id = %s AND deleted "
-                 "{uids} ORDER BY uid"),
+        folder=sql.select(Folder, _FOLDER_FIELDS, render("{folder.id} = %s")),
+        folder_named=sql.select(Folder, _FOLDER_FIELDS,
+                                render("{folder.mailbox_id} = %s AND {folder.name} = %s")),
+        lock_folder=sql.select(Folder, _FOLDER_FIELDS, render("{folder.id} = %s"))
+        + sql.for_update(),
+        lock_mailbox=render("SELECT {mailbox.id} FROM {mailbox} WHERE {mailbox.id} = "
+                            "(SELECT {folder.mailbox_id} FROM {folder} WHERE {folder.id} = %s)")
+        + sql.for_update(),
+        flags=flags,
+        all_flags=flags.format(uids=render("{message.uid} >= 0")),
+        changed=sql.select(Message, _FLAG_FIELDS, render(
+            "{message.folder_id} = %s AND {message.modseq} > %s ORDER BY {message.uid}")),
+        gone=sql.select(Expunged, ["uid"], render(
+            "{expunged.folder_id} = %s AND {expunged.modseq} > %s")),
+        update_flags=render(
+            "UPDATE {message} SET {message.modseq} = %s, {message.seen} = %s, "
+            "{message.answered} = %s, {message.flagged} = %s, {message.deleted} = %s, "
+            "{message.draft} = %s, {message.keywords} = %s WHERE {message.id} = %s"),
+        set_modseq=render("UPDATE {folder} SET {folder.highestmodseq} = %s "
+                          "WHERE {folder.id} = %s"),
+        uids=sql.select(Message, ["uid"], render(
+            "{message.folder_id} = %s ORDER BY {message.uid}")),
+        first_unseen=sql.select(Message, ["uid"], render(
+            "{message.folder_id} = %s AND NOT {message.seen} ORDER BY {message.uid} LIMIT 1")),
+        keywords=render("SELECT DISTINCT {message.keywords} FROM {message} "
+                        "WHERE {message.folder_id} = %s AND {message.keywords} <> ")
+        + no_keywords,
+        deleted=sql.select(Message, ["id", "uid", "size"], render(
+            "{message.folder_id} = %s AND {message.deleted} {{uids}} ORDER BY {message.uid}")),
+        tombstone=render("INSERT INTO {expunged} ({expunged.folder_id}, {expunged.uid}, "
+                         "{expunged.modseq}) VALUES (%s, %s, %s)"),
+        delete=render("DELETE FROM {message} WHERE {message.id} IN ({{ids}})"),
+        release=render("UPDATE {mailbox} SET {mailbox.used_bytes} = {mailbox.used_bytes} - %s "
+                       "WHERE {mailbox.id} = %s"),
+        uid=sql.column(Message, "uid"),
     )
 
 
@@ -188,8 +208,8 @@ def _uid_condition(uids: Iterable[int]) -> tuple[str, list[int], set[int] | None
     """Return (SQL condition on uid, its parameters, members to keep in Python or None)."""
     ranges, members = _uid_bounds(uids)
     if not ranges:
-        return "uid < 0", [], None
-    condition, params = sql.ranges_condition("uid", ranges)
+        return f"{_sql().uid} < 0", [], None
+    condition, params = sql.ranges_condition(_sql().uid, ranges)
     return condition, params, members
 
 
@@ -203,7 +223,7 @@ def snapshot(folder_id: int) -> tuple[FolderState, list[MessageState]]:
     """Return the folder and all its messages in UID order."""
     with connection.cursor() as cursor:
         folder = _read_folder(cursor, folder_id)
-        rows = _flag_rows(cursor, _sql().flags.format(uids="uid >= 0"), [folder_id])
+        rows = _flag_rows(cursor, _sql().all_flags, [folder_id])
     return folder, [_state(r) for r in rows]
 
 
@@ -219,8 +239,9 @@ def changes_since(folder_id: int, modseq: int
         folder = _read_folder(cursor, folder_id)
         if folder.highestmodseq <= modseq:
             return folder, [], []
-        changed = _flag_rows(cursor, _sql().changed, [folder_id, modseq])
-        cursor.execute(_sql().gone, [folder_id, modseq])
+        statements = _sql()
+        changed = _flag_rows(cursor, statements.changed, [folder_id, modseq])
+        cursor.execute(statements.gone, [folder_id, modseq])
         gone = sorted(uid for uid, in cursor.fetchall())
     return folder, [_state(r) for r in changed], gone
 
@@ -272,13 +293,13 @@ def store_flags(folder_id: int, uids: Sequence[int], op: str, flags: Iterable[st
     Return (the messages' new states, UIDs refused by UNCHANGEDSINCE, RFC 7162 3.1.3).
     Messages whose flags end up the same keep their modseq.
     """
-    states, refused, _, _ = store_flags_tracked(folder_id, uids, op, flags, unchanged_since)
+    states, refused, _, _ = store_flags_with_modseqs(folder_id, uids, op, flags, unchanged_since)
     return states, refused
 
 
-def store_flags_tracked(folder_id: int, uids: Sequence[int], op: str, flags: Iterable[str],
-                        unchanged_since: int | None = None
-                        ) -> tuple[list[MessageState], list[int], int, int]:
+def store_flags_with_modseqs(folder_id: int, uids: Sequence[int], op: str,
+                             flags: Iterable[str], unchanged_since: int | None = None
+                             ) -> tuple[list[MessageState], list[int], int, int]:
     """store_flags(), also returning the folder's HIGHESTMODSEQ before and after.
 
     A session that had seen everything up to "before" knows the change to "after" was
@@ -286,9 +307,11 @@ def store_flags_tracked(folder_id: int, uids: Sequence[int], op: str, flags: Ite
     """
     system, keywords = split_flags(flags)
     condition, params, members = _uid_condition(uids)
+    statements = _sql()
     with dbpool.writing(durable=False), connection.cursor() as cursor:
-        folder = _read_folder(cursor, folder_id, _sql().lock_folder)
-        rows = _flag_rows(cursor, _sql().flags.format(uids=condition), [folder_id, *params])
+        folder = _read_folder(cursor, folder_id, statements.lock_folder)
+        rows = _flag_rows(cursor, statements.flags.format(uids=condition),
+                          [folder_id, *params])
         if members is not None:
             rows = [r for r in rows if r.uid in members]
         refused = {r.uid for r in rows
@@ -299,10 +322,10 @@ def store_flags_tracked(folder_id: int, uids: Sequence[int], op: str, flags: Ite
         for row in changed:
             row.modseq = modseq
         if changed:
-            cursor.executemany(_sql().update_flags, [
+            cursor.executemany(statements.update_flags, [
                 [modseq, r.seen, r.answered, r.flagged, r.deleted, r.draft,
                  sql.prep(Message, "keywords", r.keywords), r.pk] for r in changed])
-            cursor.execute(_sql().set_modseq, [modseq, folder_id])
+            cursor.execute(statements.set_modseq, [modseq, folder_id])
             events.changed(folder.mailbox_id, folder_id, modseq)
     after = modseq if changed else folder.highestmodseq
     return ([_state(r) for r in rows if r.uid not in refused], sorted(refused),
@@ -428,21 +451,57 @@ def _append(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], datetime
 
 def expunge_deleted(folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
     """Remove messages flagged \\Deleted (only those among uids, if given); return their UIDs."""
-    return expunge_deleted_tracked(folder_id, uids)[0]
+    return expunge_deleted_with_modseqs(folder_id, uids)[0]
 
 
-def expunge_deleted_tracked(folder_id: int, uids: Sequence[int] | None = None
-                            ) -> tuple[list[int], int, int]:
+def expunge_deleted_with_modseqs(folder_id: int, uids: Sequence[int] | None = None
+                                 ) -> tuple[list[int], int, int]:
     """expunge_deleted(), also returning the folder's HIGHESTMODSEQ before and after."""
     condition, params, members = ("", [], None) if uids is None else _uid_condition(uids)
+    statements = _sql()
     with dbpool.writing(durable=False), connection.cursor() as cursor:
-        cursor.execute(_sql().lock_mailbox, [folder_id])
-        folder = _read_folder(cursor, folder_id, _sql().lock_folder)
-        cursor.execute(_sql().deleted.format(uids=condition and f"AND {condition}"),
+        cursor.execute(statements.lock_mailbox, [folder_id])
+        folder = _read_folder(cursor, folder_id, statements.lock_folder)
+        cursor.execute(statements.deleted.format(uids=condition and f"AND {condition}"),
                        [folder_id, *params])
         rows = [row for row in cursor.fetchall() if members is None or row[1] in members]
         after = expunge_rows(cursor, folder, rows) if rows else folder.highestmodseq
     return [uid for _, uid, _ in rows], folder.highestmodseq, after
+
+
+_BATCH = 500
+
+
+def expunge(folder: Folder, message_ids: Iterable[int]) -> int:
+    """Remove messages from a locked folder, leaving tombstones; return how many went."""
+    assert transaction.get_connection().in_atomic_block
+    ids = list(message_ids)
+    # In batches: an IN list of a whole large folder exceeds SQLite's parameter limit.
+    doomed = [row for start in range(0, len(ids), _BATCH)
+              for row in Message.objects.filter(folder=folder, pk__in=ids[start:start + _BATCH])
+              .values_list("pk", "uid", "size")]
+    if doomed:
+        with connection.cursor() as cursor:
+            folder.highestmodseq = expunge_rows(cursor, folder, doomed)
+    return len(doomed)
+
+
+def expunge_rows(cursor, folder, rows: Sequence[tuple[int, int, int]]) -> int:
+    """Remove messages (id, uid, size) of a locked folder, leaving tombstones.
+
+    folder: anything with id, mailbox_id and highestmodseq. Return its new HIGHESTMODSEQ.
+    """
+    assert transaction.get_connection().in_atomic_block
+    statements = _sql()
+    modseq = folder.highestmodseq + 1
+    cursor.executemany(statements.tombstone, [(folder.id, uid, modseq) for _, uid, _ in rows])
+    for start in range(0, len(rows), _BATCH):
+        ids = [pk for pk, _, _ in rows[start:start + _BATCH]]
+        cursor.execute(statements.delete.format(ids=", ".join(["%s"] * len(ids))), ids)
+    cursor.execute(statements.set_modseq, [modseq, folder.id])
+    cursor.execute(statements.release, [sum(size for _, _, size in rows), folder.mailbox_id])
+    events.changed(folder.mailbox_id, folder.id, modseq)
+    return modseq
 
 
 def folder_size(folder_id: int) -> int:
@@ -472,13 +531,14 @@ def open_folder(folder: int | FolderState) -> OpenedFolder:
         if isinstance(folder, int):
             folder = _read_folder(cursor, folder)
         folder_id = folder.id
-        cursor.execute(_sql().uids, [folder_id])
+        statements = _sql()
+        cursor.execute(statements.uids, [folder_id])
         uids = array("I")
         while batch := cursor.fetchmany(5000):
             uids.extend(uid for uid, in batch)
-        cursor.execute(_sql().first_unseen, [folder_id])
+        cursor.execute(statements.first_unseen, [folder_id])
         first_unseen = cursor.fetchone()
-        cursor.execute(_sql().keywords, [folder_id])
+        cursor.execute(statements.keywords, [folder_id])
         keywords: dict[str, None] = {}
         for names, in sql.decode(Message, ["keywords"], cursor.fetchall()):
             keywords.update(dict.fromkeys(names or ()))
@@ -488,10 +548,12 @@ def open_folder(folder: int | FolderState) -> OpenedFolder:
 _ROW_FIELDS = ("id", "uid", "modseq", "keywords", *SYSTEM_FLAGS.values())
 
 
-@functools.cache
-def _fetch_sql(vendor: str, names: tuple[str, ...], changed_since: bool) -> str:
-    where = "folder_id = %s AND {uids}" + (" AND modseq > %s" if changed_since else "")
-    return _select(Message, names, where + " ORDER BY uid")
+@sql.statements
+def _fetch_sql(names: tuple[str, ...], changed_since: bool) -> str:
+    where = "{message.folder_id} = %s AND {{uids}}" + (
+        " AND {message.modseq} > %s" if changed_since else "")
+    return sql.select(Message, names, sql.render(where + " ORDER BY {message.uid}",
+                                                  message=Message))
 
 
 def fetch_rows(folder_id: int, uids: Sequence[int], fields: Iterable[str],
@@ -507,7 +569,7 @@ def fetch_rows(folder_id: int, uids: Sequence[int], fields: Iterable[str],
         wanted |= {"envelope", "bodystructure", "blob_id"}  # what a backfill reads
     names = (*_ROW_FIELDS, *sorted(wanted - set(_ROW_FIELDS)))
     condition, params, members = _uid_condition(uids)
-    statement = _fetch_sql(connection.vendor, names, changed_since is not None)
+    statement = _fetch_sql(names, changed_since is not None)
     params = [folder_id, *params, *([] if changed_since is None else [changed_since])]
     with connection.cursor() as cursor:
         cursor.execute(statement.format(uids=condition), params)

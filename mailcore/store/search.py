@@ -49,7 +49,7 @@ from mailcore.store.blobs import blob_store
 from mailcore.store.messages import MAX_UID_RANGES, SYSTEM_FLAGS, MessageRow
 
 _CACHED_HEADERS = {"subject": "subject", "from": "from_addr", "to": "to_addrs",
-                   "cc": "cc_addrs"}
+                   "cc": "cc_addrs"}  # header: Message field
 _NOTHING = ("1 = 0", [])
 _EVERYTHING = ("1 = 1", [])
 _ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_date", "blob_id",
@@ -61,6 +61,26 @@ _ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_date", "blo
 MAX_SQL_NESTING = 20
 
 Condition = tuple[str, list]  # an SQL condition on the message table, and its parameters
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """SEARCH's statements around the condition it builds per command (mailcore.store.sql)."""
+
+    m: sql.Names  # the message table and its columns, for the conditions
+    uids: str  # {where}: the condition
+    rows: str  # {where}: the condition
+
+
+@sql.statements
+def _sql() -> _Statements:
+    m = sql.Names(Message)
+    return _Statements(
+        m=m,
+        uids=f"SELECT {m.uid}, {m.modseq} FROM {m} WHERE {{where}} ORDER BY {m.uid}",
+        rows=(f"SELECT {sql.columns(Message, _ROW_FIELDS)} FROM {m} WHERE {{where}} "
+              f"ORDER BY {m.uid}"),
+    )
 
 
 @dataclass(frozen=True)
@@ -78,10 +98,12 @@ def search(folder_id: int, key: SearchKey, max_uid: int,
     "*" in a UID set stands for max_uid.
     """
     now = now or timezone.now()
-    translate = _Translator(max_uid, now)
+    statements = _sql()
+    m = statements.m
+    translate = _Translator(max_uid, now, m)
     key = simplify(key)
     keys = list(key.keys) if isinstance(key, AndKey) else [key]
-    where, params, residual = ["folder_id = %s", "uid <= %s"], [folder_id, max_uid], []
+    where, params, residual = [f"{m.folder_id} = %s", f"{m.uid} <= %s"], [folder_id, max_uid], []
     for k in keys:
         condition = translate.sql(k)
         if condition is not None and _nesting(condition[0]) > MAX_SQL_NESTING:
@@ -91,15 +113,12 @@ def search(folder_id: int, key: SearchKey, max_uid: int,
         else:
             where.append(condition[0])
             params += condition[1]
-    table = sql.table(Message)
     condition = " AND ".join(where)
     with connection.cursor() as cursor:
         if not residual:
-            cursor.execute(f"SELECT uid, modseq FROM {table} WHERE {condition} ORDER BY uid",
-                           params)
+            cursor.execute(statements.uids.format(where=condition), params)
             return [tuple(row) for row in cursor.fetchall()]
-        cursor.execute(f"SELECT {sql.columns(Message, _ROW_FIELDS)} FROM {table} "
-                       f"WHERE {condition} ORDER BY uid", params)
+        cursor.execute(statements.rows.format(where=condition), params)
         check = _Matcher(max_uid, now)
         found = []
         while batch := cursor.fetchmany(500):
@@ -170,25 +189,27 @@ class _Translator:
     Case-insensitive matching is the ORM's icontains, spelt as each backend spells it.
     """
 
-    def __init__(self, max_uid: int, now: datetime) -> None:
+    def __init__(self, max_uid: int, now: datetime, m: sql.Names) -> None:
         self.max_uid = max_uid
         self.now = now
+        self.m = m  # the message table's columns
 
     def sql(self, key: SearchKey | AnyKey) -> Condition | None:
         if isinstance(key, AllKey):
             return _EVERYTHING
         if isinstance(key, FlagKey):
             return self._flag(key)
+        m = self.m
         if isinstance(key, HeaderKey):
-            column = _CACHED_HEADERS.get(key.field)
-            if column is None or not key.value:
+            name = _CACHED_HEADERS.get(key.field)
+            if name is None or not key.value:
                 return None  # presence, or a field not cached: read the header
-            return _contains_sql(column, key.value)
+            return sql.icontains(getattr(m, name), key.value)
         if isinstance(key, TextKey):
             return None
         if isinstance(key, DateKey):
-            column = ("internal_date" if key.field == "INTERNAL"
-                      else "COALESCE(sent_date, internal_date)")
+            column = (m.internal_date if key.field == "INTERNAL"
+                      else f"COALESCE({m.sent_date}, {m.internal_date})")
             start = _day_start(key.value)
             if key.op == "BEFORE":
                 return f"{column} < %s", [_date(start)]
@@ -197,10 +218,10 @@ class _Translator:
             return (f"{column} >= %s AND {column} < %s",
                     [_date(start), _date(start + timedelta(days=1))])
         if isinstance(key, SizeKey):
-            return ("size > %s" if key.op == "LARGER" else "size < %s"), [key.value]
+            return (f"{m.size} > %s" if key.op == "LARGER" else f"{m.size} < %s"), [key.value]
         if isinstance(key, AgeKey):
             edge = self.now - timedelta(seconds=key.seconds)
-            return ("internal_date <= %s" if key.op == "OLDER" else "internal_date >= %s",
+            return (f"{m.internal_date} {'<=' if key.op == 'OLDER' else '>='} %s",
                     [_date(edge)])
         if isinstance(key, SetKey):
             if key.set.saved or not key.uid:
@@ -210,10 +231,10 @@ class _Translator:
                 return None
             if not ranges:
                 return _NOTHING
-            text, params = sql.ranges_condition("uid", ranges)
+            text, params = sql.ranges_condition(m.uid, ranges)
             return text, params
         if isinstance(key, ModSeqKey):
-            return "modseq >= %s", [key.modseq]
+            return f"{m.modseq} >= %s", [key.modseq]
         if isinstance(key, NotKey):
             inner = self.sql(key.key)
             # No column compared here holds NULL: NOT is plain negation.
@@ -232,23 +253,17 @@ class _Translator:
         raise TypeError(f"unknown search key {key!r}")
 
     def _flag(self, key: FlagKey) -> Condition:
-        column = SYSTEM_FLAGS.get(_system_flag(key.flag))
-        if column is not None:
+        name = SYSTEM_FLAGS.get(_system_flag(key.flag))
+        if name is not None:
+            column = getattr(self.m, name)
             return (column if key.present else f"NOT {column}"), []
         if key.flag.lower() == "\\recent":
             return _NOTHING if key.present else _EVERYTHING  # nothing is ever \Recent here
         if key.flag.startswith("\\"):
             return _EVERYTHING if not key.present else _NOTHING
         # Keywords are atoms (no quotes or backslashes): their JSON form is "name".
-        text, params = _contains_sql("keywords", json.dumps(key.flag))
+        text, params = sql.icontains(self.m.keywords, json.dumps(key.flag))
         return (text, params) if key.present else (f"NOT ({text})", params)
-
-
-def _contains_sql(column: str, value: str) -> Condition:
-    """Return column icontains value, as the ORM writes it for this database."""
-    lhs = connection.ops.lookup_cast("icontains", "TextField") % column
-    pattern = f"%{connection.ops.prep_for_like_query(value)}%"
-    return f"{lhs} {connection.operators['icontains'] % '%s'}", [pattern]
 
 
 def _date(moment: datetime):

@@ -1,22 +1,58 @@
-"""Hand-written SQL for the store's hot paths, on SQLite and Postgres alike.
+"""Hand-written SQL for the hot paths, on SQLite and Postgres alike: the one statement pattern.
 
 The ORM spends more Python time building a query than either database spends running
-it; on the paths every IMAP command and every delivery takes, plain statements built
-once from the models' metadata (tables and columns quoted for the backend) are several
-times cheaper. Values go in through each field's own preparation and come back through
-the converters the ORM itself applies, so callers see what the ORM would give them.
+it; on the paths every IMAP command, every RCPT and every delivery takes, plain statements
+are several times cheaper (the figures are beside each concern's statements: delivery.py,
+messages.py, directory.py). Every concern writes them the same way:
+
+- statements are built once per database vendor (and per arguments), on first use, by a
+  function decorated with @statements;
+- tables and columns are named through render() ("{message.uid}"), from the models'
+  metadata, so a renamed field fails loudly when the statement is built, never silently
+  in the database;
+- values go in through the field's own preparation (prep()) and rows come back through
+  decode(), which applies the converters the ORM itself applies: callers see what the ORM
+  would give them (aware datetimes, decoded JSON, bools).
+
+This is the only module that touches Django's internals for that, because the ORM has no
+public API for "decode this raw row as you would": `Col`, the backend's and the
+expression's `get_db_converters`, `JSONField.from_db_value`, and for icontains the
+backend's `lookup_cast`, `operators` and `prep_for_like_query`. tests/test_store_sql.py
+pins each of them, so a Django upgrade that changes one fails there first.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from django.db import connection
 from django.db.models import JSONField, Model
-from django.db.models.expressions import Col
+from django.db.models.expressions import Col  # internal: the ORM's column expression
 
 Converter = Callable[..., object]
+T = TypeVar("T")
+
+
+def statements(build: Callable[..., T]) -> Callable[..., T]:
+    """Cache what build returns (statement texts) per database vendor and arguments.
+
+    The statements of a concern are built on first use, not at import: quoting and
+    features depend on the connection, which is not configured while modules load.
+    """
+    built: dict[tuple, T] = {}
+
+    @functools.wraps(build)
+    def cached(*args):
+        key = (connection.vendor, *args)
+        try:
+            return built[key]
+        except KeyError:
+            found = built[key] = build(*args)
+            return found
+
+    return cached
 
 
 def quote(name: str) -> str:
@@ -28,11 +64,42 @@ def table(model: type[Model]) -> str:
 
 
 def column(model: type[Model], name: str) -> str:
+    """Return a field's quoted column; name is the field's name or attname ("folder_id")."""
     return quote(model._meta.get_field(name).column)
 
 
 def columns(model: type[Model], names: Iterable[str]) -> str:
     return ", ".join(column(model, name) for name in names)
+
+
+class Names:
+    """A model as statements name it: formatted, its quoted table; attributes, its columns."""
+
+    def __init__(self, model: type[Model]) -> None:
+        self._model = model
+
+    def __format__(self, spec: str) -> str:
+        return table(self._model)
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        found = column(self._model, name)
+        setattr(self, name, found)  # looked up once: search translates keys per command
+        return found
+
+
+def render(template: str, **models: type[Model]) -> str:
+    """Return template with "{name}" as a model's quoted table, "{name.field}" its column.
+
+    A doubled brace ("{{uids}}") is left for the caller to fill in per call.
+    """
+    return template.format(**{name: Names(model) for name, model in models.items()})
+
+
+def select(model: type[Model], names: Sequence[str], where: str) -> str:
+    """Return "SELECT <names' columns> FROM <model's table> WHERE <where>" (where: rendered)."""
+    return f"SELECT {columns(model, names)} FROM {table(model)} WHERE {where}"
 
 
 def for_update() -> str:
@@ -48,6 +115,7 @@ def prep(model: type[Model], name: str, value: object) -> object:
 @functools.cache
 def _converters(vendor: str, model: type[Model], names: tuple[str, ...]
                 ) -> tuple[tuple[int, list[Converter], Col], ...]:
+    # What the ORM's SQLCompiler.get_converters() collects for these columns.
     found = []
     for index, name in enumerate(names):
         field = model._meta.get_field(name)
@@ -81,6 +149,13 @@ def decode(model: type[Model], names: Sequence[str], rows: Iterable[Sequence]) -
             row[index] = value
         out.append(row)
     return out
+
+
+def icontains(column_sql: str, value: str) -> tuple[str, list[str]]:
+    """Return (condition, parameters): column icontains value, as the ORM writes it here."""
+    lhs = connection.ops.lookup_cast("icontains", "TextField") % column_sql
+    pattern = f"%{connection.ops.prep_for_like_query(value)}%"
+    return f"{lhs} {connection.operators['icontains'] % '%s'}", [pattern]
 
 
 def ranges_condition(name: str, ranges: Sequence[tuple[int, int]]) -> tuple[str, list[int]]:
