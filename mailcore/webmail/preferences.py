@@ -18,6 +18,11 @@ def set_display_name(mailbox_id: int, name: str) -> None:
     Mailbox.objects.filter(pk=mailbox_id).update(display_name=cleaned)
 
 
+def storage(mailbox_id: int) -> tuple[int, int]:
+    """Return the bytes the mailbox uses and its quota (0: unlimited)."""
+    return Mailbox.objects.values_list("used_bytes", "quota_bytes").get(pk=mailbox_id)
+
+
 def get(mailbox_id: int) -> MailboxSettings:
     """Return the mailbox's settings (defaults when it never saved any)."""
     return MailboxSettings.objects.filter(mailbox_id=mailbox_id).first() or MailboxSettings(

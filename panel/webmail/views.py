@@ -628,4 +628,6 @@ def settings_view(request: HttpRequest) -> HttpResponse:
                          **{f: data[f] for f in VACATION_FIELDS})
         messages.success(request, "Your settings are saved.")
         return redirect("webmail:settings")
-    return render(request, "webmail/settings.html", {**_sidebar(request), "form": form})
+    used, quota = preferences.storage(principal.mailbox_id)
+    return render(request, "webmail/settings.html", {**_sidebar(request), "form": form,
+                                                     "used_bytes": used, "quota_bytes": quota})
