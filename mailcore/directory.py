@@ -185,9 +185,9 @@ def plaintext_allowed(secure: bool, peer_ip: str) -> bool:
 
 
 def log_in(user: str, password: str, peer_ip: str) -> Principal:
-    """Return the principal these credentials open, under the login throttle
-    (mailcore.ratelimit); raise LoginRefused.
+    """Return the principal these credentials open, or raise LoginRefused.
 
+    Checked under the login throttle (mailcore.ratelimit).
     A refused source address gets no password check at all. Otherwise exactly one
     argon2 verification runs whether the address exists or not (a dummy hash for an
     unknown one, as Django's ModelBackend), so timing tells nothing about which exist.

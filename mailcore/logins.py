@@ -14,9 +14,8 @@ import time
 
 from django.conf import settings
 
-from mailcore import dbpool
+from mailcore import dbpool, directory
 from mailcore.directory import LoginRefused
-from mailcore.directory import log_in as check_login
 from mailcore.principal import Principal
 
 
@@ -26,7 +25,7 @@ async def log_in(user: str, password: str, peer_ip: str) -> Principal:
     pause = 0.02
     while True:
         try:
-            return await dbpool.run(check_login, user, password, peer_ip)
+            return await dbpool.run(directory.log_in, user, password, peer_ip)
         except LoginRefused as refused:
             if not refused.busy or time.monotonic() + pause > deadline:
                 raise
