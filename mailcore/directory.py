@@ -15,6 +15,7 @@ from mailcore import claims, passwords, ratelimit
 from mailcore.addresses import AddressError, normalize_address, normalize_domain, split_address
 from mailcore.dkim import generate_private_key
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
+from mailcore.principal import Principal
 from mailcore.store import sql
 from mailcore.store.folders import create_default_folders
 
@@ -141,6 +142,14 @@ def _expand_destinations(alias: Alias, result: Resolution, full: list[int],
             result.remote.add(f"{local}@{domain}")
 
 
+def alias_reaches(alias: Alias, address: str, mailbox_id: int) -> bool:
+    """Return whether the alias (at address) delivers to this mailbox, full or not."""
+    result = Resolution(Route.LOCAL)
+    full: list[int] = []
+    _expand_destinations(alias, result, full, seen={address}, depth=0)
+    return mailbox_id in result.mailbox_ids or mailbox_id in full
+
+
 # Logins -----------------------------------------------------------------------------------
 
 class LoginRefused(Exception):
@@ -161,15 +170,6 @@ class LoginRefused(Exception):
         self.busy = busy
 
 
-@dataclass(frozen=True)
-class Login:
-    """A successful login: the mailbox, and which credential opened it."""
-
-    mailbox: Mailbox
-    kind: str  # "password" or "app"
-    key: int   # the mailbox's pk, or the app password's
-
-
 def plaintext_allowed(secure: bool, peer_ip: str) -> bool:
     """Return whether a password may be sent on this connection (RFC 2595 section 2.2)."""
     if secure or settings.PLAINTEXT_AUTH == "always":
@@ -182,14 +182,10 @@ def plaintext_allowed(secure: bool, peer_ip: str) -> bool:
     return False
 
 
-def authenticate(user: str, password: str, peer_ip: str) -> Mailbox:
-    """Return the mailbox these credentials open, or raise LoginRefused."""
-    return log_in(user, password, peer_ip).mailbox
+def log_in(user: str, password: str, peer_ip: str) -> Principal:
+    """Return the principal these credentials open, or raise LoginRefused.
 
-
-def log_in(user: str, password: str, peer_ip: str) -> Login:
-    """Check credentials under the login throttle (mailcore.ratelimit); raise LoginRefused.
-
+    Checked under the login throttle (mailcore.ratelimit).
     A refused source address gets no password check at all. Otherwise exactly one
     argon2 verification runs whether the address exists or not (a dummy hash for an
     unknown one, as Django's ModelBackend), so timing tells nothing about which exist.
@@ -222,7 +218,7 @@ def log_in(user: str, password: str, peer_ip: str) -> Login:
     if mailbox is None or matched is None:
         raise LoginRefused(delay=attempt.failed())
     attempt.succeeded()
-    return Login(mailbox, *matched)
+    return Principal.of(mailbox, *matched)
 
 
 def _password_matches(mailbox: Mailbox, password: str) -> tuple[str, int] | None:
@@ -268,61 +264,6 @@ def _app_matches(mailbox: Mailbox, app: AppPassword, password: str) -> bool:
     if changes:
         AppPassword.objects.filter(pk=app.pk, password_hash=app.password_hash).update(**changes)
     return True
-
-
-# Sending ----------------------------------------------------------------------------------
-
-class SenderProblem(Enum):
-    """Why a mailbox may not send as an address."""
-
-    NOT_YOURS = "not yours"
-    DOMAIN_NOT_VERIFIED = "domain not verified"
-
-
-def sender_problem(mailbox: Mailbox, address: str) -> SenderProblem | None:
-    """Return why this mailbox may not send as address, or None when it may.
-
-    It may use its own address, or an exact alias whose expansion delivers to it (RFC 6409
-    section 6.1). A catch-all does not count: it would let one mailbox pose as every
-    unused name of its domain. Nothing is sent for a domain nobody has proven to own:
-    not from its mailboxes, and not as its addresses.
-    """
-    try:
-        local, domain = split_address(address)
-    except AddressError:
-        return SenderProblem.NOT_YOURS
-    # Read afresh, not from the session's copy of the mailbox: the gate must not trust a
-    # stale row (and this mailbox's own domain decides before any address does).
-    own = Domain.objects.filter(pk=mailbox.domain_id).values("verified_at", "is_active").first()
-    if own is None or not own["is_active"]:
-        return SenderProblem.NOT_YOURS
-    if own["verified_at"] is None:
-        return SenderProblem.DOMAIN_NOT_VERIFIED
-    if local == mailbox.local_part and domain == mailbox.domain.name:
-        return None
-    if not _is_hosted(domain):
-        # Naming the reason is safe only for the sender's own claims: it must not tell
-        # anyone that another customer holds a claim on the name.
-        owner = mailbox.domain.owner_id
-        if owner is not None and Domain.objects.pending().filter(name=domain,
-                                                                 owner_id=owner).exists():
-            return SenderProblem.DOMAIN_NOT_VERIFIED
-        return SenderProblem.NOT_YOURS
-    alias = Alias.objects.filter(domain__name=domain, domain__verified_at__isnull=False,
-                                 local_part=local, is_active=True).first()
-    if alias is None:
-        return SenderProblem.NOT_YOURS
-    result = Resolution(Route.LOCAL)
-    full: list[int] = []
-    _expand_destinations(alias, result, full, seen={f"{local}@{domain}"}, depth=0)
-    if mailbox.pk in result.mailbox_ids or mailbox.pk in full:
-        return None
-    return SenderProblem.NOT_YOURS
-
-
-def may_send_as(mailbox: Mailbox, address: str) -> bool:
-    """Return whether this mailbox may send as address (see sender_problem)."""
-    return sender_problem(mailbox, address) is None
 
 
 # Operator and customer changes ---------------------------------------------------------------

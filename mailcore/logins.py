@@ -14,18 +14,18 @@ import time
 
 from django.conf import settings
 
-from mailcore import dbpool
-from mailcore.directory import LoginRefused, authenticate
-from mailcore.models import Mailbox
+from mailcore import dbpool, directory
+from mailcore.directory import LoginRefused
+from mailcore.principal import Principal
 
 
-async def log_in(user: str, password: str, peer_ip: str) -> Mailbox:
-    """Return the mailbox these credentials open, or raise LoginRefused."""
+async def log_in(user: str, password: str, peer_ip: str) -> Principal:
+    """Return the principal these credentials open, or raise LoginRefused."""
     deadline = time.monotonic() + max(settings.AUTH_FAILURE_DELAY_MAX, 1.0)
     pause = 0.02
     while True:
         try:
-            return await dbpool.run(authenticate, user, password, peer_ip)
+            return await dbpool.run(directory.log_in, user, password, peer_ip)
         except LoginRefused as refused:
             if not refused.busy or time.monotonic() + pause > deadline:
                 raise

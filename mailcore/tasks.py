@@ -23,7 +23,7 @@ def collect_orphan_blobs() -> int:
 @shared_task(acks_late=True)
 def deliver_outbound(message_ids: list[int]) -> None:
     """Try the due recipients of these queued messages once."""
-    from mailcore.queue.sender import attempt
+    from mailcore.queue.attempts import attempt
 
     attempt(message_ids)
 
@@ -31,7 +31,7 @@ def deliver_outbound(message_ids: list[int]) -> None:
 @shared_task
 def sweep_outbound() -> int:
     """Hand every message with recipients due for another attempt to the workers."""
-    from mailcore.queue.sender import due_message_ids
+    from mailcore.queue.attempts import due_message_ids
 
     ids = due_message_ids()
     for start in range(0, len(ids), 20):
@@ -61,7 +61,7 @@ def expire_domain_claims() -> int:
 @shared_task(acks_late=True)
 def vacation_reply(mailbox_id: int, blob_key: str, envelope_sender: str) -> str:
     """Send a mailbox's vacation auto-reply to the sender of a message it just received."""
+    from mailcore.sending.vacation import answer
     from mailcore.store.blobs import blob_store
-    from mailcore.webmail.preferences import answer
 
     return answer(mailbox_id, blob_store().get(blob_key), envelope_sender)

@@ -458,7 +458,7 @@ MFA_TOTP_ISSUER = "Mailhost"
 # Staff without TOTP are sent to set it up before anything else (panel.accounts.middleware).
 REQUIRE_STAFF_2FA = env_bool("REQUIRE_STAFF_2FA", not DEBUG)
 # The panel's mail (verification, password resets) goes through mailcore's own delivery.
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "mailcore.mailer.EmailBackend")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "mailcore.sending.system.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"noreply@{MAIL_HOSTNAME}")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # The panel's own stylesheet and script.

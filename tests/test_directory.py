@@ -91,11 +91,11 @@ def test_a_full_mailbox_routes_as_over_quota(hosted):
 
 def test_it_authenticates_with_the_right_password_only(hosted):
     alice, _ = hosted
-    assert directory.authenticate("ALICE@example.test", PASSWORD, "127.0.0.1").pk == alice.pk
+    assert directory.log_in("ALICE@example.test", PASSWORD, "127.0.0.1").mailbox_id == alice.pk
     with pytest.raises(LoginRefused):
-        directory.authenticate("alice@example.test", "wrong", "127.0.0.1")
+        directory.log_in("alice@example.test", "wrong", "127.0.0.1")
     with pytest.raises(LoginRefused):
-        directory.authenticate("nobody@example.test", PASSWORD, "127.0.0.1")
+        directory.log_in("nobody@example.test", PASSWORD, "127.0.0.1")
 
 
 def test_a_disabled_mailbox_cannot_log_in(hosted):
@@ -103,19 +103,19 @@ def test_a_disabled_mailbox_cannot_log_in(hosted):
     alice.is_active = False
     alice.save()
     with pytest.raises(LoginRefused):
-        directory.authenticate("alice@example.test", PASSWORD, "127.0.0.1")
+        directory.log_in("alice@example.test", PASSWORD, "127.0.0.1")
 
 
 def test_repeated_failures_refuse_the_address_not_the_user(hosted, settings):
     settings.AUTH_MAX_FAILURES = 3
     for _ in range(3):
         with pytest.raises(LoginRefused):
-            directory.authenticate("alice@example.test", "wrong", "192.0.2.1")
-    assert directory.authenticate("alice@example.test", PASSWORD, "192.0.2.9")
+            directory.log_in("alice@example.test", "wrong", "192.0.2.1")
+    assert directory.log_in("alice@example.test", PASSWORD, "192.0.2.9")
     with pytest.raises(LoginRefused) as refused:
-        directory.authenticate("bob@example.test", PASSWORD, "192.0.2.1")
+        directory.log_in("bob@example.test", PASSWORD, "192.0.2.1")
     assert refused.value.rate_limited
-    assert directory.authenticate("bob@example.test", PASSWORD, "192.0.2.9")
+    assert directory.log_in("bob@example.test", PASSWORD, "192.0.2.9")
 
 
 def test_plaintext_passwords_need_tls_unless_on_loopback(settings):
@@ -132,9 +132,9 @@ def test_an_app_password_opens_the_mailbox_and_records_its_use(hosted):
     alice, _ = hosted
     app, secret = directory.add_app_password(alice, "Phone")
     assert len(secret) == 19 and app.password_hash != secret
-    assert directory.authenticate("alice@example.test", secret, "127.0.0.1").pk == alice.pk
+    assert directory.log_in("alice@example.test", secret, "127.0.0.1").mailbox_id == alice.pk
     app.refresh_from_db()
     assert app.last_used_at is not None
     app.delete()
     with pytest.raises(LoginRefused):
-        directory.authenticate("alice@example.test", secret, "127.0.0.1")
+        directory.log_in("alice@example.test", secret, "127.0.0.1")

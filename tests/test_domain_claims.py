@@ -15,6 +15,8 @@ from django.utils import timezone
 from mailcore import claims, clientconfig, customers, directory, dkim, tasks
 from mailcore.directory import DirectoryError, LoginRefused, Route
 from mailcore.models import Alias, Domain, Mailbox
+from mailcore.principal import Principal
+from mailcore.sending.senders import SenderProblem, sender_problem
 from mailcore.webmail import compose
 from tests.dns_server import DNSServer
 from tests.panel_cast import *  # noqa: F403
@@ -163,7 +165,7 @@ def test_staff_verifying_by_hand_end_the_other_claims(as_carol, alice, bob, mail
 def test_the_notice_reaches_a_hosted_owner_through_our_own_delivery(
         alice, bob, alice_domain, alice_mailbox, settings,
         django_capture_on_commit_callbacks) -> None:
-    settings.EMAIL_BACKEND = "mailcore.mailer.EmailBackend"
+    settings.EMAIL_BACKEND = "mailcore.sending.system.EmailBackend"
     bob.email = "hello@alice.test"
     bob.save()
     theirs = claim(bob)
@@ -235,10 +237,11 @@ def test_routing_and_logins_never_reach_a_pending_claim(squatted, alice_mailbox)
     assert directory.resolve("ceo@alice.test").route is Route.UNKNOWN_USER
     assert directory.resolve("nobody@alice.test").route is Route.UNKNOWN_USER
     with pytest.raises(LoginRefused):
-        directory.authenticate("hello@alice.test", "bobs-own-password", "127.0.0.1")
+        directory.log_in("hello@alice.test", "bobs-own-password", "127.0.0.1")
     with pytest.raises(LoginRefused):
-        directory.authenticate("ceo@alice.test", "bobs-own-password", "127.0.0.1")
-    assert directory.authenticate("hello@alice.test", PASSWORD, "127.0.0.1") == alice_mailbox
+        directory.log_in("ceo@alice.test", "bobs-own-password", "127.0.0.1")
+    principal = directory.log_in("hello@alice.test", PASSWORD, "127.0.0.1")
+    assert principal.mailbox_id == alice_mailbox.pk
 
 
 def test_operator_tools_and_autoconfig_find_the_verified_domain(squatted, alice_domain,
@@ -252,14 +255,13 @@ def test_operator_tools_and_autoconfig_find_the_verified_domain(squatted, alice_
 
 def test_a_pending_claims_mailbox_cannot_send_and_its_domain_is_not_signed(alice) -> None:
     domain = claim(alice)
-    mailbox = customers.add_mailbox(alice, domain, "ceo", PASSWORD, "", MB)
-    assert directory.sender_problem(mailbox, "ceo@newco.test") is \
-        directory.SenderProblem.DOMAIN_NOT_VERIFIED
+    principal = Principal.of(customers.add_mailbox(alice, domain, "ceo", PASSWORD, "", MB))
+    assert sender_problem(principal, "ceo@newco.test") is SenderProblem.DOMAIN_NOT_VERIFIED
     with pytest.raises(dkim.DomainNotVerified):
         dkim.sign(b"From: ceo@newco.test\r\n\r\nhi\r\n", domain)
     draft = compose.Draft(from_address="ceo@newco.test", to="x@remote.test", body="hi")
     with pytest.raises(compose.ComposeError, match="domain not verified"):
-        compose.send(mailbox, draft, peer_ip="127.0.0.1", secure=True)
+        compose.send(principal, draft, peer_ip="127.0.0.1", secure=True)
 
 
 def test_a_pending_claims_mailbox_cannot_sign_in_to_webmail(alice) -> None:

@@ -16,8 +16,8 @@ from django.urls import reverse
 
 from mailcore import directory
 from mailcore import dkim as our_dkim
-from mailcore.mailer import UndeliverableMessage
 from mailcore.models import Message, OutboundMessage, OutboundRecipient
+from mailcore.sending.system import UndeliverableMessage
 from mailcore.store.blobs import blob_store
 from tests.panel_cast import *  # noqa: F403
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _our_mail(settings):
-    """Send through mailcore.mailer, as in production (pytest-django would use locmem)."""
-    settings.EMAIL_BACKEND = "mailcore.mailer.EmailBackend"
+    """Send through mailcore.sending.system, as in production (pytest-django would use locmem)."""
+    settings.EMAIL_BACKEND = "mailcore.sending.system.EmailBackend"
     settings.MAIL_HOSTNAME = "mx.host.test"
     settings.DEFAULT_FROM_EMAIL = "noreply@mx.host.test"
 

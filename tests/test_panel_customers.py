@@ -350,7 +350,8 @@ def test_an_app_password_is_shown_once_and_works(as_alice, alice_mailbox) -> Non
     secret = response.context["secret"]
     assert secret in response.content.decode()
     assert "no-cache" in response["Cache-Control"] or "no-store" in response["Cache-Control"]
-    assert directory.authenticate("hello@alice.test", secret, "127.0.0.1") == alice_mailbox
+    principal = directory.log_in("hello@alice.test", secret, "127.0.0.1")
+    assert principal.mailbox_id == alice_mailbox.pk
     page = as_alice.get(reverse("mailbox_detail", args=[alice_mailbox.pk])).content.decode()
     assert "Laptop" in page and secret not in page
     assert "0\xa0minutes ago" in page  # its last use, by the login above
@@ -360,7 +361,7 @@ def test_a_revoked_app_password_stops_working(as_alice, alice_mailbox) -> None:
     app, secret = directory.add_app_password(alice_mailbox, "Phone")
     as_alice.post(reverse("app_password_revoke", args=[alice_mailbox.pk, app.pk]))
     with pytest.raises(directory.LoginRefused):
-        directory.authenticate("hello@alice.test", secret, "127.0.0.1")
+        directory.log_in("hello@alice.test", secret, "127.0.0.1")
 
 
 def test_an_app_password_of_another_mailbox_is_404(as_alice, alice_domain, alice_mailbox

@@ -215,7 +215,7 @@ def test_failures_for_a_user_from_other_addresses_do_not_refuse_the_user(server,
     settings.AUTH_MAX_FAILURES = 2
     for n in range(5):
         with pytest.raises(directory.LoginRefused):
-            directory.authenticate(ALICE, "wrong", f"192.0.2.{n + 1}")
+            directory.log_in(ALICE, "wrong", f"192.0.2.{n + 1}")
     client = connect(server)
     client.transact(f"AUTH PLAIN {plain('', ALICE, PASSWORD)}", "+OK Logged in")
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from mailcore import directory
 from mailcore.models import Message, OutboundMessage, OutboundRecipient
-from mailcore.queue import sender
+from mailcore.queue import attempts
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
@@ -57,7 +57,7 @@ def status_fields(dsn: email.message.Message) -> list[email.message.Message]:
 
 def test_a_queued_message_is_delivered_to_the_transport(alice, sink):
     message = queue()
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     assert [(r.mail_from, r.rcpt_tos) for r in sink.received] == [
         ("alice@example.test", ["carol@remote.test"])]
     assert sink.received[0].data.rstrip(b"\r\n") == RAW.rstrip(b"\r\n")
@@ -69,7 +69,7 @@ def test_a_queued_message_is_delivered_to_the_transport(alice, sink):
 def test_a_550_returns_a_dsn_to_the_local_sender(alice, sink):
     sink.handler.rcpt_replies.append("550 5.1.1 <carol@remote.test>: no such user")
     message = queue()
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     assert message.recipients.get().state == State.FAILED
     [dsn] = inbox_dsns(alice)
     assert dsn.get_content_type() == "multipart/report"
@@ -92,7 +92,7 @@ def test_a_550_returns_a_dsn_to_the_local_sender(alice, sink):
 def test_recipients_failing_together_get_one_dsn(alice, sink):
     sink.handler.rcpt_replies.extend(["550 5.1.1 no", "550 5.1.1 nope"])
     message = queue(rcpts=("carol@remote.test", "dave@remote.test"))
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     [dsn] = inbox_dsns(alice)
     finals = sorted(f["Final-Recipient"] for f in status_fields(dsn)[1:])
     assert finals == ["rfc822; carol@remote.test", "rfc822; dave@remote.test"]
@@ -101,15 +101,15 @@ def test_recipients_failing_together_get_one_dsn(alice, sink):
 def test_a_451_is_retried_later_and_delivered_once(alice, sink):
     sink.handler.rcpt_replies.append("451 4.7.1 greylisted, try later")
     message = queue()
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     recipient = message.recipients.get()
     assert recipient.state == State.QUEUED
     assert recipient.next_attempt_at > timezone.now() + timedelta(seconds=30)
-    sender.attempt([message.pk])  # not due yet: nothing happens
+    attempts.attempt([message.pk])  # not due yet: nothing happens
     assert sink.received == [] and message.recipients.get().attempts == 1
     make_due(message)
-    sender.attempt([message.pk])
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
+    attempts.attempt([message.pk])
     assert len(sink.received) == 1
     assert message.recipients.get().state == State.DELIVERED
     assert inbox_dsns(alice) == []
@@ -120,14 +120,14 @@ def test_a_remote_that_is_down_is_retried_then_bounced_when_the_lifetime_ends(al
 
     settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{free_port()}"
     message = queue()
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     recipient = message.recipients.get()
     assert (recipient.state, recipient.attempts) == (State.QUEUED, 1)
     assert inbox_dsns(alice) == []
     OutboundMessage.objects.filter(pk=message.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1))
     make_due(message)
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     recipient.refresh_from_db()
     assert (recipient.state, recipient.attempts) == (State.FAILED, 2)
     [dsn] = inbox_dsns(alice)
@@ -141,9 +141,9 @@ def test_a_delay_notice_goes_out_once_after_the_delay(alice, settings):
     message = queue()
     OutboundMessage.objects.filter(pk=message.pk).update(
         created_at=timezone.now() - timedelta(hours=5))
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     make_due(message)
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     [notice] = inbox_dsns(alice)
     assert notice["Subject"].startswith("Delayed Mail")
     fields = status_fields(notice)[1]
@@ -154,7 +154,7 @@ def test_a_delay_notice_goes_out_once_after_the_delay(alice, settings):
 def test_a_bounce_is_never_bounced(alice, sink):
     sink.handler.rcpt_replies.append("550 5.1.1 no such user")
     message = queue(mail_from="")
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     recipient = message.recipients.get()
     assert recipient.state == State.FAILED and recipient.dsn_sent
     assert OutboundMessage.objects.count() == 1
@@ -165,33 +165,33 @@ def test_a_dsn_for_a_remote_sender_is_queued_with_a_null_sender(alice, sink, set
     sink.handler.rcpt_replies.append("550 5.1.1 no such user")
     settings.OUTBOUND_TRANSPORTS += f",elsewhere.test=127.0.0.1:{sink.port}"
     message = queue(mail_from="someone@elsewhere.test")
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     dsn_message = OutboundMessage.objects.exclude(pk=message.pk).get()
     assert dsn_message.mail_from == ""
     assert dsn_message.recipients.get().address == "someone@elsewhere.test"
-    sender.attempt([dsn_message.pk])
+    attempts.attempt([dsn_message.pk])
     assert sink.received[-1].mail_from == "<>"  # aiosmtpd's spelling of the null path
     assert sink.received[-1].rcpt_tos == ["someone@elsewhere.test"]
 
 
 def test_several_messages_to_one_domain_share_a_connection(alice, sink):
     first, second = queue(), queue(rcpts=("dave@remote.test",))
-    sender.attempt([first.pk, second.pk])
+    attempts.attempt([first.pk, second.pk])
     assert len(sink.received) == 2
     assert sink.handler.connections == 1
 
 
 def test_a_leased_recipient_is_not_claimed_twice(alice):
     message = queue()
-    assert len(sender.claim([message.pk])) == 1
-    assert sender.claim([message.pk]) == []
+    assert len(attempts.claim([message.pk])) == 1
+    assert attempts.claim([message.pk]) == []
     message.recipients.update(leased_until=timezone.now() - timedelta(seconds=1))
-    assert len(sender.claim([message.pk])) == 1
+    assert len(attempts.claim([message.pk])) == 1
 
 
 def test_the_retry_schedule_backs_off_then_stays_hourly(settings):
     settings.OUTBOUND_RETRY_DELAYS = [60, 300, 900, 1800, 3600]
-    assert [sender.retry_delay(n) for n in range(1, 8)] == [
+    assert [attempts.retry_delay(n) for n in range(1, 8)] == [
         60, 300, 900, 1800, 3600, 3600, 3600]
 
 
@@ -200,6 +200,6 @@ def test_delivered_and_failed_recipients_are_counted_for_the_dashboard(alice, si
 
     sink.handler.rcpt_replies.extend(["250 2.1.5 OK", "550 5.1.1 no"])
     message = queue(rcpts=("carol@remote.test", "dave@remote.test"))
-    sender.attempt([message.pk])
+    attempts.attempt([message.pk])
     counts = dict(TrafficCount.objects.values_list("kind", "count"))
     assert counts == {"sent": 1, "bounced": 1}

@@ -15,7 +15,7 @@ import pytest
 from mailcore import directory
 from mailcore.dkim import dns_record
 from mailcore.models import Domain, Mailbox, Message, OutboundMessage, OutboundRecipient
-from mailcore.queue import sender
+from mailcore.queue import attempts
 from tests.conftest import PASSWORD, require_program
 from tests.mailboxes import inbox, raw_of
 from tests.servers import RawClient, client_tls_context
@@ -522,7 +522,7 @@ def test_a_remote_recipient_is_queued_then_delivered_signed(connect, alice, sink
     assert kicked == [outbound.pk]
     assert Message.objects.count() == 0
 
-    sender.attempt([outbound.pk])
+    attempts.attempt([outbound.pk])
     [received] = sink.received
     assert (received.mail_from, received.rcpt_tos) == (ALICE, ["carol@remote.test"])
     headers = email.message_from_bytes(received.data)
@@ -539,7 +539,7 @@ def test_local_and_remote_recipients_in_one_message(connect, alice, bob, sink):
     assert send_data(client, BODY, rcpts=("bob@example.test", "carol@remote.test")
                      ).startswith("250 2.0.0")
     local = raw_of(inbox(bob)[0])
-    sender.attempt([OutboundMessage.objects.get().pk])
+    attempts.attempt([OutboundMessage.objects.get().pk])
     [received] = sink.received
     assert local == b"Return-Path: <alice@example.test>\r\n" + received.data
     assert dkim_verifies(local) and dkim_verifies(received.data)
@@ -551,7 +551,7 @@ def test_sending_as_an_alias_signs_with_the_alias_domain(connect, alice, sink):
     client = connect()
     body = BODY.replace(b"From: Alice <alice@example.test>", b"From: info@other.test")
     assert send_data(client, body, rcpts=("carol@remote.test",)).startswith("250 2.0.0")
-    sender.attempt([OutboundMessage.objects.get().pk])
+    attempts.attempt([OutboundMessage.objects.get().pk])
     data = sink.received[0].data
     assert "d=other.test" in email.message_from_bytes(data)["DKIM-Signature"].replace(" ", "")
     assert dkim_verifies(data, "other.test")

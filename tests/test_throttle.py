@@ -46,7 +46,7 @@ def verifies(monkeypatch) -> list[str]:
 
 def refused(user: str, password: str, ip: str) -> LoginRefused:
     with pytest.raises(LoginRefused) as caught:
-        directory.authenticate(user, password, ip)
+        directory.log_in(user, password, ip)
     return caught.value
 
 
@@ -58,7 +58,7 @@ def test_decoy_failures_for_other_users_do_not_stop_a_right_password_from_elsewh
     for n in range(3):
         refused(f"decoy{n}@example.test", "guess", ATTACKER)
     assert refused(ALICE, PASSWORD, ATTACKER).rate_limited
-    assert directory.authenticate(ALICE, PASSWORD, VICTIM).pk == alice.pk
+    assert directory.log_in(ALICE, PASSWORD, VICTIM).mailbox_id == alice.pk
 
 
 def test_failures_against_one_account_from_many_addresses_never_refuse_its_owner(
@@ -66,7 +66,7 @@ def test_failures_against_one_account_from_many_addresses_never_refuse_its_owner
     settings.AUTH_MAX_FAILURES = 3
     for n in range(20):
         assert not refused(ALICE, "guess", f"192.0.2.{n + 1}").rate_limited
-    assert directory.authenticate(ALICE, PASSWORD, VICTIM).pk == alice.pk
+    assert directory.log_in(ALICE, PASSWORD, VICTIM).mailbox_id == alice.pk
 
 
 def test_an_address_that_keeps_failing_is_refused_without_a_password_check(
@@ -78,7 +78,7 @@ def test_an_address_that_keeps_failing_is_refused_without_a_password_check(
     refusal = refused(ALICE, PASSWORD, ATTACKER)
     assert refusal.rate_limited and refusal.retry_after > 0
     assert verifies == []
-    assert directory.authenticate(ALICE, PASSWORD, "192.0.2.67").pk == alice.pk
+    assert directory.log_in(ALICE, PASSWORD, "192.0.2.67").mailbox_id == alice.pk
 
 
 def test_an_ipv6_client_counts_by_its_slash_64():
@@ -111,16 +111,16 @@ def test_a_success_resets_the_accounts_count(alice, settings):
     settings.AUTH_FAILURE_DELAY, settings.AUTH_FAILURE_DELAY_MAX = 1, 64
     for n in range(4):
         refused(ALICE, "guess", f"192.0.2.{n + 1}")
-    directory.authenticate(ALICE, PASSWORD, VICTIM)
+    directory.log_in(ALICE, PASSWORD, VICTIM)
     assert refused(ALICE, "guess", "192.0.2.50").delay == 1
 
 
 def test_a_success_gives_its_reservation_back(alice, settings):
     settings.AUTH_MAX_FAILURES = 2
     for _ in range(5):
-        directory.authenticate(ALICE, PASSWORD, VICTIM)
+        directory.log_in(ALICE, PASSWORD, VICTIM)
     refused(ALICE, "guess", VICTIM)
-    assert directory.authenticate(ALICE, PASSWORD, VICTIM).pk == alice.pk
+    assert directory.log_in(ALICE, PASSWORD, VICTIM).mailbox_id == alice.pk
 
 
 def test_concurrent_wrong_logins_from_one_address_get_at_most_the_limit_of_checks(
@@ -144,7 +144,7 @@ def test_concurrent_wrong_logins_from_one_address_get_at_most_the_limit_of_check
 
     def attempt(_: int) -> None:
         try:
-            directory.authenticate(ALICE, "guess", ATTACKER)
+            directory.log_in(ALICE, "guess", ATTACKER)
         except LoginRefused as exc:
             with lock:
                 outcomes.append(exc.rate_limited)
@@ -179,14 +179,14 @@ def test_a_wrong_password_costs_one_argon2_run_however_many_app_passwords(alice,
     assert len(verifies) == 1
     verifies.clear()
     login = directory.log_in(ALICE, secrets[3], VICTIM)
-    assert login.kind == "app" and len(verifies) == 1
+    assert login.credential == "app" and len(verifies) == 1
 
 
 def test_an_app_password_from_before_the_lookup_works_and_gets_its_lookup(alice):
     app, secret = directory.add_app_password(alice, "Old phone")
     AppPassword.objects.filter(pk=app.pk).update(lookup="")
     login = directory.log_in(ALICE, secret, VICTIM)
-    assert (login.kind, login.key) == ("app", app.pk)
+    assert (login.credential, login.credential_id) == ("app", app.pk)
     app.refresh_from_db()
     assert app.lookup == passwords.app_password_lookup(secret)
 
@@ -194,19 +194,19 @@ def test_an_app_password_from_before_the_lookup_works_and_gets_its_lookup(alice)
 def test_hashes_are_upgraded_at_login_when_the_parameters_change(alice, settings):
     app, secret = directory.add_app_password(alice, "Phone")
     settings.ARGON2_TIME_COST = 2
-    directory.authenticate(ALICE, PASSWORD, VICTIM)
-    directory.authenticate(ALICE, secret, VICTIM)
+    directory.log_in(ALICE, PASSWORD, VICTIM)
+    directory.log_in(ALICE, secret, VICTIM)
     alice.refresh_from_db()
     app.refresh_from_db()
     for stored in (alice.password_hash, app.password_hash):
         assert "t=2," in stored and not passwords.needs_rehash(stored)
-    assert directory.authenticate(ALICE, PASSWORD, VICTIM).pk == alice.pk
-    assert directory.authenticate(ALICE, secret, VICTIM).pk == alice.pk
+    assert directory.log_in(ALICE, PASSWORD, VICTIM).mailbox_id == alice.pk
+    assert directory.log_in(ALICE, secret, VICTIM).mailbox_id == alice.pk
 
 
 def test_a_hash_with_the_current_parameters_is_left_alone(alice):
     before = alice.password_hash
-    directory.authenticate(ALICE, PASSWORD, VICTIM)
+    directory.log_in(ALICE, PASSWORD, VICTIM)
     assert Mailbox.objects.get(pk=alice.pk).password_hash == before
 
 

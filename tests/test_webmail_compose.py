@@ -12,7 +12,9 @@ from django.urls import reverse
 
 from mailcore import directory
 from mailcore.models import Message, OutboundMessage
-from mailcore.smtp import outgoing
+from mailcore.principal import Principal
+from mailcore.sending import outgoing
+from mailcore.sending.senders import sender_addresses
 from mailcore.store import messages as store_messages
 from mailcore.webmail import compose, contacts
 from tests.test_webmail_helpers import (
@@ -112,7 +114,7 @@ def test_a_reply_quotes_the_original_and_threads_it(signed_in, alice) -> None:
 
 def test_a_reply_goes_to_the_reply_to_address_when_there_is_one(alice) -> None:
     uid = deliver_to(alice, make_message(headers={"Reply-To": "list@remote.test"}))
-    draft = compose.prefill(alice, "reply", compose.MessageRef(folder(alice).pk, uid))
+    draft = compose.prefill(Principal.of(alice), "reply", compose.MessageRef(folder(alice).pk, uid))
     assert draft.to == "list@remote.test"
 
 
@@ -120,7 +122,8 @@ def test_reply_all_answers_everyone_but_oneself(alice) -> None:
     uid = deliver_to(alice, make_message(
         sender="Dan <dan@remote.test>", to="alice@example.test, Eve <eve@remote.test>",
         cc="Fay <fay@remote.test>, alice@example.test"))
-    draft = compose.prefill(alice, "reply_all", compose.MessageRef(folder(alice).pk, uid))
+    draft = compose.prefill(Principal.of(alice), "reply_all",
+                            compose.MessageRef(folder(alice).pk, uid))
     assert draft.to == "Dan <dan@remote.test>, Eve <eve@remote.test>"
     assert draft.cc == "Fay <fay@remote.test>"
 
@@ -128,7 +131,8 @@ def test_reply_all_answers_everyone_but_oneself(alice) -> None:
 def test_replying_to_ones_own_sent_message_goes_to_its_recipients(alice) -> None:
     uid = deliver_to(alice, make_message(sender="Alice <alice@example.test>",
                                          to="Dan <dan@remote.test>"), "Sent")
-    draft = compose.prefill(alice, "reply", compose.MessageRef(folder(alice, "Sent").pk, uid))
+    draft = compose.prefill(Principal.of(alice), "reply",
+                            compose.MessageRef(folder(alice, "Sent").pk, uid))
     assert draft.to == "Dan <dan@remote.test>"
 
 
@@ -148,7 +152,7 @@ def test_forwarding_inline_carries_the_text_and_the_attachments(signed_in, alice
                                          attachments=[("invoice.pdf", "application/pdf",
                                                        b"%PDF invoice")]))
     ref = compose.MessageRef(folder(alice).pk, uid)
-    draft = compose.prefill(alice, "forward", ref)
+    draft = compose.prefill(Principal.of(alice), "forward", ref)
     assert draft.subject == "Fwd: Invoice"
     assert "---------- Forwarded message ----------" in draft.body
     assert "Please pay." in draft.body
@@ -234,7 +238,7 @@ def test_the_hourly_send_limit_is_enforced(signed_in, alice, bob) -> None:
     assert _post(signed_in, to="bob@example.test", subject="one").status_code == 302
     response = _post(signed_in, to="bob@example.test", subject="two")
     assert b"You have sent your 1 messages for this hour" in response.content
-    assert outgoing.send_limit_reached(alice)
+    assert outgoing.send_limit_reached(Principal.of(alice))
     assert Message.objects.filter(folder=folder(bob)).count() == 1
 
 
@@ -268,7 +272,7 @@ def test_sending_for_an_unverified_domain_is_refused_with_the_reason(bigbank, bo
     draft = compose.Draft(to="bob@example.test, friend@remote.test", subject="Urgent")
     with pytest.raises(compose.ComposeError,
                        match="You may not send as security@bigbank.test: domain not verified"):
-        compose.send(security, draft, peer_ip="127.0.0.1", secure=True)
+        compose.send(Principal.of(security), draft, peer_ip="127.0.0.1", secure=True)
     assert not Message.objects.filter(folder=folder(bob)).exists()
     assert not Message.objects.filter(folder=folder(security, "Sent")).exists()
     assert OutboundMessage.objects.count() == 0
@@ -277,7 +281,7 @@ def test_sending_for_an_unverified_domain_is_refused_with_the_reason(bigbank, bo
 def test_an_alias_in_an_unverified_domain_is_not_offered_as_sender(signed_in, alice, bob,
                                                                     bigbank) -> None:
     directory.add_alias("security@bigbank.test", ["alice@example.test"], domain=bigbank)
-    assert compose.sender_addresses(alice) == ["alice@example.test"]
+    assert sender_addresses(Principal.of(alice)) == ["alice@example.test"]
     response = _post(signed_in, from_address="security@bigbank.test", to="bob@example.test")
     assert response.status_code == 400
     assert not Message.objects.filter(folder=folder(bob)).exists()
@@ -286,7 +290,7 @@ def test_an_alias_in_an_unverified_domain_is_not_offered_as_sender(signed_in, al
 def test_an_alias_that_delivers_to_the_mailbox_may_be_the_sender(signed_in, alice,
                                                                  bob) -> None:
     directory.add_alias("sales@example.test", ["alice@example.test"])
-    assert compose.sender_addresses(alice) == ["alice@example.test", "sales@example.test"]
+    assert sender_addresses(Principal.of(alice)) == ["alice@example.test", "sales@example.test"]
     _post(signed_in, from_address="sales@example.test", to="bob@example.test")
     assert _parsed(_only(bob))["From"] == "Alice <sales@example.test>"
 
@@ -302,8 +306,9 @@ def test_suggestions_come_from_recent_correspondents_newest_first(signed_in, ali
     deliver_to(alice, make_message(sender="Alice <alice@example.test>",
                                    to="Olga <olga@remote.test>, other@remote.test"), "Sent")
     deliver_to(alice, make_message(sender="Oscar <oscar@remote.test>"))
-    assert contacts.recent(alice) == ["Oscar <oscar@remote.test>", "Olga <olga@remote.test>",
-                                      "other@remote.test", "Old Friend <old@remote.test>"]
+    assert contacts.recent(Principal.of(alice)) == [
+        "Oscar <oscar@remote.test>", "Olga <olga@remote.test>", "other@remote.test",
+        "Old Friend <old@remote.test>"]
     response = signed_in.get(reverse("webmail:suggest") + "?q=ol")
     assert response.json() == {"addresses": ["Olga <olga@remote.test>",
                                              "Old Friend <old@remote.test>"]}

@@ -37,6 +37,25 @@ def test_settings_are_saved_and_the_signature_starts_new_mail(alice):
     assert "-- \nAlice\nExample Ltd" in page
 
 
+def test_the_settings_page_shows_the_address_storage_and_sending_limits(alice):
+    alice.used_bytes, alice.quota_bytes = 5 * 1024 * 1024, 100 * 1024 * 1024
+    alice.send_limit_per_hour, alice.max_recipients = 50, 20
+    alice.save()
+    client = sign_in(Client(), "alice@example.test")
+    page = client.get(reverse("webmail:settings")).content.decode().replace("\xa0", " ")
+    assert 'title="Signed in as alice@example.test"' in page
+    assert "<dt>Address</dt><dd>alice@example.test</dd>" in page
+    assert "5.0 MB of 100.0 MB" in page
+    assert "up to 50 messages an hour, 20 recipients a message" in page
+
+
+def test_a_new_display_name_names_the_sender_in_the_next_message(alice):
+    client = sign_in(Client(), "alice@example.test")
+    client.post(reverse("webmail:settings"), AWAY)
+    page = client.get(reverse("webmail:compose")).content.decode()
+    assert "Alice A. &lt;alice@example.test&gt;" in page
+
+
 def test_a_vacation_without_text_is_refused_with_a_field_error(alice):
     client = sign_in(Client(), "alice@example.test")
     response = client.post(reverse("webmail:settings"), {**AWAY, "vacation_body": ""})

@@ -9,10 +9,11 @@ from email import policy
 import pytest
 
 from mailcore.models import Message, OutboundMessage
+from mailcore.principal import Principal
+from mailcore.sending import vacation
+from mailcore.sending.vacation import Vacation
 from mailcore.store import messages as store_messages
 from mailcore.store.blobs import blob_store
-from mailcore.webmail import vacation
-from mailcore.webmail.vacation import Vacation
 from tests.test_webmail_helpers import folder, make_message
 
 NOW = datetime(2025, 7, 10, 12, 0, tzinfo=vacation.timezone.get_current_timezone())
@@ -97,9 +98,10 @@ def test_each_sender_is_answered_once_in_the_interval() -> None:
 
 
 def test_the_answer_is_marked_auto_replied_and_threads_with_the_original(alice) -> None:
+    me = Principal.of(alice)
     raw = make_message(subject="Quote request")
     reply = email.message_from_bytes(
-        vacation.build_reply(AWAY, alice, raw, "friend@remote.test", NOW), policy=policy.default)
+        vacation.build_reply(AWAY, me, raw, "friend@remote.test", NOW), policy=policy.default)
     assert reply["Auto-Submitted"] == "auto-replied"
     assert reply["From"] == "Alice <alice@example.test>"
     assert reply["To"] == "friend@remote.test"
@@ -107,39 +109,41 @@ def test_the_answer_is_marked_auto_replied_and_threads_with_the_original(alice) 
     original_id = email.message_from_bytes(raw, policy=policy.default)["Message-ID"]
     assert reply["In-Reply-To"] == original_id and reply["References"] == original_id
     untitled = Vacation(enabled=True, body="Away.")
-    assert email.message_from_bytes(vacation.build_reply(untitled, alice, raw, "f@r.test"),
+    assert email.message_from_bytes(vacation.build_reply(untitled, me, raw, "f@r.test"),
                                     policy=policy.default)["Subject"] == "Auto: Quote request"
 
 
 def test_respond_sends_through_submission_with_a_null_sender_and_remembers(alice, bob,
                                                                           kicked) -> None:
+    me = Principal.of(alice)
     log = MemoryLog()
     now = vacation.timezone.now()
     settings = Vacation(enabled=True, body="Back soon.")
     raw = make_message(sender="Bob <bob@example.test>")
-    assert vacation.respond(settings, alice, raw, "bob@example.test", log, now).reply
+    assert vacation.respond(settings, me, raw, "bob@example.test", log, now).reply
     answer = Message.objects.get(folder=folder(bob))
     stored = store_messages.read(answer)
     assert stored.startswith(b"Return-Path: <>\r\n")
     assert b"Auto-Submitted: auto-replied" in stored and b"DKIM-Signature:" in stored
     assert log.replies == {"bob@example.test": now}
     # The second message from the same sender is not answered again.
-    assert vacation.respond(settings, alice, raw, "bob@example.test", log, now).reason == \
+    assert vacation.respond(settings, me, raw, "bob@example.test", log, now).reason == \
         "already answered"
     assert Message.objects.filter(folder=folder(bob)).count() == 1
     # A remote sender's answer is queued with the null sender.
-    assert vacation.respond(settings, alice, make_message(), "friend@remote.test", log, now).reply
+    assert vacation.respond(settings, me, make_message(), "friend@remote.test", log, now).reply
     queued = OutboundMessage.objects.get()
     assert queued.mail_from == ""
     assert b"Auto-Submitted: auto-replied" in blob_store().get(queued.blob_id)
 
 
 def test_mail_to_an_alias_of_the_mailbox_is_answered(alice) -> None:
+    me = Principal.of(alice)
     from mailcore import directory
 
     directory.add_alias("help@example.test", ["alice@example.test"])
     log = MemoryLog()
-    decision = vacation.respond(Vacation(enabled=True, body="Away."), alice,
+    decision = vacation.respond(Vacation(enabled=True, body="Away."), me,
                                 make_message(to="help@example.test"), "friend@remote.test",
                                 log)
     assert decision.reply

@@ -37,6 +37,7 @@ from mailcore.imap.parser import (
     parse_command,
 )
 from mailcore.imap.view import View
+from mailcore.principal import Principal
 from mailcore.proxy import Peer
 from mailcore.sessions import (
     BadSyntax,
@@ -99,6 +100,7 @@ class IMAPSession(StreamSession):
         super().__init__(reader, writer, tls, secure, peer)
         self.state = State.NOT_AUTHENTICATED
         self.user = ""
+        self.principal: Principal | None = None  # plain values from login, never a model
         self.mailbox_id: int | None = None
         self.selected: View | None = None
         self.changes: events.Watch | None = None  # told by the change hub
@@ -444,14 +446,15 @@ class IMAPSession(StreamSession):
     async def login(self, user: str, password: str) -> str:
         """Authenticate, or raise the refusal to send after the failure delay."""
         try:
-            mailbox = await logins.log_in(user, password, self.peer_ip)
+            principal = await logins.log_in(user, password, self.peer_ip)
         except LoginRefused as exc:
             await self.login_failed(user, exc)
-        self.mailbox_id = mailbox.pk
-        self.user = mailbox.address
+        self.principal = principal
+        self.mailbox_id = principal.mailbox_id
+        self.user = principal.address
         self.state = State.AUTHENTICATED
-        self.changes = events.hub.watch(mailbox.pk)
-        self.log.info("login user=%s", mailbox.address)
+        self.changes = events.hub.watch(principal.mailbox_id)
+        self.log.info("login user=%s", principal.address)
         return replies.LOGGED_IN.format(capabilities=" ".join(self.capabilities()))
 
     async def login_failed(self, user: str, refused: LoginRefused) -> NoReturn:

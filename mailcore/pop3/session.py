@@ -17,6 +17,7 @@ from django.conf import settings
 from mailcore import dbpool, logins
 from mailcore.directory import LoginRefused, plaintext_allowed
 from mailcore.pop3 import replies
+from mailcore.principal import Principal
 from mailcore.proxy import Peer
 from mailcore.sessions import (
     BadSyntax,
@@ -66,6 +67,7 @@ class POP3Session(StreamSession):
         super().__init__(reader, writer, tls, secure, peer)
         self.state = State.AUTHORIZATION
         self.user: str | None = None
+        self.principal: Principal | None = None  # plain values from login, never a model
         self.mailbox_id: int | None = None
         self.messages: list[DropMessage] = []
         self.deleted: set[int] = set()
@@ -228,7 +230,7 @@ class POP3Session(StreamSession):
     async def login(self, user: str, password: str) -> None:
         """Open the maildrop for these credentials or raise the reply to send."""
         try:
-            mailbox = await logins.log_in(user, password, self.peer_ip)
+            principal = await logins.log_in(user, password, self.peer_ip)
         except LoginRefused as exc:
             self.auth_failures += 1
             self.log.info("login failed user=%s rate_limited=%s", user, exc.rate_limited)
@@ -241,15 +243,16 @@ class POP3Session(StreamSession):
             if self.auth_failures >= MAX_AUTH_FAILURES:
                 raise Disconnect(replies.TOO_MANY_FAILURES) from None
             raise Refused(replies.AUTH_FAILED) from None
-        if not await self._acquire(mailbox.pk):
-            self.log.info("maildrop in use user=%s", mailbox.address)
+        if not await self._acquire(principal.mailbox_id):
+            self.log.info("maildrop in use user=%s", principal.address)
             raise Refused(replies.IN_USE)
         # Held from here on: close() releases it whatever happens next.
-        self.mailbox_id = mailbox.pk
+        self.principal = principal
+        self.mailbox_id = principal.mailbox_id
         self.lock_refreshed = time.monotonic()
-        self.messages = await dbpool.run(maildrop.listing, mailbox.pk)
+        self.messages = await dbpool.run(maildrop.listing, principal.mailbox_id)
         self.state = State.TRANSACTION
-        self.log.info("login user=%s messages=%d", mailbox.address, len(self.messages))
+        self.log.info("login user=%s messages=%d", principal.address, len(self.messages))
         await self.send(replies.LOGGED_IN.format(
             count=len(self.messages), size=sum(m.size for m in self.messages)))
 

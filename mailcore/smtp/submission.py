@@ -10,18 +10,13 @@ from aiosmtpd.smtp import AuthResult, Envelope, Session, syntax
 from django.conf import settings
 
 from mailcore import dbpool, logins, sasl
-from mailcore.directory import (
-    LoginRefused,
-    Route,
-    SenderProblem,
-    resolve,
-    sender_problem,
-)
+from mailcore.directory import LoginRefused, Route, resolve
 from mailcore.listeners import Connections, accepting, listen_args
-from mailcore.models import Mailbox
+from mailcore.principal import Principal
 from mailcore.proxy import Peer, TrustedProxies
+from mailcore.sending.outgoing import FromRefused, send_limit_reached, submit
+from mailcore.sending.senders import SenderProblem, sender_problem
 from mailcore.smtp import replies
-from mailcore.smtp.outgoing import FromRefused, send_limit_reached, submit
 from mailcore.smtp.server import (
     InboundHandler,
     SMTPSession,
@@ -78,8 +73,8 @@ class SubmissionSession(SMTPSession):
         await self.push(replies.AUTH_REQUIRED.format())
         return True
 
-    def mailbox(self) -> Mailbox:
-        """Return the mailbox this session authenticated as (MAIL, RCPT and DATA need one)."""
+    def principal(self) -> Principal:
+        """Return whom this session authenticated as (MAIL, RCPT and DATA need one)."""
         # A method, not a property: aiosmtpd's constructor reads every attribute.
         assert self.session is not None and self.session.authenticated
         return self.session.auth_data
@@ -174,11 +169,11 @@ class SubmissionHandler(InboundHandler):
         assert server.session is not None
         peer_ip = server.session.peer[0] if server.session.peer else ""
         try:
-            mailbox = await logins.log_in(user, password, peer_ip)
+            principal = await logins.log_in(user, password, peer_ip)
         except LoginRefused as exc:
             return await self._refuse(server, mechanism, user, exc)
-        server.log.info("auth mechanism=%s user=%s", mechanism, mailbox.address)
-        return AuthResult(success=True, auth_data=mailbox, message=replies.AUTH_OK.format())
+        server.log.info("auth mechanism=%s user=%s", mechanism, principal.address)
+        return AuthResult(success=True, auth_data=principal, message=replies.AUTH_OK.format())
 
     async def _refuse(self, server: SubmissionSession, mechanism: str, user: str,
                       refused: LoginRefused) -> AuthResult:
@@ -198,18 +193,18 @@ class SubmissionHandler(InboundHandler):
                           envelope: Envelope, address: str, mail_options: list[str]) -> str:
         # RFC 6409 section 6.1: the user may only send as an address of theirs. A null
         # reverse-path is for bounces, which users do not send.
-        mailbox = server.mailbox()
+        principal = server.principal()
         problem = (SenderProblem.NOT_YOURS if address == "<>" or is_unsafe(address)
-                   else await dbpool.run(sender_problem, mailbox, address))
+                   else await dbpool.run(sender_problem, principal, address))
         if problem is not None:
-            server.log.info("refused sender user=%s from=<%s> reason=%s", mailbox.address,
+            server.log.info("refused sender user=%s from=<%s> reason=%s", principal.address,
                             _printable(address), problem.value)
             if problem is SenderProblem.DOMAIN_NOT_VERIFIED:
                 return replies.SENDER_DOMAIN_NOT_VERIFIED.format(address=address)
             return replies.SENDER_NOT_YOURS.format(address="" if address == "<>" else address)
-        if await dbpool.run(send_limit_reached, mailbox):
-            server.log.info("send limit reached user=%s", mailbox.address)
-            return replies.SEND_LIMIT_REACHED.format(limit=mailbox.send_limit_per_hour)
+        if await dbpool.run(send_limit_reached, principal):
+            server.log.info("send limit reached user=%s", principal.address)
+            return replies.SEND_LIMIT_REACHED.format(limit=principal.send_limit_per_hour)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.local_ids = set()
@@ -220,7 +215,7 @@ class SubmissionHandler(InboundHandler):
                           envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
         # RFC 5321 section 4.1.1.3; RFC 6409 section 4.3: any domain, for a user who has
         # authenticated. Unknown local users are refused now rather than bounced later.
-        limit = server.mailbox().max_recipients
+        limit = server.principal().max_recipients
         if limit and len(envelope.rcpt_tos) >= limit:
             return replies.TOO_MANY_RECIPIENTS.format()
         if is_unsafe(address):
@@ -249,15 +244,15 @@ class SubmissionHandler(InboundHandler):
         content: bytes = envelope.original_content
         if hop_count(content) >= settings.SMTP_MAX_RECEIVED_HEADERS:
             return replies.LOOP_DETECTED.format()
-        mailbox = server.mailbox()
-        received = received_header(server, session, envelope, user=mailbox.address,
+        principal = server.principal()
+        received = received_header(server, session, envelope, user=principal.address,
                                    recipient=False)
         try:
-            await dbpool.run(submit, content, mailbox=mailbox, mail_from=envelope.mail_from,
+            await dbpool.run(submit, content, principal=principal, mail_from=envelope.mail_from,
                              local_ids=envelope.local_ids, remote=envelope.remote,
                              received=received, return_path=return_path(envelope))
         except FromRefused as exc:
-            server.log.info("refused from header user=%s address=<%s>", mailbox.address,
+            server.log.info("refused from header user=%s address=<%s>", principal.address,
                             _printable(exc.address))
             if not exc.address:
                 return replies.FROM_MISSING_ADDRESS.format()
@@ -270,7 +265,7 @@ class SubmissionHandler(InboundHandler):
             server.log.internal_error("DATA")
             return replies.TEMPORARY_FAILURE.format(session=server.session_id)
         server.log.info("submitted user=%s from=<%s> rcpts=%d local=%d remote=%d size=%d",
-                        mailbox.address, envelope.mail_from, len(envelope.rcpt_tos),
+                        principal.address, envelope.mail_from, len(envelope.rcpt_tos),
                         len(envelope.local_ids), len(envelope.remote), len(content))
         return replies.QUEUED.format(queue_id=server.session_id)
 

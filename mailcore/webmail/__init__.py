@@ -1,6 +1,6 @@
 """Webmail services: what the browser pages call to list, read, act on and send mail.
 
 The views in panel/webmail stay thin; every rule lives here, on top of the store,
-directory and submission services (never the IMAP server, never the ORM from a view).
+directory and sending services (never the IMAP server, never the ORM from a view).
 Every function takes the mailbox whose session asks, and refuses another's folders.
 """

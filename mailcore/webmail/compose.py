@@ -1,6 +1,6 @@
 """Writing mail: replies and forwards filled in, drafts kept in Drafts, and sending.
 
-Sending takes the submission path (mailcore.smtp.outgoing): the same sender rules, hourly
+Sending takes the submission path (mailcore.sending): the same sender rules, hourly
 limit, recipient limit and routing as port 587, DKIM signing, local delivery at once and
 the queue for the rest. A copy goes to Sent with \\Seen. Bcc recipients get the message
 but never see themselves named: the sent message has no Bcc field (the Sent copy and
@@ -20,19 +20,18 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 
 from django.conf import settings
-from django.db.models import TextField
-from django.db.models.functions import Cast
 from django.utils import timezone
 
 from mailcore import directory
 from mailcore.addresses import AddressError, split_address
 from mailcore.directory import Route
 from mailcore.message import mime
-from mailcore.models import Alias, Mailbox
-from mailcore.smtp import outgoing
+from mailcore.principal import Principal
+from mailcore.sending import outgoing
+from mailcore.sending.senders import SenderProblem, sender_addresses, sender_problem
 from mailcore.store import messages as store_messages
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.webmail import parts, reading
+from mailcore.webmail import parts, preferences, reading
 from mailcore.webmail.contacts import format_address
 from mailcore.webmail.folders import NoSuchFolder, get_folder, role_of, special_folder
 
@@ -125,21 +124,6 @@ class Sent:
 
 # Senders and recipients ------------------------------------------------------------------
 
-def sender_addresses(mailbox: Mailbox) -> list[str]:
-    """Return the addresses this mailbox may send as: its own, then its aliases."""
-    own = mailbox.address
-    aliases = (Alias.objects.filter(is_active=True).exclude(local_part="")
-               .annotate(text=Cast("destinations", TextField()))
-               .filter(text__icontains=own).select_related("domain")
-               .order_by("domain__name", "local_part"))
-    found = [own]
-    for alias in aliases[:50]:
-        address = f"{alias.local_part}@{alias.domain.name}"
-        if address != own and directory.may_send_as(mailbox, address):
-            found.append(address)
-    return found
-
-
 def parse_addresses(text: str) -> list[tuple[str, str]]:
     """Return (name, address) pairs from a To/Cc/Bcc field; raise ComposeError on a bad one."""
     found = []
@@ -174,20 +158,18 @@ def _one_line(text: str) -> str:
 
 # Filling in replies and forwards ----------------------------------------------------------
 
-def signature(mailbox: Mailbox) -> str:
-    from mailcore.webmail.preferences import signature as stored
-
-    return stored(mailbox)
+def signature(principal: Principal) -> str:
+    return preferences.signature(principal.mailbox_id)
 
 
-def prefill(mailbox: Mailbox, mode: str, ref: MessageRef | None) -> Draft:
+def prefill(principal: Principal, mode: str, ref: MessageRef | None) -> Draft:
     """Return the form's starting content for a new message, a reply, a forward or a draft.
 
     Raise NoSuchFolder or reading.NoSuchMessage for a message that is not this mailbox's.
     """
-    draft = _prefill(mailbox, mode, ref)
+    draft = _prefill(principal, mode, ref)
     if mode != "draft":
-        draft.body = _with_signature(draft.body, signature(mailbox))
+        draft.body = _with_signature(draft.body, signature(principal))
     return draft
 
 
@@ -198,18 +180,18 @@ def _with_signature(body: str, text: str) -> str:
     return "\n\n-- \n" + text.rstrip() + "\n" + body
 
 
-def _prefill(mailbox: Mailbox, mode: str, ref: MessageRef | None) -> Draft:
+def _prefill(principal: Principal, mode: str, ref: MessageRef | None) -> Draft:
     if mode not in MODES or mode == "new" or ref is None:
-        return Draft(from_address=mailbox.address)
-    opened = reading.load(mailbox.pk, ref.folder_id, ref.uid, prefer_html=False)
-    mine = {a.lower() for a in sender_addresses(mailbox)}
+        return Draft(from_address=principal.address)
+    opened = reading.load(principal.mailbox_id, ref.folder_id, ref.uid, prefer_html=False)
+    mine = {a.lower() for a in sender_addresses(principal)}
     if mode == "draft":
-        return _from_draft(mailbox, opened, ref, mine)
+        return _from_draft(principal, opened, ref, mine)
     headers = opened.headers
     subject = headers.get("subject", "")
     if mode in ("reply", "reply_all"):
-        return _reply(mailbox, opened, ref, mine, everyone=mode == "reply_all")
-    draft = Draft(from_address=_addressed_as(opened, mine, mailbox),
+        return _reply(principal, opened, ref, mine, everyone=mode == "reply_all")
+    draft = Draft(from_address=_addressed_as(opened, mine, principal),
                   subject=_prefixed("Fwd:", subject), forwarding=ref)
     if mode == "forward_attached":
         draft.attached = ref
@@ -232,15 +214,15 @@ def _prefixed(prefix: str, subject: str) -> str:
     return f"{prefix} {subject}".strip()
 
 
-def _addressed_as(opened: reading.Opened, mine: set[str], mailbox: Mailbox) -> str:
+def _addressed_as(opened: reading.Opened, mine: set[str], principal: Principal) -> str:
     """Return which of the user's addresses the message was sent to (to answer from it)."""
     for _, address in opened.addresses("to") + opened.addresses("cc"):
         if address.lower() in mine:
             return address.lower()
-    return mailbox.address
+    return principal.address
 
 
-def _reply(mailbox: Mailbox, opened: reading.Opened, ref: MessageRef, mine: set[str],
+def _reply(principal: Principal, opened: reading.Opened, ref: MessageRef, mine: set[str],
            everyone: bool) -> Draft:
     headers = opened.headers
     senders = opened.addresses("from")
@@ -263,7 +245,7 @@ def _reply(mailbox: Mailbox, opened: reading.Opened, ref: MessageRef, mine: set[
     quoted = "\n".join((">" if line.startswith(">") else "> ") + line
                        for line in opened.text()[:_QUOTE_LIMIT].rstrip().splitlines())
     return Draft(
-        from_address=_addressed_as(opened, mine, mailbox),
+        from_address=_addressed_as(opened, mine, principal),
         to=", ".join(format_address(n, a) for n, a in to),
         cc=", ".join(format_address(n, a) for n, a in cc),
         subject=_prefixed("Re:", headers.get("subject", "")),
@@ -284,13 +266,13 @@ def _unique(pairs: list[tuple[str, str]], exclude: set[str]) -> list[tuple[str, 
     return result
 
 
-def _from_draft(mailbox: Mailbox, opened: reading.Opened, ref: MessageRef,
+def _from_draft(principal: Principal, opened: reading.Opened, ref: MessageRef,
                 mine: set[str]) -> Draft:
     headers = opened.headers
     senders = opened.addresses("from")
     sender = senders[0][1].lower() if senders else ""
     return Draft(
-        from_address=sender if sender in mine else mailbox.address,
+        from_address=sender if sender in mine else principal.address,
         to=headers.get("to", ""), cc=headers.get("cc", ""), bcc=headers.get("bcc", ""),
         subject=headers.get("subject", ""), body=_plain_body(opened),
         in_reply_to=headers.get("in-reply-to", ""), references=headers.get("references", ""),
@@ -304,12 +286,12 @@ def _plain_body(opened: reading.Opened) -> str:
     return parts.text(opened.raw, texts[0]) if texts else opened.text()
 
 
-def attachments(mailbox: Mailbox, refs: list[PartRef]) -> list[Attachment]:
+def attachments(principal: Principal, refs: list[PartRef]) -> list[Attachment]:
     """Return what the compose form lists for kept attachments (those still there)."""
     found = []
     for ref in refs:
         try:
-            part, data = reading.part_of(mailbox.pk, ref.folder_id, ref.uid, ref.path)
+            part, data = reading.part_of(principal.mailbox_id, ref.folder_id, ref.uid, ref.path)
         except (NoSuchFolder, reading.NoSuchMessage):
             continue
         found.append(Attachment(ref, part.filename or "attachment", len(data),
@@ -326,17 +308,18 @@ class _File:
     data: bytes
 
 
-def _files(mailbox: Mailbox, draft: Draft) -> list[_File]:
+def _files(principal: Principal, draft: Draft) -> list[_File]:
     files = []
     for ref in draft.kept:
         try:
-            part, data = reading.part_of(mailbox.pk, ref.folder_id, ref.uid, ref.path)
+            part, data = reading.part_of(principal.mailbox_id, ref.folder_id, ref.uid, ref.path)
         except (NoSuchFolder, reading.NoSuchMessage):
             raise ComposeError("An attachment is no longer there; add it again.") from None
         files.append(_File(part.filename or "attachment", part.content_type, data))
     if draft.attached is not None:
         try:
-            raw = reading.original(mailbox.pk, draft.attached.folder_id, draft.attached.uid)
+            raw = reading.original(principal.mailbox_id, draft.attached.folder_id,
+                                   draft.attached.uid)
         except (NoSuchFolder, reading.NoSuchMessage):
             raise ComposeError("The message to forward is no longer there.") from None
         subject = reading.headers_of(raw).get("subject", "") or "message"
@@ -369,13 +352,13 @@ def _recipient_field(text: str, lenient: bool) -> list[Address] | str:
         return _one_line(text)
 
 
-def build(mailbox: Mailbox, draft: Draft, *, with_bcc: bool, date: datetime | None = None,
+def build(principal: Principal, draft: Draft, *, with_bcc: bool, date: datetime | None = None,
           message_id: str | None = None, lenient: bool = False) -> bytes:
     """Return the message as RFC 5322 bytes (CRLF), attachments included.
 
     lenient (for drafts) keeps address fields that do not parse yet as they are.
     """
-    sender = draft.from_address or mailbox.address
+    sender = draft.from_address or principal.address
     fields = {"To": draft.to, "Cc": draft.cc}
     if with_bcc:
         fields["Bcc"] = draft.bcc
@@ -383,7 +366,7 @@ def build(mailbox: Mailbox, draft: Draft, *, with_bcc: bool, date: datetime | No
     everyone = f"{sender} {draft.to} {draft.cc} {draft.bcc}"
     use = policy.SMTP if everyone.isascii() else policy.SMTPUTF8
     message = EmailMessage(policy=use)
-    message["From"] = _address(_one_line(mailbox.display_name), sender)
+    message["From"] = _address(_one_line(principal.display_name), sender)
     for name, value in values.items():
         if value:
             message[name] = value
@@ -397,7 +380,7 @@ def build(mailbox: Mailbox, draft: Draft, *, with_bcc: bool, date: datetime | No
     body = draft.body.replace("\r\n", "\n").replace("\r", "\n")
     message.set_content(body if body.endswith("\n") else body + "\n")
     placeholders: dict[bytes, bytes] = {}
-    for item in _files(mailbox, draft):
+    for item in _files(principal, draft):
         maintype, _, subtype = item.content_type.partition("/")
         if item.content_type == "message/rfc822":
             # Attached byte for byte (its signatures stay valid): the generator would
@@ -422,20 +405,20 @@ def build(mailbox: Mailbox, draft: Draft, *, with_bcc: bool, date: datetime | No
 
 # Drafts ---------------------------------------------------------------------------------------
 
-def save_draft(mailbox: Mailbox, draft: Draft) -> tuple[MessageRef, list[Attachment]]:
+def save_draft(principal: Principal, draft: Draft) -> tuple[MessageRef, list[Attachment]]:
     """Store the draft in Drafts (\\Draft \\Seen), replacing the one it was saved as before.
 
     Return the new draft and its attachments (the form refers to them from now on).
     """
-    content = build(mailbox, draft, with_bcc=True, lenient=True)
-    drafts = special_folder(mailbox.pk, "drafts")
+    content = build(principal, draft, with_bcc=True, lenient=True)
+    drafts = special_folder(principal.mailbox_id, "drafts")
     assert drafts is not None
     try:
         _, uid = store_messages.append(drafts.pk, content, ["\\Draft", "\\Seen"])
     except QuotaExceeded:
         raise ComposeError("The mailbox is full: the draft could not be saved.") from None
     if draft.draft is not None:
-        discard_draft(mailbox, draft.draft)
+        discard_draft(principal, draft.draft)
     ref = MessageRef(drafts.pk, uid)
     layout = parts.layout(mime.parse_structure(content))
     return ref, [Attachment(PartRef(drafts.pk, uid, p.path), p.filename or "attachment",
@@ -443,10 +426,10 @@ def save_draft(mailbox: Mailbox, draft: Draft) -> tuple[MessageRef, list[Attachm
                  for p in layout.attachments]
 
 
-def discard_draft(mailbox: Mailbox, ref: MessageRef) -> bool:
+def discard_draft(principal: Principal, ref: MessageRef) -> bool:
     """Delete a saved draft for good (only a message flagged \\Draft in Drafts)."""
     try:
-        folder = get_folder(mailbox.pk, ref.folder_id)
+        folder = get_folder(principal.mailbox_id, ref.folder_id)
         message = reading.get_message(folder, ref.uid)
     except (NoSuchFolder, reading.NoSuchMessage):
         return False
@@ -459,11 +442,11 @@ def discard_draft(mailbox: Mailbox, ref: MessageRef) -> bool:
 
 # Sending ------------------------------------------------------------------------------------
 
-def _received(mailbox: Mailbox, peer_ip: str, secure: bool) -> bytes:
+def _received(principal: Principal, peer_ip: str, secure: bool) -> bytes:
     """Return this hop's Received field (RFC 5321 section 4.4), as submission writes it."""
     ip = re.sub(r"[^0-9a-fA-F:.]", "", peer_ip)[:45] or "unknown"
     protocol = "HTTPS" if secure else "HTTP"
-    return (f"Received: from [{ip}]\r\n\t(authenticated as {mailbox.address})\r\n"
+    return (f"Received: from [{ip}]\r\n\t(authenticated as {principal.address})\r\n"
             f"\tby {settings.MAIL_HOSTNAME} (mailcore webmail) with {protocol}"
             f" id {secrets.token_hex(8)};\r\n\t{format_datetime(timezone.now())}\r\n"
             ).encode("utf-8", "surrogateescape")
@@ -489,58 +472,58 @@ def _route(addresses: list[str]) -> tuple[set[int], set[str]]:
     return local_ids, remote
 
 
-def send(mailbox: Mailbox, draft: Draft, *, peer_ip: str, secure: bool) -> Sent:
+def send(principal: Principal, draft: Draft, *, peer_ip: str, secure: bool) -> Sent:
     """Send the message through the submission path and keep a copy in Sent.
 
     Raise ComposeError, with the reason for the user, when it is refused.
     """
-    sender = draft.from_address or mailbox.address
+    sender = draft.from_address or principal.address
     pairs = parse_addresses(draft.to) + parse_addresses(draft.cc) + parse_addresses(draft.bcc)
     recipients = list(dict.fromkeys(a for _, a in pairs))
     if not recipients:
         raise ComposeError("Add at least one recipient.")
-    problem = directory.sender_problem(mailbox, sender)
+    problem = sender_problem(principal, sender)
     if problem is not None:
         raise ComposeError(_refusal(sender, problem))
-    if outgoing.send_limit_reached(mailbox):
-        raise ComposeError(f"You have sent your {mailbox.send_limit_per_hour} messages for "
+    if outgoing.send_limit_reached(principal):
+        raise ComposeError(f"You have sent your {principal.send_limit_per_hour} messages for "
                            "this hour; try again later.")
-    if mailbox.max_recipients and len(recipients) > mailbox.max_recipients:
-        raise ComposeError(f"A message may have at most {mailbox.max_recipients} recipients.")
+    if principal.max_recipients and len(recipients) > principal.max_recipients:
+        raise ComposeError(f"A message may have at most {principal.max_recipients} recipients.")
     local_ids, remote = _route(recipients)
     date, message_id = timezone.now(), make_msgid(domain=settings.MAIL_HOSTNAME)
-    content = build(mailbox, draft, with_bcc=False, date=date, message_id=message_id)
+    content = build(principal, draft, with_bcc=False, date=date, message_id=message_id)
     if len(content) > settings.MESSAGE_SIZE_LIMIT:
         limit = settings.MESSAGE_SIZE_LIMIT // (1024 * 1024)
         raise ComposeError(f"The message is too big to send (the limit is {limit} MB).")
     try:
-        outgoing.submit(content, mailbox=mailbox, mail_from=sender, local_ids=local_ids,
-                        remote=remote, received=_received(mailbox, peer_ip, secure),
+        outgoing.submit(content, principal=principal, mail_from=sender, local_ids=local_ids,
+                        remote=remote, received=_received(principal, peer_ip, secure),
                         return_path=f"Return-Path: <{sender}>\r\n".encode())
     except outgoing.FromRefused as exc:
         raise ComposeError(_refusal(exc.address or "that sender", exc.problem)) from None
     except QuotaExceeded as exc:
         raise ComposeError("No room in the mailbox of " + ", ".join(exc.addresses) + ".") \
             from None
-    copy_saved = _keep_copy(mailbox, draft, date, message_id)
-    _mark_original(mailbox, draft.replying, "\\Answered")
-    _mark_original(mailbox, draft.forwarding, "$Forwarded")
+    copy_saved = _keep_copy(principal, draft, date, message_id)
+    _mark_original(principal, draft.replying, "\\Answered")
+    _mark_original(principal, draft.forwarding, "$Forwarded")
     if draft.draft is not None:
-        discard_draft(mailbox, draft.draft)
+        discard_draft(principal, draft.draft)
     return Sent(message_id, len(recipients), copy_saved)
 
 
-def _refusal(sender: str, problem: directory.SenderProblem) -> str:
-    if problem is directory.SenderProblem.DOMAIN_NOT_VERIFIED:
+def _refusal(sender: str, problem: SenderProblem) -> str:
+    if problem is SenderProblem.DOMAIN_NOT_VERIFIED:
         # The same reason submission gives (smtp.replies.SENDER_DOMAIN_NOT_VERIFIED).
         return f"You may not send as {sender}: domain not verified."
     return f"You may not send as {sender}."
 
 
-def _keep_copy(mailbox: Mailbox, draft: Draft, date: datetime, message_id: str) -> bool:
-    sent = special_folder(mailbox.pk, "sent")
+def _keep_copy(principal: Principal, draft: Draft, date: datetime, message_id: str) -> bool:
+    sent = special_folder(principal.mailbox_id, "sent")
     assert sent is not None
-    copy = build(mailbox, draft, with_bcc=True, date=date, message_id=message_id)
+    copy = build(principal, draft, with_bcc=True, date=date, message_id=message_id)
     try:
         store_messages.append(sent.pk, copy, ["\\Seen"])
     except QuotaExceeded:
@@ -548,11 +531,11 @@ def _keep_copy(mailbox: Mailbox, draft: Draft, date: datetime, message_id: str) 
     return True
 
 
-def _mark_original(mailbox: Mailbox, ref: MessageRef | None, flag: str) -> None:
+def _mark_original(principal: Principal, ref: MessageRef | None, flag: str) -> None:
     if ref is None:
         return
     try:
-        folder = get_folder(mailbox.pk, ref.folder_id)
+        folder = get_folder(principal.mailbox_id, ref.folder_id)
     except NoSuchFolder:
         return
     store_messages.store_flags(folder.pk, [ref.uid], "add", [flag])

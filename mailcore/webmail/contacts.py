@@ -1,4 +1,4 @@
-"""Address suggestions while composing: the people this mailbox recently wrote to or heard from.
+"""Address suggestions while composing: the people a mailbox recently wrote to or heard from.
 
 Derived from the cached header columns (Sent's To and Cc, INBOX's From), newest first,
 reading a bounded number of rows; no address book is kept.
@@ -10,7 +10,8 @@ from email.utils import getaddresses
 
 from django.db.models import Q
 
-from mailcore.models import Mailbox, Message
+from mailcore.models import Message
+from mailcore.principal import Principal
 from mailcore.webmail.folders import special_folder
 
 SCAN = 400  # rows read from each folder per suggestion
@@ -26,11 +27,11 @@ def format_address(name: str, address: str) -> str:
     return f"{name} <{address}>"
 
 
-def recent(mailbox: Mailbox, query: str = "", limit: int = 8) -> list[str]:
+def recent(principal: Principal, query: str = "", limit: int = 8) -> list[str]:
     """Return up to limit "Name <address>" strings matching query, most recent first."""
     query = query.strip()
-    sent = special_folder(mailbox.pk, "sent", create=False)
-    inbox = special_folder(mailbox.pk, "inbox")
+    sent = special_folder(principal.mailbox_id, "sent", create=False)
+    inbox = special_folder(principal.mailbox_id, "inbox")
     candidates: list[tuple] = []  # (date, header text)
     if sent is not None:
         rows = Message.objects.filter(folder=sent)
@@ -47,7 +48,7 @@ def recent(mailbox: Mailbox, query: str = "", limit: int = 8) -> list[str]:
                 "internal_date", "from_addr")[:SCAN]:
             candidates.append((when, sender))
     candidates.sort(key=lambda c: c[0], reverse=True)
-    own = mailbox.address.lower()
+    own = principal.address.lower()
     needle = query.casefold()
     seen: set[str] = set()
     found = []

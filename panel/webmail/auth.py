@@ -20,6 +20,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from mailcore.models import AppPassword, Mailbox
+from mailcore.principal import Principal
 
 SESSION_KEY = "webmail"
 # The webmail pages' own policy: nothing but this site's files, no inline script.
@@ -32,13 +33,14 @@ def _fingerprint(kind: str, key: int, stored_hash: str) -> str:
     return salted_hmac("webmail.credential", f"{kind}:{key}:{stored_hash}").hexdigest()
 
 
-def log_in(request: HttpRequest, mailbox: Mailbox, kind: str, key: int) -> None:
-    """Sign the mailbox in to webmail in this session (the panel's login is left alone)."""
-    stored = mailbox.password_hash if kind == "password" else \
-        AppPassword.objects.values_list("password_hash", flat=True).get(pk=key)
+def log_in(request: HttpRequest, principal: Principal) -> None:
+    """Sign the principal in to webmail in this session (the panel's login is left alone)."""
+    kind, key = principal.credential, principal.credential_id
+    hashes = Mailbox.objects if kind == "password" else AppPassword.objects
+    stored = hashes.values_list("password_hash", flat=True).get(pk=key)
     # A new session key, against fixation; the panel's login, if any, carries over.
     request.session.cycle_key()
-    request.session[SESSION_KEY] = {"mailbox": mailbox.pk, "kind": kind, "key": key,
+    request.session[SESSION_KEY] = {"mailbox": principal.mailbox_id, "kind": kind, "key": key,
                                     "fingerprint": _fingerprint(kind, key, stored)}
 
 
@@ -48,8 +50,8 @@ def log_out(request: HttpRequest) -> None:
     request.session.cycle_key()
 
 
-def current_mailbox(request: HttpRequest) -> Mailbox | None:
-    """Return the mailbox signed in to webmail, if its credential still holds."""
+def current_principal(request: HttpRequest) -> Principal | None:
+    """Return the principal signed in to webmail, if its credential still holds."""
     data = request.session.get(SESSION_KEY)
     if not isinstance(data, dict):
         return None
@@ -67,7 +69,8 @@ def current_mailbox(request: HttpRequest) -> Mailbox | None:
             _fingerprint(str(data.get("kind")), int(data.get("key") or 0), stored),
             str(data.get("fingerprint", ""))):
         return None
-    return mailbox
+    kind = "password" if data.get("kind") == "password" else "app"
+    return Principal.of(mailbox, kind, int(data.get("key") or 0))
 
 
 def _protect(response: HttpResponse) -> HttpResponse:
@@ -78,21 +81,21 @@ def _protect(response: HttpResponse) -> HttpResponse:
 
 
 def mailbox_required(view: Callable[..., HttpResponse] | None = None, *, api: bool = False):
-    """Let a signed-in mailbox through (as request.mailbox); others go to the login page.
+    """Let a signed-in mailbox through (as request.principal); others go to the login page.
 
     With api, answer 401 with JSON instead (the page's scripts then show the login link).
     """
     def decorate(function: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(function)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            mailbox = current_mailbox(request)
-            if mailbox is None:
+            principal = current_principal(request)
+            if principal is None:
                 request.session.pop(SESSION_KEY, None)
                 login = reverse("webmail:login")
                 if api:
                     return JsonResponse({"login": login}, status=401)
                 return redirect(f"{login}?{urlencode({'next': request.get_full_path()})}")
-            request.mailbox = mailbox
+            request.principal = principal
             return _protect(function(request, *args, **kwargs))
 
         return wrapper

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from mailcore.models import Mailbox
+from mailcore.principal import Principal
+from mailcore.sending.senders import sender_addresses
 from mailcore.webmail import compose, listing
 
 
@@ -103,12 +104,12 @@ class ComposeForm(forms.Form):
     forwarding = forms.CharField(required=False, widget=forms.HiddenInput)
     draft = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, mailbox: Mailbox, kept_choices: list[str] | None = None,
+    def __init__(self, *args, principal: Principal, kept_choices: list[str] | None = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        senders = compose.sender_addresses(mailbox)
+        senders = sender_addresses(principal)
         self.fields["from_address"].choices = [
-            (a, f"{mailbox.display_name} <{a}>" if mailbox.display_name else a)
+            (a, f"{principal.display_name} <{a}>" if principal.display_name else a)
             for a in senders]
         choices = kept_choices if kept_choices is not None else self.data.getlist("kept") \
             if hasattr(self.data, "getlist") else []

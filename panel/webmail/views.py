@@ -59,7 +59,7 @@ log = logging.getLogger("panel.webmail")
 
 def _get_folder(request: HttpRequest, folder_id: int) -> Folder:
     try:
-        return folders.get_folder(request.mailbox.pk, folder_id)
+        return folders.get_folder(request.principal.mailbox_id, folder_id)
     except folders.NoSuchFolder:
         raise Http404("No such folder") from None
 
@@ -67,7 +67,8 @@ def _get_folder(request: HttpRequest, folder_id: int) -> Folder:
 def _get_opened(request: HttpRequest, folder_id: int, uid: int,
                 prefer_html: bool = True) -> reading.Opened:
     try:
-        return reading.load(request.mailbox.pk, folder_id, uid, prefer_html=prefer_html)
+        return reading.load(request.principal.mailbox_id, folder_id, uid,
+                            prefer_html=prefer_html)
     except (folders.NoSuchFolder, reading.NoSuchMessage):
         raise Http404("No such message") from None
 
@@ -85,7 +86,7 @@ def _folder_url(folder_id: int, query: str = "") -> str:
 
 
 def _sidebar(request: HttpRequest, current: Folder | None = None) -> dict:
-    items = folders.folder_list(request.mailbox.pk)
+    items = folders.folder_list(request.principal.mailbox_id)
     return {"folders": items, "current_folder": current,
             "poll_seconds": settings.WEBMAIL_POLL_SECONDS}
 
@@ -107,10 +108,10 @@ def _attachment_response(data: bytes, content_type: str, filename: str) -> HttpR
 @auth.protect
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    mailbox = auth.current_mailbox(request)
-    if mailbox is None:
+    principal = auth.current_principal(request)
+    if principal is None:
         return redirect("webmail:login")
-    return redirect("webmail:folder", folders.inbox(mailbox.pk).pk)
+    return redirect("webmail:folder", folders.inbox(principal.mailbox_id).pk)
 
 
 @auth.protect
@@ -129,7 +130,7 @@ def login(request: HttpRequest) -> HttpResponse:
             form.add_error(None, _too_many_attempts(wait))
             return _login_page(request, form)
         try:
-            login = directory.log_in(address, form.cleaned_data["password"], ip)
+            principal = directory.log_in(address, form.cleaned_data["password"], ip)
         except LoginRefused as refused:
             log.info("webmail login failed user=%s ip=%s rate_limited=%s",
                      _printable(address), ip, refused.rate_limited)
@@ -139,7 +140,7 @@ def login(request: HttpRequest) -> HttpResponse:
                 ratelimit.hold(address, ip, refused.delay)
                 form.add_error(None, "The address or the password is wrong.")
         else:
-            auth.log_in(request, login.mailbox, login.kind, login.key)
+            auth.log_in(request, principal)
             return redirect(_next_url(request, reverse("webmail:index")))
     return _login_page(request, form)
 
@@ -289,7 +290,7 @@ def _merge(request: HttpRequest, **changes: str | None) -> str:
 def _inline_url_maker(request: HttpRequest, folder_id: int, uid: int, opened: reading.Opened
                       ) -> Callable[[str], str | None]:
     """Return what turns a cid: URL into the signed URL of that inline part."""
-    mailbox_id = request.mailbox.pk
+    mailbox_id = request.principal.mailbox_id
 
     def cid_url(url: str) -> str | None:
         part = opened.layout.inline.get(parts.cid_key(url))
@@ -345,7 +346,7 @@ def inline_part(request: HttpRequest, token: str) -> HttpResponse:
 @require_GET
 def attachment(request: HttpRequest, folder_id: int, uid: int, path: str) -> HttpResponse:
     try:
-        part, content = reading.part_of(request.mailbox.pk, folder_id, uid, path)
+        part, content = reading.part_of(request.principal.mailbox_id, folder_id, uid, path)
     except (folders.NoSuchFolder, reading.NoSuchMessage):
         raise Http404("No such attachment") from None
     return _attachment_response(content, part.content_type, part.filename or "attachment")
@@ -355,7 +356,7 @@ def attachment(request: HttpRequest, folder_id: int, uid: int, path: str) -> Htt
 @require_GET
 def original(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
     try:
-        raw = reading.original(request.mailbox.pk, folder_id, uid)
+        raw = reading.original(request.principal.mailbox_id, folder_id, uid)
     except (folders.NoSuchFolder, reading.NoSuchMessage):
         raise Http404("No such message") from None
     if request.GET.get("download") == "1":
@@ -374,7 +375,7 @@ def act(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = _get_folder(request, folder_id)
     action = request.POST.get("action", "")
     try:
-        done = actions.apply(request.mailbox.pk, folder.pk, _uids(request), action,
+        done = actions.apply(request.principal.mailbox_id, folder.pk, _uids(request), action,
                              parse_id(request.POST.get("target")))
     except actions.ActionRefused as refused:
         messages.error(request, str(refused))
@@ -390,7 +391,7 @@ def act(request: HttpRequest, folder_id: int) -> HttpResponse:
 def empty(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = _get_folder(request, folder_id)
     try:
-        count = actions.empty(request.mailbox.pk, folder.pk)
+        count = actions.empty(request.principal.mailbox_id, folder.pk)
     except actions.ActionRefused as refused:
         messages.error(request, str(refused))
     else:
@@ -402,7 +403,7 @@ def empty(request: HttpRequest, folder_id: int) -> HttpResponse:
 @require_POST
 def mark_all_read(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = _get_folder(request, folder_id)
-    count = actions.mark_all_read(request.mailbox.pk, folder.pk)
+    count = actions.mark_all_read(request.principal.mailbox_id, folder.pk)
     messages.success(request, f"{count} messages marked read.")
     return redirect(_next_url(request, _folder_url(folder.pk)))
 
@@ -416,7 +417,7 @@ def folder_manage(request: HttpRequest) -> HttpResponse:
     form = forms.FolderCreateForm(request.POST or None, folders=sidebar["folders"])
     if request.method == "POST" and form.is_valid():
         try:
-            created = folders.create(request.mailbox.pk, form.cleaned_data["name"],
+            created = folders.create(request.principal.mailbox_id, form.cleaned_data["name"],
                                      form.cleaned_data["parent"])
         except FolderError as refused:
             form.add_error("name", refused.text)
@@ -437,7 +438,8 @@ def folder_rename(request: HttpRequest, folder_id: int) -> HttpResponse:
         messages.error(request, "Give the folder a name.")
     else:
         try:
-            renamed = folders.rename(request.mailbox.pk, folder.pk, form.cleaned_data["name"])
+            renamed = folders.rename(request.principal.mailbox_id, folder.pk,
+                                     form.cleaned_data["name"])
         except FolderError as refused:
             messages.error(request, refused.text)
         else:
@@ -450,7 +452,7 @@ def folder_rename(request: HttpRequest, folder_id: int) -> HttpResponse:
 def folder_delete(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = _get_folder(request, folder_id)
     try:
-        folders.delete(request.mailbox.pk, folder.pk)
+        folders.delete(request.principal.mailbox_id, folder.pk)
     except FolderError as refused:
         messages.error(request, refused.text)
     else:
@@ -466,7 +468,7 @@ def _compose_page(request: HttpRequest, form: forms.ComposeForm, draft: compose.
                "Forward" if draft.forwarding else "New message")
     return render(request, "webmail/compose.html", {
         **_sidebar(request), "form": form, "heading": heading,
-        "kept": compose.attachments(request.mailbox, draft.kept),
+        "kept": compose.attachments(request.principal, draft.kept),
         "attached": draft.attached,
         "autosave_seconds": settings.WEBMAIL_AUTOSAVE_SECONDS,
     }, status=status)
@@ -474,24 +476,25 @@ def _compose_page(request: HttpRequest, form: forms.ComposeForm, draft: compose.
 
 def _form_for(request: HttpRequest, draft: compose.Draft) -> forms.ComposeForm:
     initial = forms.ComposeForm.initial_from(draft)
-    return forms.ComposeForm(initial=initial, mailbox=request.mailbox,
+    return forms.ComposeForm(initial=initial, principal=request.principal,
                              kept_choices=initial["kept"])
 
 
 @auth.mailbox_required
 @require_http_methods(["GET", "POST"])
 def compose_view(request: HttpRequest) -> HttpResponse:
-    mailbox = request.mailbox
+    principal = request.principal
     if request.method == "GET":
         mode = request.GET.get("mode", "new")
         try:
-            draft = compose.prefill(mailbox, mode, compose.MessageRef.parse(request.GET.get("ref")))
+            draft = compose.prefill(principal, mode,
+                                    compose.MessageRef.parse(request.GET.get("ref")))
         except (folders.NoSuchFolder, reading.NoSuchMessage):
             raise Http404("No such message") from None
         if request.GET.get("to") and mode == "new":
             draft.to = request.GET["to"][:1000]
         return _compose_page(request, _form_for(request, draft), draft)
-    form = forms.ComposeForm(request.POST, request.FILES, mailbox=mailbox)
+    form = forms.ComposeForm(request.POST, request.FILES, principal=principal)
     if not form.is_valid():
         carried = compose.Draft(
             kept=[r for r in map(compose.PartRef.parse, request.POST.getlist("kept")) if r],
@@ -501,14 +504,14 @@ def compose_view(request: HttpRequest) -> HttpResponse:
     draft = form.draft_data()
     if "save" in request.POST:
         try:
-            ref, _ = compose.save_draft(mailbox, draft)
+            ref, _ = compose.save_draft(principal, draft)
         except compose.ComposeError as refused:
             messages.error(request, str(refused))
             return _compose_page(request, form, draft, status=400)
         messages.success(request, "The draft is saved.")
         return redirect(reverse("webmail:compose") + f"?mode=draft&ref={ref}")
     try:
-        sent = compose.send(mailbox, draft, peer_ip=request.META.get("REMOTE_ADDR", ""),
+        sent = compose.send(principal, draft, peer_ip=request.META.get("REMOTE_ADDR", ""),
                             secure=request.is_secure())
     except compose.ComposeError as refused:
         return _refused(request, form, draft, str(refused))
@@ -517,7 +520,7 @@ def compose_view(request: HttpRequest) -> HttpResponse:
     else:
         messages.warning(request, "Your message is sent, but the mailbox is full: no copy "
                                   "was kept in Sent.")
-    fallback = reverse("webmail:folder", args=[folders.inbox(mailbox.pk).pk])
+    fallback = reverse("webmail:folder", args=[folders.inbox(principal.mailbox_id).pk])
     if draft.replying is not None:
         fallback = reverse("webmail:folder", args=[draft.replying.folder_id])
     return redirect(_next_url(request, fallback))
@@ -527,12 +530,12 @@ def _refused(request: HttpRequest, form: forms.ComposeForm, draft: compose.Draft
              reason: str) -> HttpResponse:
     """Show why a message was not sent, with it kept as a draft (uploads included)."""
     try:
-        ref, _ = compose.save_draft(request.mailbox, draft)
+        ref, _ = compose.save_draft(request.principal, draft)
     except compose.ComposeError:
         messages.error(request, f"Not sent: {reason}")
         return _compose_page(request, form, draft, status=400)
     messages.error(request, f"Not sent: {reason} It is kept in Drafts.")
-    saved = compose.prefill(request.mailbox, "draft", ref)
+    saved = compose.prefill(request.principal, "draft", ref)
     saved.replying, saved.forwarding = draft.replying, draft.forwarding
     return _compose_page(request, _form_for(request, saved), saved, status=400)
 
@@ -541,11 +544,11 @@ def _refused(request: HttpRequest, form: forms.ComposeForm, draft: compose.Draft
 @require_POST
 def autosave(request: HttpRequest) -> HttpResponse:
     """Save the compose form as a draft (the page's timer calls this); answer in JSON."""
-    form = forms.ComposeForm(request.POST, request.FILES, mailbox=request.mailbox)
+    form = forms.ComposeForm(request.POST, request.FILES, principal=request.principal)
     if not form.is_valid():
         return JsonResponse({"error": "The form has errors."}, status=400)
     try:
-        ref, attached = compose.save_draft(request.mailbox, form.draft_data())
+        ref, attached = compose.save_draft(request.principal, form.draft_data())
     except compose.ComposeError as refused:
         return JsonResponse({"error": str(refused)}, status=400)
     return JsonResponse({
@@ -559,11 +562,11 @@ def autosave(request: HttpRequest) -> HttpResponse:
 @require_POST
 def discard(request: HttpRequest) -> HttpResponse:
     ref = compose.MessageRef.parse(request.POST.get("draft"))
-    if ref is not None and compose.discard_draft(request.mailbox, ref):
+    if ref is not None and compose.discard_draft(request.principal, ref):
         messages.success(request, "The draft is deleted.")
-    drafts = folders.special_folder(request.mailbox.pk, "drafts")
+    drafts = folders.special_folder(request.principal.mailbox_id, "drafts")
     return redirect("webmail:folder", drafts.pk if drafts else folders.inbox(
-        request.mailbox.pk).pk)
+        request.principal.mailbox_id).pk)
 
 
 @auth.mailbox_required(api=True)
@@ -572,7 +575,7 @@ def suggest(request: HttpRequest) -> HttpResponse:
     form = forms.SuggestForm(request.GET)
     if not form.is_valid():
         return JsonResponse({"addresses": []})
-    return JsonResponse({"addresses": contacts.recent(request.mailbox, form.cleaned_data["q"])})
+    return JsonResponse({"addresses": contacts.recent(request.principal, form.cleaned_data["q"])})
 
 
 # New mail without reloading ------------------------------------------------------------------
@@ -581,7 +584,7 @@ def suggest(request: HttpRequest) -> HttpResponse:
 @require_GET
 def poll(request: HttpRequest) -> HttpResponse:
     """Answer the list's poll: unread counts, changed flags, and rows for new mail."""
-    counts = folders.unread_counts(request.mailbox.pk)
+    counts = folders.unread_counts(request.principal.mailbox_id)
     answer: dict = {"unread": {str(k): v for k, v in counts.items()}}
     if request.GET.get("folder"):
         folder_id = parse_id(request.GET["folder"])
@@ -613,16 +616,18 @@ VACATION_FIELDS = ("vacation_enabled", "vacation_subject", "vacation_body", "vac
 @auth.mailbox_required
 @require_http_methods(["GET", "POST"])
 def settings_view(request: HttpRequest) -> HttpResponse:
-    mailbox = request.mailbox
-    current = preferences.get(mailbox)
-    initial = {"display_name": mailbox.display_name, "signature": current.signature,
+    principal = request.principal
+    current = preferences.get(principal.mailbox_id)
+    initial = {"display_name": principal.display_name, "signature": current.signature,
                **{f: getattr(current, f) for f in VACATION_FIELDS}}
     form = forms.SettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        preferences.set_display_name(mailbox, data["display_name"])
-        preferences.save(mailbox, signature=data["signature"],
+        preferences.set_display_name(principal.mailbox_id, data["display_name"])
+        preferences.save(principal.mailbox_id, signature=data["signature"],
                          **{f: data[f] for f in VACATION_FIELDS})
         messages.success(request, "Your settings are saved.")
         return redirect("webmail:settings")
-    return render(request, "webmail/settings.html", {**_sidebar(request), "form": form})
+    used, quota = preferences.storage(principal.mailbox_id)
+    return render(request, "webmail/settings.html", {**_sidebar(request), "form": form,
+                                                     "used_bytes": used, "quota_bytes": quota})

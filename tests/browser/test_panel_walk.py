@@ -30,7 +30,7 @@ MAILBOX_PASSWORD = "Info desk mail pass 77"
 
 @pytest.fixture
 def mail_settings(settings):
-    settings.EMAIL_BACKEND = "mailcore.mailer.EmailBackend"
+    settings.EMAIL_BACKEND = "mailcore.sending.system.EmailBackend"
     settings.MAIL_HOSTNAME = "mx.host.test"
     settings.DEFAULT_FROM_EMAIL = "noreply@mx.host.test"
     settings.REQUIRE_STAFF_2FA = False

@@ -1,8 +1,9 @@
 """Vacation auto-replies (RFC 3834, with RFC 5230's rules): whom to answer, and the answer.
 
-The settings and the record of who was already answered are passed in: their storage
-(a per-mailbox settings row and a replied-to table) is still to be added, so nothing
-calls respond() on delivery yet. Everything else is here and tested.
+The worker runs answer() for each mailbox with its reply on, after a delivery to it.
+decide() and build_reply() take the settings and the record of who was already answered
+as plain values, so they are tested without the database; the settings are edited in
+webmail (mailcore.webmail.preferences).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from mailcore import directory
 from mailcore.addresses import AddressError, normalize_address
 from mailcore.directory import Route
 from mailcore.message.summary import decode_text, split_header_block
-from mailcore.models import Mailbox
-from mailcore.smtp import outgoing
+from mailcore.models import MailboxSettings, VacationReply
+from mailcore.principal import Principal
+from mailcore.sending import outgoing
+from mailcore.sending.senders import sender_addresses
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.webmail.compose import sender_addresses
 
 DEFAULT_INTERVAL = timedelta(days=7)  # RFC 5230 section 4.1's default :days
 _ROBOT_LOCALS = re.compile(
@@ -106,15 +108,15 @@ def decide(vacation: Vacation, own_addresses: list[str], raw: bytes, envelope_se
     return Decision(True, "reply", sender)
 
 
-def build_reply(vacation: Vacation, mailbox: Mailbox, raw: bytes, to: str,
+def build_reply(vacation: Vacation, principal: Principal, raw: bytes, to: str,
                 now: datetime | None = None) -> bytes:
     """Return the auto-reply to a message (Auto-Submitted: auto-replied, RFC 3834 3.1.7)."""
     now = now or timezone.now()
     headers = BytesHeaderParser(policy=compat32).parsebytes(split_header_block(raw))
     subject = " ".join(decode_text(str(headers.get("Subject", ""))).split())
     message = EmailMessage(policy=SMTP)
-    message["From"] = Address(display_name=" ".join(mailbox.display_name.split()),
-                              addr_spec=mailbox.address)
+    message["From"] = Address(display_name=" ".join(principal.display_name.split()),
+                              addr_spec=principal.address)
     message["To"] = to
     message["Subject"] = " ".join(vacation.subject.split()) or f"Auto: {subject}".strip()
     message["Date"] = format_datetime(now)
@@ -131,19 +133,19 @@ def build_reply(vacation: Vacation, mailbox: Mailbox, raw: bytes, to: str,
     return message.as_bytes()
 
 
-def respond(vacation: Vacation, mailbox: Mailbox, raw: bytes, envelope_sender: str,
+def respond(vacation: Vacation, principal: Principal, raw: bytes, envelope_sender: str,
             log: ReplyLog, now: datetime | None = None) -> Decision:
-    """Answer a message delivered to mailbox if the rules allow; record whom it answered.
+    """Answer a message delivered to principal if the rules allow; record whom it answered.
 
     The answer goes through the submission path with a null envelope sender (RFC 3834
     section 3.3), so a bounce of it comes back to nobody.
     """
     now = now or timezone.now()
-    own = sender_addresses(mailbox)  # its own address and the aliases it may answer as
+    own = sender_addresses(principal)  # its own address and the aliases it may answer as
     decision = decide(vacation, own, raw, envelope_sender, log, now)
     if not decision.reply:
         return decision
-    if outgoing.send_limit_reached(mailbox):
+    if outgoing.send_limit_reached(principal):
         return Decision(False, "send limit reached")
     resolution = directory.resolve(decision.to)
     if resolution.route is Route.NOT_HOSTED:
@@ -152,13 +154,47 @@ def respond(vacation: Vacation, mailbox: Mailbox, raw: bytes, envelope_sender: s
         local_ids, remote = resolution.mailbox_ids, resolution.remote
     else:
         return Decision(False, f"recipient {resolution.route.value}")
-    reply = build_reply(vacation, mailbox, raw, decision.to, now)
+    reply = build_reply(vacation, principal, raw, decision.to, now)
     received = (f"Received: by {settings.MAIL_HOSTNAME} (mailcore vacation)"
-                f" for <{mailbox.address}>;\r\n\t{format_datetime(now)}\r\n").encode()
+                f" for <{principal.address}>;\r\n\t{format_datetime(now)}\r\n").encode()
     try:
-        outgoing.submit(reply, mailbox=mailbox, mail_from="", local_ids=local_ids,
+        outgoing.submit(reply, principal=principal, mail_from="", local_ids=local_ids,
                         remote=remote, received=received, return_path=b"Return-Path: <>\r\n")
     except QuotaExceeded:
         return Decision(False, "recipient mailbox full")
     log.record(decision.to, now)
     return decision
+
+
+# Run by the worker ------------------------------------------------------------------------------
+
+def vacation_of(row: MailboxSettings) -> Vacation:
+    """Return a mailbox's stored settings as the Vacation the rules take."""
+    return Vacation(enabled=row.vacation_enabled, subject=row.vacation_subject,
+                    body=row.vacation_body, start=row.vacation_start, end=row.vacation_end,
+                    interval=timedelta(days=row.vacation_interval_days))
+
+
+class StoredReplyLog:
+    """The ReplyLog backed by VacationReply rows."""
+
+    def __init__(self, mailbox_id: int) -> None:
+        self.mailbox_id = mailbox_id
+
+    def replied_since(self, sender: str, since: datetime) -> bool:
+        return VacationReply.objects.filter(mailbox_id=self.mailbox_id, sender=sender,
+                                            replied_at__gte=since).exists()
+
+    def record(self, sender: str, when: datetime) -> None:
+        VacationReply.objects.update_or_create(mailbox_id=self.mailbox_id, sender=sender,
+                                               defaults={"replied_at": when})
+
+
+def answer(mailbox_id: int, raw: bytes, envelope_sender: str) -> str:
+    """Run a mailbox's vacation reply for a message just delivered; return the decision."""
+    row = (MailboxSettings.objects.select_related("mailbox__domain")
+           .filter(mailbox_id=mailbox_id, vacation_enabled=True).first())
+    if row is None:
+        return "off"
+    return respond(vacation_of(row), Principal.of(row.mailbox), raw, envelope_sender,
+                   StoredReplyLog(mailbox_id)).reason

@@ -1,4 +1,5 @@
-"""Readying submitted mail to leave (RFC 6409 section 8): sender rules, added fields, DKIM."""
+"""Submitting mail for a principal (RFC 6409 section 8): From checks, added fields, DKIM,
+local delivery and queueing, and the hourly sending limit."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from django.utils import timezone
 
 from mailcore import dbpool, directory, dkim
 from mailcore.addresses import split_address
-from mailcore.models import Mailbox
+from mailcore.principal import Principal
+from mailcore.sending.senders import SenderProblem, sender_problem
 from mailcore.store.delivery import deliver
 
 SEND_WINDOW = 3600  # seconds: the per-hour sending limit counts in fixed windows this long
@@ -25,7 +27,7 @@ class FromRefused(Exception):
     """The From header names an address the user may not send as ("" for no address)."""
 
     def __init__(self, address: str,
-                 problem: directory.SenderProblem = directory.SenderProblem.NOT_YOURS) -> None:
+                 problem: SenderProblem = SenderProblem.NOT_YOURS) -> None:
         super().__init__(address)
         self.address = address
         self.problem = problem
@@ -51,7 +53,7 @@ def from_addresses(headers: Message) -> list[str]:
     return [address for _, address in getaddresses(values) if address]
 
 
-def submit(content: bytes, *, mailbox: Mailbox, mail_from: str, local_ids: Iterable[int],
+def submit(content: bytes, *, principal: Principal, mail_from: str, local_ids: Iterable[int],
            remote: Iterable[str], received: bytes, return_path: bytes) -> None:
     """Check the From header, complete and sign the message, then store and queue it.
 
@@ -70,7 +72,7 @@ def submit(content: bytes, *, mailbox: Mailbox, mail_from: str, local_ids: Itera
         senders = [mail_from]
         added.append(f"From: <{mail_from}>")
     for address in senders:
-        problem = directory.sender_problem(mailbox, address)
+        problem = sender_problem(principal, address)
         if problem is not None:
             raise FromRefused(address, problem)
     # RFC 6409 sections 8.2 and 8.3.
@@ -83,13 +85,14 @@ def submit(content: bytes, *, mailbox: Mailbox, mail_from: str, local_ids: Itera
     domain = directory.get_domain(split_address(senders[0])[1])
     message = dkim.sign(received + fields + content, domain)
     local_ids, remote = list(local_ids), list(remote)
+    sender_id = principal.mailbox_id
     with dbpool.writing():
         if local_ids:
-            deliver(return_path + message, mail_from, local_ids, sender_mailbox_id=mailbox.pk)
+            deliver(return_path + message, mail_from, local_ids, sender_mailbox_id=sender_id)
         if remote:
             # RFC 5321 section 4.4: only final delivery adds Return-Path.
-            deliver(message, mail_from, [], remote, sender_mailbox_id=mailbox.pk)
-    count_sent(mailbox.pk)
+            deliver(message, mail_from, [], remote, sender_mailbox_id=sender_id)
+    count_sent(principal.mailbox_id)
 
 
 # The hourly sending limit --------------------------------------------------------------------
@@ -98,10 +101,10 @@ def _window_key(mailbox_id: int) -> str:
     return f"sent:{mailbox_id}:{int(time.time()) // SEND_WINDOW}"
 
 
-def send_limit_reached(mailbox: Mailbox) -> bool:
-    """Return whether the mailbox has sent its messages for this hour (0: no limit)."""
-    limit = mailbox.send_limit_per_hour
-    return bool(limit) and (cache.get(_window_key(mailbox.pk)) or 0) >= limit
+def send_limit_reached(principal: Principal) -> bool:
+    """Return whether the principal has sent its messages for this hour (0: no limit)."""
+    limit = principal.send_limit_per_hour
+    return bool(limit) and (cache.get(_window_key(principal.mailbox_id)) or 0) >= limit
 
 
 def count_sent(mailbox_id: int) -> None:

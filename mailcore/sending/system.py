@@ -1,4 +1,4 @@
-"""A Django email backend that sends the panel's mail through mailcore's own delivery path.
+"""System mail: a Django email backend that sends the panel's mail through our own delivery.
 
 Hosted recipients get the message in their INBOX at once; everyone else's copy joins the
 outbound queue (envelope sender DEFAULT_FROM_EMAIL), DKIM-signed when the From domain is
@@ -21,7 +21,7 @@ from mailcore.directory import Route
 from mailcore.models import Domain
 from mailcore.store.delivery import QuotaExceeded, deliver
 
-log = logging.getLogger("mailcore.mailer")
+log = logging.getLogger("mailcore.sending")
 
 
 class UndeliverableMessage(Exception):
