@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from mailcore import proxy
@@ -279,6 +282,20 @@ def bind(specs: list[ListenerSpec], host: str) -> dict[str, socket.socket]:
     return sockets
 
 
+def report_ports(path: str, ports: dict[str, int]) -> None:
+    """Write {listener name: port} as JSON to path (MAILCORE_PORTS_FILE), whole or not at all.
+
+    Written once every listener is bound, it is how whoever started mailcore learns the
+    ports asked as "auto" and that mailcore listens: a reader never sees half a file, as
+    it appears by rename. A file left by an earlier run is replaced, never removed: the
+    starter removes it before starting mailcore, then waits for it to appear.
+    """
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(ports, sort_keys=True) + "\n")
+    os.replace(temporary, target)
+
+
 class MailServer:
     """Start every configured listener; stop accepting, drain sessions, and exit on stop().
 
@@ -322,6 +339,10 @@ class MailServer:
     def port(self, name: str) -> int:
         return next(b.port for b in self.bound if b.name == name)
 
+    def ports(self) -> dict[str, int]:
+        """Return the port each started listener is bound to, by listener name."""
+        return {b.name: b.port for b in self.bound}
+
     async def stop(self, grace: float) -> None:
         for bound in self.bound:
             bound.server.close()
@@ -339,7 +360,7 @@ class MailServer:
 
 
 def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
-    """Return the listeners the settings ask for (a port of 0 disables one).
+    """Return the listeners the settings ask for (0 disables one, a negative port is "auto").
 
     TRUSTED_PROXIES is read here, once: a bad entry stops mailcore before it listens.
     """

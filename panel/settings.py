@@ -43,6 +43,26 @@ def env_float(name: str, default: float) -> float:
     return float(_number(name, value, float)) if value else default
 
 
+# A listener port the system picks when mailcore binds (the setting "auto"): mailcore's
+# listeners take any negative port so.
+ANY_PORT = -1
+
+
+def env_port(name: str, default: int) -> int:
+    """Return a listener port: a number (0 disables the listener) or "auto" for any free one.
+
+    "auto" is for tests and tools that start mailcore beside others: MAILCORE_PORTS_FILE
+    then tells which port each listener got.
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if value == "auto":
+        return ANY_PORT
+    port = env_int(name, default)
+    if not 0 <= port <= 65535:
+        raise ImproperlyConfigured(f"{name} must be a port (0 to disable) or 'auto', not {port}")
+    return port
+
+
 def env_processes(name: str, default: int) -> int:
     """Return a process count: a positive number, or "auto" for the CPUs this process may use."""
     value = os.environ.get(name, "").strip().lower()
@@ -329,13 +349,16 @@ TLS_DIR = DATA_DIR / "tls"
 
 # Development listens on loopback only; production says where to listen (docker-compose).
 MAIL_BIND_ADDRESS = env_str("MAIL_BIND_ADDRESS", "127.0.0.1")
-SMTP_PORT = env_int("SMTP_PORT", 2525)
-SUBMISSION_PORT = env_int("SUBMISSION_PORT", 2587)
-SUBMISSIONS_PORT = env_int("SUBMISSIONS_PORT", 2465)
-POP3_PORT = env_int("POP3_PORT", 2110)
-POP3S_PORT = env_int("POP3S_PORT", 2995)
-IMAP_PORT = env_int("IMAP_PORT", 2143)
-IMAPS_PORT = env_int("IMAPS_PORT", 2993)
+SMTP_PORT = env_port("SMTP_PORT", 2525)
+SUBMISSION_PORT = env_port("SUBMISSION_PORT", 2587)
+SUBMISSIONS_PORT = env_port("SUBMISSIONS_PORT", 2465)
+POP3_PORT = env_port("POP3_PORT", 2110)
+POP3S_PORT = env_port("POP3S_PORT", 2995)
+IMAP_PORT = env_port("IMAP_PORT", 2143)
+IMAPS_PORT = env_port("IMAPS_PORT", 2993)
+# Once every listener is bound, mailcore writes {listener name: port} as JSON to this file
+# (replacing it whole), for whoever started it to learn the "auto" ports and that it listens.
+MAILCORE_PORTS_FILE = env_str("MAILCORE_PORTS_FILE", "")
 
 MESSAGE_SIZE_LIMIT = env_int("MESSAGE_SIZE_LIMIT", 50 * 1024 * 1024)
 DEFAULT_QUOTA = env_int("DEFAULT_QUOTA", 2 * 1024 * 1024 * 1024)

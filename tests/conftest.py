@@ -69,7 +69,7 @@ def _fail_on_internal_errors(request):
 
 @pytest.fixture
 def server(transactional_db):
-    """mailcore's listeners in a thread on 127.0.0.1 (each on a free port)."""
+    """mailcore's listeners in a thread on 127.0.0.1, each on a port the system picks."""
     thread = ServerThread().start()
     yield thread
     thread.stop()
@@ -77,7 +77,7 @@ def server(transactional_db):
 
 @pytest.fixture
 def server_process(transactional_db, tmp_path: Path):
-    """A real `manage.py mailcore` process on free loopback ports, against the test DB."""
+    """A real `manage.py mailcore` process on loopback ports it reports, against the test DB."""
     proc = ServerProcess(tmp_path / "mailcore").start()
     yield proc
     if proc.proc and proc.proc.poll() is None:

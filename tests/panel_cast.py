@@ -1,7 +1,8 @@
 """The panel tests' small cast: alice owns a domain, bob is another customer, carol is staff.
 
-Import with `from tests.panel_cast import *`; each fixture overrides conftest's of the
-same name (there, alice and bob are mailboxes) in the importing module only.
+Import with `from tests.panel_cast import *`. The web users are alice_user, bob_user and
+carol_user (as_alice, as_bob and as_carol: clients signed in as them); conftest's alice and
+bob are mailboxes, a name apart.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from django.test import Client
 from mailcore import directory
 from mailcore.models import Domain, Mailbox
 
-__all__ = ["PASSWORD", "WEB_PASSWORD", "alice", "alice_domain", "alice_mailbox", "as_alice",
-           "as_bob", "as_carol", "bob", "carol", "published_records", "removals"]
+__all__ = ["PASSWORD", "WEB_PASSWORD", "alice_domain", "alice_mailbox", "alice_user",
+           "as_alice", "as_bob", "as_carol", "bob_user", "carol_user", "published_records",
+           "removals"]
 
 PASSWORD = "correct horse battery staple"
 WEB_PASSWORD = "web-login-Secret-42"
@@ -33,38 +35,38 @@ def _client(user) -> Client:
 
 
 @pytest.fixture
-def alice(db):
+def alice_user(db):
     return _user("alice")
 
 
 @pytest.fixture
-def bob(db):
+def bob_user(db):
     return _user("bob")
 
 
 @pytest.fixture
-def carol(db):
+def carol_user(db):
     return _user("carol", staff=True)
 
 
 @pytest.fixture
-def as_alice(alice) -> Client:
-    return _client(alice)
+def as_alice(alice_user) -> Client:
+    return _client(alice_user)
 
 
 @pytest.fixture
-def as_bob(bob) -> Client:
-    return _client(bob)
+def as_bob(bob_user) -> Client:
+    return _client(bob_user)
 
 
 @pytest.fixture
-def as_carol(carol) -> Client:
-    return _client(carol)
+def as_carol(carol_user) -> Client:
+    return _client(carol_user)
 
 
 @pytest.fixture
-def alice_domain(alice) -> Domain:
-    return directory.add_domain("alice.test", owner=alice, verified=True)
+def alice_domain(alice_user) -> Domain:
+    return directory.add_domain("alice.test", owner=alice_user, verified=True)
 
 
 @pytest.fixture

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -18,13 +20,17 @@ from django.db import connection
 from mailcore import dbpool
 from mailcore.listeners import MailServer, configured_specs
 from mailcore.tls import server_context
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
 
 
 class ServerThread:
-    """Run every listener on 127.0.0.1, any free port, on an event loop in a thread."""
+    """Run every listener on 127.0.0.1, any free port, on an event loop in a thread.
+
+    start() returns once every listener is bound; port(name) reads the port it got.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -40,7 +46,7 @@ class ServerThread:
     async def _serve(self) -> None:
         specs = configured_specs(server_context())
         for spec in specs:
-            spec.port = -1
+            spec.port = -1  # "auto": the system picks a free port as the listener binds
         self.server = MailServer(specs, "127.0.0.1")
         self.stopped = asyncio.Event()
         await self.server.start()
@@ -66,9 +72,35 @@ class ServerThread:
 
 
 def free_port() -> int:
+    """Return a loopback port that is free now, for a third-party program to listen on.
+
+    Only for programs that cannot listen on port 0 and tell which port they got (Caddy,
+    HAProxy, Dovecot); our own servers do that instead. The race: the port is free when
+    this socket closes, and another process may take it before the program binds it; the
+    program then fails to start, and the test with it, loudly.
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """Yield a loopback port that refuses connections (a host that is down) until the end.
+
+    The port stays bound, never listening, so no one else can take it meanwhile.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def reported_ports(path: Path) -> dict[str, int] | None:
+    """Return the ports mailcore reported in its MAILCORE_PORTS_FILE, or None before that."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def database_url() -> str:
@@ -82,6 +114,15 @@ def database_url() -> str:
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
+def listens(port: int) -> bool:
+    """Tell whether something accepts connections on a loopback port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+    except OSError:
+        return False
+
+
 def refuses_connections(port: int) -> bool:
     """Tell whether nothing listens on a loopback port any more."""
     try:
@@ -92,14 +133,22 @@ def refuses_connections(port: int) -> bool:
 
 
 class ServerProcess:
-    """Run `manage.py mailcore` as a real process against the test database."""
+    """Run `manage.py mailcore` as a real process against the test database.
 
-    def __init__(self, data_dir: Path, environment: dict[str, str] | None = None) -> None:
+    Every listener binds a port the system picks ("auto"), unless ports names them: those
+    of an earlier run, to start again where clients found it. start() returns once
+    mailcore has reported its ports (MAILCORE_PORTS_FILE), that is once every listener is
+    bound.
+    """
+
+    def __init__(self, data_dir: Path, environment: dict[str, str] | None = None,
+                 ports: dict[str, int] | None = None) -> None:
         self.data_dir = data_dir
         self.environment = environment or {}  # settings beyond the test's own, e.g. processes
-        self.ports = {name: free_port() for name in NAMES}
+        self.ports = dict(ports or {})
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / "mailcore.log"
+        self.ports_path = data_dir / "ports.json"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -117,28 +166,29 @@ class ServerProcess:
             "ARGON2_TIME_COST": str(settings.ARGON2_TIME_COST),
             "ARGON2_MEMORY_COST": str(settings.ARGON2_MEMORY_COST),
             "SHUTDOWN_GRACE": "5",
+            "MAILCORE_PORTS_FILE": str(self.ports_path),
         })
-        env.update({f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        env.update({f"{name.upper()}_PORT": str(self.ports.get(name, "auto")) for name in NAMES})
         env.update(self.environment)
         return env
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "mailcore"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mailcore exited: {self.log_path.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.ports["pop3"]), 0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("mailcore process did not start listening")
+        self.ports_path.unlink(missing_ok=True)  # an earlier run's
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "mailcore"],
+                cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            )
+        self.ports = wait_until(self._reported_ports, "mailcore to report its ports",
+                                details=lambda: "\n" + self.log_path.read_text())
+        return self
+
+    def _reported_ports(self) -> dict[str, int] | None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"mailcore exited: {self.log_path.read_text()}")
+        return reported_ports(self.ports_path)
 
     def port(self, name: str) -> int:
         return self.ports[name]

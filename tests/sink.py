@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from aiosmtpd.controller import Controller
-
-from tests.servers import free_port
+from aiosmtpd.smtp import SMTP
 
 
 @dataclass
@@ -46,20 +46,39 @@ class SinkHandler:
 
 
 class Sink:
-    """An SMTP server on 127.0.0.1 and a free port, in its own thread."""
+    """An SMTP server on 127.0.0.1 and a port the system picks, on an event loop in a thread.
+
+    Not aiosmtpd's Controller: it cannot listen on port 0 (it connects to the port it was
+    given to check that it is up).
+    """
 
     def __init__(self) -> None:
         self.handler = SinkHandler()
-        self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     enable_SMTPUTF8=True)
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: asyncio.Server | None = None
 
     def __enter__(self) -> Sink:
-        self.controller.start()
+        self.thread.start()
+        listening = asyncio.run_coroutine_threadsafe(self.loop.create_server(
+            lambda: SMTP(self.handler, enable_SMTPUTF8=True), "127.0.0.1", 0), self.loop)
+        self.server = listening.result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc) -> None:
-        self.controller.stop()
+        async def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+            # End the sessions a test left open, as aiosmtpd's Controller does.
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
     @property
     def received(self) -> list[Received]:

@@ -51,21 +51,21 @@ def page_messages(response) -> list[str]:
 
 # Claiming ----------------------------------------------------------------------------------
 
-def test_a_second_customer_may_claim_a_name_another_has_claimed(as_alice, as_bob, alice,
-                                                                bob) -> None:
+def test_a_second_customer_may_claim_a_name_another_has_claimed(as_alice, as_bob, alice_user,
+                                                                bob_user) -> None:
     first = as_alice.post(reverse("domain_add"), {"name": "newco.test"}, follow=True)
     second = as_bob.post(reverse("domain_add"), {"name": "NewCo.test"}, follow=True)
     assert first.status_code == second.status_code == 200
     claimed = Domain.objects.filter(name="newco.test")
-    assert {d.owner for d in claimed} == {alice, bob}
+    assert {d.owner for d in claimed} == {alice_user, bob_user}
     assert all(d.verified_at is None for d in claimed)
     assert len({d.verification_token for d in claimed}) == 2
     assert page_messages(first) == page_messages(second)
 
 
 def test_the_answer_never_says_another_account_holds_the_name(as_bob, alice_domain,
-                                                              alice) -> None:
-    claim(alice, "pending.test")
+                                                              alice_user) -> None:
+    claim(alice_user, "pending.test")
     held = as_bob.post(reverse("domain_add"), {"name": "alice.test"}, follow=True)
     pending = as_bob.post(reverse("domain_add"), {"name": "pending.test"}, follow=True)
     fresh = as_bob.post(reverse("domain_add"), {"name": "fresh.test"}, follow=True)
@@ -77,29 +77,29 @@ def test_the_answer_never_says_another_account_holds_the_name(as_bob, alice_doma
     assert Domain.objects.filter(name="alice.test").count() == 2
 
 
-def test_a_customer_holds_one_claim_per_name(as_alice, alice) -> None:
-    claim(alice)
+def test_a_customer_holds_one_claim_per_name(as_alice, alice_user) -> None:
+    claim(alice_user)
     response = as_alice.post(reverse("domain_add"), {"name": "newco.test"})
     assert "already exists" in " ".join(response.context["form"].errors["name"])
     assert Domain.objects.filter(name="newco.test").count() == 1
 
 
-def test_the_database_keeps_one_verified_row_per_name(alice, bob) -> None:
-    directory.add_domain("newco.test", owner=alice)
+def test_the_database_keeps_one_verified_row_per_name(alice_user, bob_user) -> None:
+    directory.add_domain("newco.test", owner=alice_user)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Domain.objects.create(name="newco.test", owner=bob, verified_at=timezone.now())
-    claim(bob)
+        Domain.objects.create(name="newco.test", owner=bob_user, verified_at=timezone.now())
+    claim(bob_user)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Domain.objects.create(name="newco.test", owner=bob)
+        Domain.objects.create(name="newco.test", owner=bob_user)
 
 
 # Proving ----------------------------------------------------------------------------------
 
 def test_the_first_to_prove_gets_the_name_and_the_other_claim_ends_with_a_notice(
-        as_alice, alice, bob, settings, mailoutbox, django_capture_on_commit_callbacks
+        as_alice, alice_user, bob_user, settings, mailoutbox, django_capture_on_commit_callbacks
 ) -> None:
-    mine, theirs = claim(alice), claim(bob)
-    customers.add_mailbox(bob, theirs, "ceo", PASSWORD, "", MB)
+    mine, theirs = claim(alice_user), claim(bob_user)
+    customers.add_mailbox(bob_user, theirs, "ceo", PASSWORD, "", MB)
     customers.add_alias(theirs, "sales", ["ceo@newco.test"])
     with django_capture_on_commit_callbacks(execute=True):
         response = check_dns_as(as_alice, mine, settings)
@@ -117,8 +117,8 @@ def test_the_first_to_prove_gets_the_name_and_the_other_claim_ends_with_a_notice
 
 
 def test_a_claim_proven_while_another_account_holds_the_name_is_refused_neutrally(
-        as_bob, alice_domain, alice_mailbox, bob, settings, mailoutbox) -> None:
-    theirs = claim(bob, "alice.test")
+        as_bob, alice_domain, alice_mailbox, bob_user, settings, mailoutbox) -> None:
+    theirs = claim(bob_user, "alice.test")
     response = check_dns_as(as_bob, theirs, settings)
     text = " ".join(page_messages(response))
     assert "We could not verify alice.test for your account. Please contact support." in text
@@ -131,18 +131,18 @@ def test_a_claim_proven_while_another_account_holds_the_name_is_refused_neutrall
     assert mailoutbox == []
 
 
-def test_only_the_claims_own_token_proves_it(as_bob, alice, bob, settings) -> None:
-    mine, theirs = claim(alice), claim(bob)
+def test_only_the_claims_own_token_proves_it(as_bob, alice_user, bob_user, settings) -> None:
+    mine, theirs = claim(alice_user), claim(bob_user)
     check_dns_as(as_bob, theirs, settings, records=published_records(mine))
     theirs.refresh_from_db()
     assert theirs.verified_at is None
 
 
-def test_an_operators_domain_add_ends_the_pending_claims(alice, bob, mailoutbox,
+def test_an_operators_domain_add_ends_the_pending_claims(alice_user, bob_user, mailoutbox,
                                                          django_capture_on_commit_callbacks
                                                          ) -> None:
-    claim(alice)
-    claim(bob)
+    claim(alice_user)
+    claim(bob_user)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("domain", "add", "newco.test", stdout=io.StringIO())
     [domain] = Domain.objects.filter(name="newco.test")
@@ -151,11 +151,11 @@ def test_an_operators_domain_add_ends_the_pending_claims(alice, bob, mailoutbox,
     assert all("added by the operator" in m.body for m in mailoutbox)
 
 
-def test_staff_verifying_by_hand_end_the_other_claims(as_carol, alice, bob, mailoutbox,
+def test_staff_verifying_by_hand_end_the_other_claims(as_carol, alice_user, bob_user, mailoutbox,
                                                       django_capture_on_commit_callbacks
                                                       ) -> None:
-    mine = claim(alice)
-    claim(bob)
+    mine = claim(alice_user)
+    claim(bob_user)
     with django_capture_on_commit_callbacks(execute=True):
         as_carol.post(reverse("domain_verify", args=[mine.pk]))
     assert list(Domain.objects.filter(name="newco.test")) == [mine]
@@ -163,12 +163,12 @@ def test_staff_verifying_by_hand_end_the_other_claims(as_carol, alice, bob, mail
 
 
 def test_the_notice_reaches_a_hosted_owner_through_our_own_delivery(
-        alice, bob, alice_domain, alice_mailbox, settings,
+        alice_user, bob_user, alice_domain, alice_mailbox, settings,
         django_capture_on_commit_callbacks) -> None:
     settings.EMAIL_BACKEND = "mailcore.sending.system.EmailBackend"
-    bob.email = "hello@alice.test"
-    bob.save()
-    theirs = claim(bob)
+    bob_user.email = "hello@alice.test"
+    bob_user.save()
+    theirs = claim(bob_user)
     with django_capture_on_commit_callbacks(execute=True):
         directory.add_domain("newco.test")
     assert not Domain.objects.filter(pk=theirs.pk).exists()
@@ -181,11 +181,11 @@ def test_the_notice_reaches_a_hosted_owner_through_our_own_delivery(
 # Expiry -----------------------------------------------------------------------------------
 
 def test_claims_older_than_domain_claim_days_expire_with_a_notice(
-        alice, bob, alice_domain, settings, mailoutbox,
+        alice_user, bob_user, alice_domain, settings, mailoutbox,
         django_capture_on_commit_callbacks) -> None:
     settings.DOMAIN_CLAIM_DAYS = 3
-    old, fresh = claim(alice), claim(bob, "fresh.test")
-    customers.add_mailbox(alice, old, "ceo", PASSWORD, "", MB)
+    old, fresh = claim(alice_user), claim(bob_user, "fresh.test")
+    customers.add_mailbox(alice_user, old, "ceo", PASSWORD, "", MB)
     long_ago = timezone.now() - timedelta(days=3, minutes=1)
     Domain.objects.filter(pk__in=[old.pk, alice_domain.pk]).update(created_at=long_ago)
     with django_capture_on_commit_callbacks(execute=True):
@@ -202,9 +202,9 @@ def test_the_expiry_job_is_scheduled(settings) -> None:
     assert "mailcore.tasks.expire_domain_claims" in tasks_scheduled
 
 
-def test_the_panel_shows_when_a_pending_claim_ends(as_alice, alice, settings) -> None:
+def test_the_panel_shows_when_a_pending_claim_ends(as_alice, alice_user, settings) -> None:
     settings.DOMAIN_CLAIM_DAYS = 7
-    domain = claim(alice)
+    domain = claim(alice_user)
     ends = (domain.created_at + timedelta(days=7)).strftime("%-d %B %Y")
     assert ends in as_alice.get(reverse("domain_dns", args=[domain.pk])).content.decode()
     assert ends in as_alice.get(reverse("domain_detail", args=[domain.pk])).content.decode()
@@ -213,9 +213,9 @@ def test_the_panel_shows_when_a_pending_claim_ends(as_alice, alice, settings) ->
 
 
 def test_the_mailbox_page_says_an_unverified_domains_mailbox_cannot_sign_in(as_alice,
-                                                                           alice) -> None:
-    domain = claim(alice)
-    mailbox = customers.add_mailbox(alice, domain, "ceo", PASSWORD, "", MB)
+                                                                           alice_user) -> None:
+    domain = claim(alice_user)
+    mailbox = customers.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB)
     page = as_alice.get(reverse("mailbox_detail", args=[mailbox.pk])).content.decode()
     assert "cannot sign in, send or receive mail" in page
 
@@ -223,11 +223,11 @@ def test_the_mailbox_page_says_an_unverified_domains_mailbox_cannot_sign_in(as_a
 # Mail sees the verified domain only --------------------------------------------------------
 
 @pytest.fixture
-def squatted(alice, bob, alice_domain, alice_mailbox) -> Mailbox:
+def squatted(alice_user, bob_user, alice_domain, alice_mailbox) -> Mailbox:
     """Bob's pending claim on alice.test, with his own hello@ and a catch-all."""
-    theirs = claim(bob, "alice.test")
-    mailbox = customers.add_mailbox(bob, theirs, "hello", "bobs-own-password", "", MB)
-    customers.add_mailbox(bob, theirs, "ceo", "bobs-own-password", "", MB)
+    theirs = claim(bob_user, "alice.test")
+    mailbox = customers.add_mailbox(bob_user, theirs, "hello", "bobs-own-password", "", MB)
+    customers.add_mailbox(bob_user, theirs, "ceo", "bobs-own-password", "", MB)
     customers.set_catch_all(theirs, ["bob@elsewhere.test"])
     return mailbox
 
@@ -253,9 +253,9 @@ def test_operator_tools_and_autoconfig_find_the_verified_domain(squatted, alice_
     assert dkim.dns_record(alice_domain)[1][-40:] in capsys.readouterr().out
 
 
-def test_a_pending_claims_mailbox_cannot_send_and_its_domain_is_not_signed(alice) -> None:
-    domain = claim(alice)
-    principal = Principal.of(customers.add_mailbox(alice, domain, "ceo", PASSWORD, "", MB))
+def test_a_pending_claims_mailbox_cannot_send_and_its_domain_is_not_signed(alice_user) -> None:
+    domain = claim(alice_user)
+    principal = Principal.of(customers.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB))
     assert sender_problem(principal, "ceo@newco.test") is SenderProblem.DOMAIN_NOT_VERIFIED
     with pytest.raises(dkim.DomainNotVerified):
         dkim.sign(b"From: ceo@newco.test\r\n\r\nhi\r\n", domain)
@@ -264,33 +264,33 @@ def test_a_pending_claims_mailbox_cannot_send_and_its_domain_is_not_signed(alice
         compose.send(principal, draft, peer_ip="127.0.0.1", secure=True)
 
 
-def test_a_pending_claims_mailbox_cannot_sign_in_to_webmail(alice) -> None:
-    domain = claim(alice)
-    customers.add_mailbox(alice, domain, "ceo", PASSWORD, "", MB)
+def test_a_pending_claims_mailbox_cannot_sign_in_to_webmail(alice_user) -> None:
+    domain = claim(alice_user)
+    customers.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB)
     response = Client().post(reverse("webmail:login"), {"address": "ceo@newco.test",
                                                         "password": PASSWORD})
     assert response.status_code != 302
 
 
-def test_claims_prove_refuses_a_claim_that_has_ended(alice, bob) -> None:
-    mine, theirs = claim(alice), claim(bob)
+def test_claims_prove_refuses_a_claim_that_has_ended(alice_user, bob_user) -> None:
+    mine, theirs = claim(alice_user), claim(bob_user)
     claims.prove(mine)
     with pytest.raises(claims.ClaimRefused):
         claims.prove(theirs)
 
 
-def test_a_pending_claims_name_is_not_found_by_the_operators_tools(alice) -> None:
-    claim(alice)
+def test_a_pending_claims_name_is_not_found_by_the_operators_tools(alice_user) -> None:
+    claim(alice_user)
     with pytest.raises(DirectoryError, match="no such domain"):
         directory.get_domain("newco.test")
 
 
-def test_a_pending_claims_mailbox_cannot_log_in_over_imap_or_pop3(server, alice) -> None:
+def test_a_pending_claims_mailbox_cannot_log_in_over_imap_or_pop3(server, alice_user) -> None:
     from mailcore.pop3 import replies as pop3_replies
     from tests import imap_client
     from tests.servers import RawClient
 
-    customers.add_mailbox(alice, claim(alice), "ceo", PASSWORD, "", MB)
+    customers.add_mailbox(alice_user, claim(alice_user), "ceo", PASSWORD, "", MB)
     imap = imap_client.connect(server)
     assert imap.run(f'LOGIN ceo@newco.test "{PASSWORD}"')[1] == (
         "NO [AUTHENTICATIONFAILED] Authentication failed")

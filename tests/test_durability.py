@@ -20,6 +20,7 @@ from mailcore.store.blobs import blob_store
 from tests.conftest import PASSWORD
 from tests.mailboxes import inbox
 from tests.servers import RawClient, ServerProcess, refuses_connections
+from tests.waiting import wait_until
 
 ALICE = "alice@example.test"
 SENDERS = 6
@@ -57,14 +58,6 @@ def assert_log_clean(proc: ServerProcess) -> None:
     text = proc.log_path.read_text(errors="replace")
     bad = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
     assert not bad, "mailcore logged errors:\n" + text
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def open_data(port: int, subject: str) -> RawClient:
@@ -126,8 +119,8 @@ def test_every_message_acknowledged_before_kill_9_survives_intact(server_process
                for n in range(SENDERS)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: len(acknowledged) >= KILL_AFTER or errors, 20,
-               f"{KILL_AFTER} acknowledged messages")
+    wait_until(lambda: len(acknowledged) >= KILL_AFTER or errors,
+               f"{KILL_AFTER} acknowledged messages", 20)
     assert not errors, errors
     killed.set()
     server_process.kill()  # SIGKILL, mid-stream: the senders are still sending
@@ -140,7 +133,7 @@ def test_every_message_acknowledged_before_kill_9_survives_intact(server_process
     assert attempted_now - acknowledged_now, "the kill did not land mid-stream"
     assert server_process.proc.returncode == -signal.SIGKILL
 
-    restarted = ServerProcess(tmp_path / "mailcore").start()
+    restarted = ServerProcess(tmp_path / "mailcore", ports=server_process.ports).start()
     try:
         messages = download_all(restarted)
     finally:
@@ -170,8 +163,8 @@ def test_sigterm_refuses_new_connections_and_lets_an_open_session_finish(server_
 
     server_process.proc.send_signal(signal.SIGTERM)
     for name in ("smtp", "pop3", "pop3s"):
-        wait_until(lambda name=name: refuses_connections(server_process.port(name)), 5,
-                   f"{name} to stop accepting")
+        wait_until(lambda name=name: refuses_connections(server_process.port(name)),
+                   f"{name} to stop accepting", 5)
     assert server_process.proc.poll() is None, "exited with a session still open"
 
     client.send(b"second half\r\n.\r\n")

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +18,7 @@ from mailcore.store import events, messages
 from mailcore.store.delivery import deliver
 from tests.imap_client import IMAPClient, done, idle, message, selected
 from tests.servers import ServerProcess
+from tests.waiting import await_until, wait_until
 
 needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
 UNREACHABLE = "redis://127.0.0.1:1/0"
@@ -41,19 +40,6 @@ def subscribers(name: str) -> int:
     return dict(redis_client().pubsub_numsub(name))[name.encode()]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.02)
-
-
-async def await_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 @needs_redis
 def test_a_delivery_in_another_process_reaches_idle_through_redis(
         transactional_db, tmp_path: Path, monkeypatch, channel, alice):
@@ -65,7 +51,7 @@ def test_a_delivery_in_another_process_reaches_idle_through_redis(
         client.login()
         client.ok("SELECT INBOX")
         idle(client)
-        wait_until(lambda: subscribers(channel) == 1)
+        wait_until(lambda: subscribers(channel) == 1, "mailcore to subscribe", 10)
         deliver(message(1), "s@remote.test", [alice.pk])  # in this process, not mailcore's
         assert client.response() == "* 1 EXISTS"
         messages.store_flags(Folder.objects.get(mailbox=alice, name="INBOX").pk, [1], "add",
@@ -73,7 +59,8 @@ def test_a_delivery_in_another_process_reaches_idle_through_redis(
         assert client.response() == "* 1 FETCH (UID 1 FLAGS (\\Seen))"
         assert done(client) == ([], "OK IDLE completed")
         client.ok("LOGOUT")
-        wait_until(lambda: subscribers(channel) == 0)  # no one waits: no subscription
+        # No one waits: no subscription.
+        wait_until(lambda: subscribers(channel) == 0, "mailcore to unsubscribe", 10)
     finally:
         proc.terminate()
 

@@ -2,7 +2,8 @@
 
 a.test and b.test each run as a real installation on 127.0.0.1: its own `manage.py
 mailcore` process, its own Celery worker on the embedded (filesystem) broker, its own data
-folder. Each one's outbound transport for the other's domain is the other's SMTP port.
+folder. Each one's outbound transport for the other's domain is the other's SMTP port: both
+mailcores start first, on ports the system picks, then the workers, told where to send.
 
 These installations keep their own SQLite databases in their data folders whatever
 DATABASE_URL the suite runs with: they are whole deployments, not views of the test DB.
@@ -20,33 +21,21 @@ import smtplib
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import dkim
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.servers import NAMES, ROOT, free_port
-
-T = TypeVar("T")
-WAIT = 30  # seconds any one step may take before the test gives up
+from tests.servers import NAMES, ROOT, reported_ports
+from tests.waiting import WAIT, wait_until
 
 
-def wait_for(probe: Callable[[], T | None], what: str, *hosts: Installation) -> T:
-    """Call probe until it returns something; after WAIT seconds fail, quoting hosts' logs."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            logs = "".join(f"\n--- {h.domain} {name}.log ---\n{h.log(name)[-4000:]}"
+def logs(*hosts: Installation) -> Callable[[], str]:
+    """Return what quotes the hosts' logs when a wait fails."""
+    return lambda: "".join(f"\n--- {h.domain} {name}.log ---\n{h.log(name)[-4000:]}"
                            for h in hosts for name in ("mailcore", "worker"))
-            pytest.fail(f"gave up waiting for {what}{logs}")
-        time.sleep(0.25)
 
 
 class Installation:
@@ -55,7 +44,7 @@ class Installation:
     def __init__(self, domain: str, data_dir: Path) -> None:
         self.domain = domain
         self.data_dir = data_dir
-        self.ports = {name: free_port() for name in NAMES}
+        self.ports: dict[str, int] = {}  # as mailcore reports them, once it listens
         self.transports = ""
         self.procs: list[subprocess.Popen] = []
 
@@ -79,8 +68,9 @@ class Installation:
             "AUTH_FAILURE_DELAY": "0.05",
             "SHUTDOWN_GRACE": "2",
             "LOG_LEVEL": "INFO",
+            "MAILCORE_PORTS_FILE": str(self.data_dir / "ports.json"),
         })
-        env.update({f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        env.update({f"{name.upper()}_PORT": "auto" for name in NAMES})
         return env
 
     def manage(self, *args: str, stdin: str = "") -> str:
@@ -105,27 +95,29 @@ class Installation:
             stderr=subprocess.STDOUT, start_new_session=True))
         log.close()
 
-    def start(self) -> None:
+    def listen(self) -> None:
+        """Start mailcore; return once it has reported the ports it listens on."""
+        (self.data_dir / "ports.json").unlink(missing_ok=True)
         self.spawn("mailcore", [sys.executable, str(ROOT / "manage.py"), "mailcore"])
+        self.ports = wait_until(lambda: self._alive() and reported_ports(
+            self.data_dir / "ports.json"), f"{self.domain}'s mailcore to listen", WAIT,
+            details=logs(self))
+
+    def work(self) -> None:
+        """Start the Celery worker (sending through self.transports); return once ready."""
         self.spawn("worker", [sys.executable, "-m", "celery", "-A", "panel", "worker",
                               "--pool", "solo", "--loglevel", "INFO", "-n",
                               f"{self.domain}@%h", "--without-mingle", "--without-gossip",
                               "--without-heartbeat"])
-        wait_for(lambda: self._listening() or None, f"{self.domain}'s mailcore to listen", self)
-        wait_for(lambda: " ready." in self.log("worker") or None,
-                 f"{self.domain}'s worker to start", self)
+        wait_until(lambda: self._alive() and " ready." in self.log("worker"),
+                   f"{self.domain}'s worker to start", WAIT, details=logs(self))
 
-    def _listening(self) -> bool:
+    def _alive(self) -> bool:
         for proc in self.procs:
             if proc.poll() is not None:
                 pytest.fail(f"{self.domain}: {proc.args[1:3]} exited:\n"
                             f"{self.log('mailcore')}\n{self.log('worker')}")
-        try:
-            with contextlib.closing(
-                    smtplib.SMTP("127.0.0.1", self.ports["submission"], timeout=2)):
-                return True
-        except OSError:
-            return False
+        return True
 
     def log(self, name: str) -> str:
         path = self.data_dir / f"{name}.log"
@@ -192,13 +184,15 @@ def verifies(raw: bytes, txt: str) -> bool:
 def hosts(tmp_path):
     a = Installation("a.test", tmp_path / "a")
     b = Installation("b.test", tmp_path / "b")
-    a.transports = f"b.test=127.0.0.1:{b.ports['smtp']}"
-    b.transports = f"a.test=127.0.0.1:{a.ports['smtp']}"
     try:
         a.set_up("alice")
         b.set_up("bob")
-        a.start()
-        b.start()
+        a.listen()
+        b.listen()
+        a.transports = f"b.test=127.0.0.1:{b.ports['smtp']}"
+        b.transports = f"a.test=127.0.0.1:{a.ports['smtp']}"
+        a.work()
+        b.work()
         yield a, b
     finally:
         a.stop()
@@ -210,7 +204,8 @@ def test_two_installations_exchange_signed_mail(hosts):
     a.submit("alice", "bob@b.test", (
         b"From: Alice <alice@a.test>\r\nTo: Bob <bob@b.test>\r\nSubject: Lunch?\r\n\r\n"
         b"Noon at the usual place?\r\n"))
-    [raw] = wait_for(lambda: b.pop3_messages("bob") or None, "bob's copy at b.test", a, b)
+    [raw] = wait_until(lambda: b.pop3_messages("bob"), "bob's copy at b.test", WAIT,
+                       interval=0.25, details=logs(a, b))
     question = email.message_from_bytes(raw)
     assert question["Subject"] == "Lunch?"
     assert question["Message-ID"] and question["Date"]
@@ -224,7 +219,8 @@ def test_two_installations_exchange_signed_mail(hosts):
         f"From: bob@b.test\r\nTo: alice@a.test\r\nSubject: Re: Lunch?\r\n"
         f"In-Reply-To: {question['Message-ID']}\r\n\r\nSee you there.\r\n").encode(),
         implicit_tls=True)
-    [raw] = wait_for(lambda: a.pop3_messages("alice") or None, "alice's copy at a.test", a, b)
+    [raw] = wait_until(lambda: a.pop3_messages("alice"), "alice's copy at a.test", WAIT,
+                       interval=0.25, details=logs(a, b))
     reply = email.message_from_bytes(raw)
     assert reply["Subject"] == "Re: Lunch?"
     assert reply["In-Reply-To"] == question["Message-ID"]

@@ -38,7 +38,7 @@ def test_store_expunge_and_append_acknowledged_before_kill_9_survive(server_proc
     server_process.kill()  # SIGKILL, right after the last OK
     assert server_process.proc.returncode == -signal.SIGKILL
 
-    restarted = ServerProcess(tmp_path / "mailcore").start()
+    restarted = ServerProcess(tmp_path / "mailcore", ports=server_process.ports).start()
     try:
         inbox = {m.uid: m for m in Message.objects.filter(
             folder__mailbox=alice, folder__name="INBOX")}

@@ -11,10 +11,8 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +25,8 @@ from mailcore.message.envelope import read_envelope
 from mailcore.message.header import raw, text
 from tests.conftest import require_program
 from tests.mime_corpus import corpus, crlf
+from tests.servers import free_port, listens
+from tests.waiting import wait_until
 
 CORPUS = corpus()
 
@@ -361,12 +361,6 @@ def _mail_owner() -> pwd.struct_passwd:
     return pwd.getpwnam(MAIL_USER)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dovecot() -> Iterator[int]:
     """Dovecot's IMAP server on a loopback port, from a throwaway config; yield the port."""
@@ -388,7 +382,7 @@ def dovecot() -> Iterator[int]:
     passwd = root / "passwd"
     passwd.write_text(f"tester:{{PLAIN}}secret:{owner.pw_uid}:{owner.pw_gid}::{home}::\n")
     passwd.chmod(0o644)
-    port = _free_port()
+    port = free_port()  # Dovecot cannot tell which port it got
     conf = root / "dovecot.conf"
     conf.write_text(f"""\
 protocols = imap
@@ -424,14 +418,15 @@ service imap-login {{
         proc = subprocess.Popen([binary, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=out, start_new_session=True)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log = (root / "dovecot.out").read_text(errors="replace")
-                pytest.fail(f"Dovecot did not start:\n{log[-2000:]}")
-            time.sleep(0.05)
+        def up() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"Dovecot exited:\n{log()}")
+            return listens(port)
+
+        def log() -> str:
+            return "\n" + (root / "dovecot.out").read_text(errors="replace")[-2000:]
+
+        wait_until(up, "Dovecot to listen", 15, interval=0.05, details=log)
         yield port
     finally:
         proc.terminate()

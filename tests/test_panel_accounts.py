@@ -149,11 +149,11 @@ def test_staff_without_totp_must_set_it_up_when_required(as_carol, settings, url
     assert response["Location"] == reverse("mfa_activate_totp")
 
 
-def test_staff_with_totp_and_customers_are_let_through(as_carol, carol, as_alice, settings
+def test_staff_with_totp_and_customers_are_let_through(as_carol, carol_user, as_alice, settings
                                                        ) -> None:
     settings.REQUIRE_STAFF_2FA = True
     assert as_alice.get("/").status_code == 200
-    Authenticator.objects.create(user=carol, type=Authenticator.Type.TOTP,
+    Authenticator.objects.create(user=carol_user, type=Authenticator.Type.TOTP,
                                  data={"secret": "x"})
     assert as_carol.get("/dashboard/").status_code == 200
 

@@ -109,8 +109,8 @@ def test_the_landing_page_invites_anonymous_visitors_to_sign_up(client: Client) 
     assert reverse("account_signup") in response.content.decode()
 
 
-def test_home_lists_only_the_customers_own_domains(as_alice, alice_domain, bob) -> None:
-    directory.add_domain("bob.test", owner=bob, verified=False)
+def test_home_lists_only_the_customers_own_domains(as_alice, alice_domain, bob_user) -> None:
+    directory.add_domain("bob.test", owner=bob_user, verified=False)
     page = as_alice.get("/").content.decode()
     assert "alice.test" in page
     assert "bob.test" not in page
@@ -118,11 +118,11 @@ def test_home_lists_only_the_customers_own_domains(as_alice, alice_domain, bob) 
 
 # Domains ---------------------------------------------------------------------------------------
 
-def test_a_customer_adds_an_unverified_domain(as_alice: Client, alice) -> None:
+def test_a_customer_adds_an_unverified_domain(as_alice: Client, alice_user) -> None:
     response = as_alice.post(reverse("domain_add"), {"name": "New-Domain.TEST."})
     domain = Domain.objects.get(name="new-domain.test")
     assert response["Location"] == reverse("domain_dns", args=[domain.pk])
-    assert domain.owner == alice
+    assert domain.owner == alice_user
     assert domain.verified_at is None
     assert domain.dkim_private_key
     assert directory.resolve("x@new-domain.test").route is Route.NOT_HOSTED
@@ -144,8 +144,8 @@ def test_it_explains_a_refused_domain_next_to_the_field(as_alice, alice_domain, 
     assert error in " ".join(response.context["form"].errors["name"])
 
 
-def test_staff_verify_a_domain_by_hand(as_carol: Client, alice) -> None:
-    domain = directory.add_domain("waiting.test", owner=alice, verified=False)
+def test_staff_verify_a_domain_by_hand(as_carol: Client, alice_user) -> None:
+    domain = directory.add_domain("waiting.test", owner=alice_user, verified=False)
     response = as_carol.post(reverse("domain_verify", args=[domain.pk]),
                              {"next": reverse("dashboard")})
     assert response["Location"] == reverse("dashboard")
@@ -153,8 +153,8 @@ def test_staff_verify_a_domain_by_hand(as_carol: Client, alice) -> None:
     assert domain.verified_at is not None
 
 
-def test_a_customer_cannot_verify_by_hand(as_alice: Client, alice) -> None:
-    domain = directory.add_domain("waiting.test", owner=alice, verified=False)
+def test_a_customer_cannot_verify_by_hand(as_alice: Client, alice_user) -> None:
+    domain = directory.add_domain("waiting.test", owner=alice_user, verified=False)
     assert as_alice.post(reverse("domain_verify", args=[domain.pk])).status_code == 404
     domain.refresh_from_db()
     assert domain.verified_at is None

@@ -23,8 +23,8 @@ def _hostname(settings):
 
 
 @pytest.fixture
-def pending(alice) -> Domain:
-    return directory.add_domain("alice.test", owner=alice, verified=False)
+def pending(alice_user) -> Domain:
+    return directory.add_domain("alice.test", owner=alice_user, verified=False)
 
 
 def statuses(report: dnscheck.Report) -> dict[str, str]:

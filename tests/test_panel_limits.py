@@ -26,15 +26,15 @@ def _mailbox(local: str, quota_mb: int) -> dict[str, str]:
             "quota_mb": str(quota_mb)}
 
 
-def test_a_customer_without_a_row_gets_the_default_limits(alice) -> None:
-    limits = customers.limits_for(alice)
+def test_a_customer_without_a_row_gets_the_default_limits(alice_user) -> None:
+    limits = customers.limits_for(alice_user)
     assert limits.pk is None
     assert (limits.max_domains, limits.max_mailboxes) == (5, 50)
     assert limits.max_storage_bytes == 20 * 1024 ** 3
 
 
-def test_the_domain_limit_is_a_form_error(as_alice, alice) -> None:
-    _limit(alice, domains=1)
+def test_the_domain_limit_is_a_form_error(as_alice, alice_user) -> None:
+    _limit(alice_user, domains=1)
     assert as_alice.post(reverse("domain_add"), {"name": "one.test"}).status_code == 302
     response = as_alice.post(reverse("domain_add"), {"name": "two.test"})
     assert response.status_code == 200
@@ -44,8 +44,8 @@ def test_the_domain_limit_is_a_form_error(as_alice, alice) -> None:
     assert not Domain.objects.filter(name="two.test").exists()
 
 
-def test_the_mailbox_limit_is_a_form_error(as_alice, alice, alice_domain) -> None:
-    _limit(alice, mailboxes=1)
+def test_the_mailbox_limit_is_a_form_error(as_alice, alice_user, alice_domain) -> None:
+    _limit(alice_user, mailboxes=1)
     url = reverse("mailbox_add", args=[alice_domain.pk])
     assert as_alice.post(url, _mailbox("one", 10)).status_code == 302
     response = as_alice.post(url, _mailbox("two", 10))
@@ -53,8 +53,8 @@ def test_the_mailbox_limit_is_a_form_error(as_alice, alice, alice_domain) -> Non
     assert not Mailbox.objects.filter(local_part="two").exists()
 
 
-def test_quotas_must_fit_the_storage_limit(as_alice, alice, alice_domain) -> None:
-    _limit(alice, storage_mb=100)
+def test_quotas_must_fit_the_storage_limit(as_alice, alice_user, alice_domain) -> None:
+    _limit(alice_user, storage_mb=100)
     url = reverse("mailbox_add", args=[alice_domain.pk])
     assert as_alice.post(url, _mailbox("one", 60)).status_code == 302
     response = as_alice.post(url, _mailbox("two", 50))
@@ -65,15 +65,15 @@ def test_quotas_must_fit_the_storage_limit(as_alice, alice, alice_domain) -> Non
     assert as_alice.post(url, _mailbox("two", 40)).status_code == 302
 
 
-def test_the_new_mailbox_form_offers_what_is_left(as_alice, alice, alice_domain) -> None:
-    _limit(alice, storage_mb=100)
+def test_the_new_mailbox_form_offers_what_is_left(as_alice, alice_user, alice_domain) -> None:
+    _limit(alice_user, storage_mb=100)
     response = as_alice.get(reverse("mailbox_add", args=[alice_domain.pk]))
     assert response.context["form"]["quota_mb"].initial == 100
     assert "100 MB of your plan" in response.content.decode()
 
 
-def test_raising_a_quota_is_bounded_too(as_alice, alice, alice_domain) -> None:
-    _limit(alice, storage_mb=100)
+def test_raising_a_quota_is_bounded_too(as_alice, alice_user, alice_domain) -> None:
+    _limit(alice_user, storage_mb=100)
     mailbox = directory.add_mailbox("one@alice.test", GOOD, quota_bytes=60 * MB)
     url = reverse("mailbox_edit", args=[mailbox.pk])
     response = as_alice.post(url, {"display_name": "", "quota_mb": "101"})
@@ -83,44 +83,44 @@ def test_raising_a_quota_is_bounded_too(as_alice, alice, alice_domain) -> None:
     assert mailbox.quota_bytes == 100 * MB
 
 
-def test_zero_means_no_limit(alice) -> None:
-    _limit(alice)
+def test_zero_means_no_limit(alice_user) -> None:
+    _limit(alice_user)
     for i in range(7):
-        customers.add_domain(alice, f"d{i}.test")
-    customers.check_quota(alice, 0)
+        customers.add_domain(alice_user, f"d{i}.test")
+    customers.check_quota(alice_user, 0)
 
 
-def test_a_removed_domain_no_longer_counts(alice, removals) -> None:
-    _limit(alice, domains=1)
-    domain = customers.add_domain(alice, "one.test")
+def test_a_removed_domain_no_longer_counts(alice_user, removals) -> None:
+    _limit(alice_user, domains=1)
+    domain = customers.add_domain(alice_user, "one.test")
     with pytest.raises(LimitExceeded):
-        customers.add_domain(alice, "two.test")
+        customers.add_domain(alice_user, "two.test")
     customers.request_removal(domain)
-    customers.add_domain(alice, "two.test")
+    customers.add_domain(alice_user, "two.test")
 
 
-def test_staff_edit_a_customers_limits(as_carol, alice) -> None:
-    url = reverse("customer_limits", args=[alice.pk])
+def test_staff_edit_a_customers_limits(as_carol, alice_user) -> None:
+    url = reverse("customer_limits", args=[alice_user.pk])
     assert as_carol.get(url).status_code == 200
     response = as_carol.post(url, {"max_domains": "2", "max_mailboxes": "3",
                                    "max_storage_mb": "1024"})
     assert response["Location"] == reverse("customer_list")
-    limits = CustomerLimits.objects.get(user=alice)
+    limits = CustomerLimits.objects.get(user=alice_user)
     assert (limits.max_domains, limits.max_mailboxes, limits.max_storage_bytes) == (
         2, 3, 1024 * MB)
     assert "alice@customers.test" in as_carol.get(reverse("customer_list")).content.decode()
 
 
-def test_customers_cannot_see_or_edit_limits(as_alice, alice, bob) -> None:
+def test_customers_cannot_see_or_edit_limits(as_alice, alice_user, bob_user) -> None:
     assert as_alice.get(reverse("customer_list")).status_code == 404
-    response = as_alice.post(reverse("customer_limits", args=[alice.pk]),
+    response = as_alice.post(reverse("customer_limits", args=[alice_user.pk]),
                              {"max_domains": "99", "max_mailboxes": "99", "max_storage_mb": "0"})
     assert response.status_code == 404
     assert not CustomerLimits.objects.exists()
 
 
-def test_staff_act_within_the_owners_limits(as_carol, alice, alice_domain) -> None:
-    _limit(alice, mailboxes=1)
+def test_staff_act_within_the_owners_limits(as_carol, alice_user, alice_domain) -> None:
+    _limit(alice_user, mailboxes=1)
     directory.add_mailbox("one@alice.test", GOOD, quota_bytes=MB)
     response = as_carol.post(reverse("mailbox_add", args=[alice_domain.pk]), _mailbox("two", 1))
     assert "allows 1 mailbox(es)" in response.context["form"].non_field_errors()[0]

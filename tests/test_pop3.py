@@ -18,6 +18,7 @@ from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
 from tests.servers import RawClient, client_tls_context
+from tests.waiting import wait_until
 
 ALICE = "alice@example.test"
 
@@ -716,10 +717,8 @@ def test_a_client_that_stops_reading_is_dropped_and_the_maildrop_freed(server, a
     client = logged_in(server)
     settings.POP3_TIMEOUT = 0.5
     client.send("RETR 1")  # and never read the reply
-    deadline = time.monotonic() + 20
-    while Mailbox.objects.get(pk=alice.pk).pop3_lock and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert Mailbox.objects.get(pk=alice.pk).pop3_lock == ""
+    wait_until(lambda: Mailbox.objects.get(pk=alice.pk).pop3_lock == "",
+               "the maildrop to be freed", 20, interval=0.1)
     client.close()
 
 

@@ -17,8 +17,8 @@ from mailcore.listeners import ListenerSpec, bind
 from tests.conftest import PASSWORD
 from tests.imap_client import ALICE, IMAPClient, message
 from tests.servers import RawClient, ServerProcess, refuses_connections
+from tests.waiting import WAIT, wait_until
 
-WAIT = 30.0  # seconds: generous, for a loaded machine
 _STARTED = re.compile(r" mailcore worker=(\d+) started pid=(\d+)$")
 
 
@@ -55,14 +55,6 @@ def start_workers(transactional_db, tmp_path: Path):
 @pytest.fixture
 def workers(start_workers) -> ServerProcess:
     return start_workers()
-
-
-def wait_until(condition, what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def log_matches(proc: ServerProcess, pattern: str) -> list[re.Match[str]]:

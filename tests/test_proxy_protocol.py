@@ -20,7 +20,8 @@ from mailcore.pop3 import replies as pop3_replies
 from mailcore.proxy import BadHeader, TrustedProxies, parse_v1, parse_v2
 from tests.conftest import PASSWORD, require_program
 from tests.mailboxes import inbox, raw_of
-from tests.servers import RawClient, ServerThread, client_tls_context, free_port
+from tests.servers import RawClient, ServerThread, client_tls_context, free_port, listens
+from tests.waiting import wait_until
 
 ALICE = "alice@example.test"
 CLIENT = "203.0.113.7"  # TEST-NET-3: a client far away, behind the proxy
@@ -105,12 +106,8 @@ def session_log(caplog):
 
 def logged(caplog, text: str) -> bool:
     """Return whether the server logged a line containing text (it logs from a thread)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if any(text in record.getMessage() for record in caplog.records):
-            return True
-        time.sleep(0.02)
-    return False
+    return wait_until(lambda: any(text in record.getMessage() for record in caplog.records),
+                      f"a log line with {text!r}", 5)
 
 
 def plain(user: str = ALICE, password: str = PASSWORD) -> str:
@@ -451,18 +448,13 @@ def test_a_bad_trusted_proxies_entry_stops_mailcore_before_it_listens(settings, 
 def _start_haproxy(config: Path, ports: list[int]) -> subprocess.Popen:
     proc = subprocess.Popen([require_program("haproxy"), "-db", "-f", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    for port in ports:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited: {proc.stdout.read().decode()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"haproxy exited: {proc.stdout.read().decode()}")
+        return all(listens(port) for port in ports)
+
+    wait_until(up, "haproxy to listen", 10)
     return proc
 
 

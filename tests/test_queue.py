@@ -14,6 +14,7 @@ from mailcore.queue import attempts
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
+from tests.servers import refusing_port
 from tests.sink import Sink
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,6 +28,13 @@ State = OutboundRecipient.State
 def alice(db):
     directory.add_domain("example.test")
     return directory.add_mailbox("alice@example.test", PASSWORD)
+
+
+@pytest.fixture
+def down():
+    """A loopback port that refuses connections: a remote that is down."""
+    with refusing_port() as port:
+        yield port
 
 
 @pytest.fixture
@@ -115,10 +123,9 @@ def test_a_451_is_retried_later_and_delivered_once(alice, sink):
     assert inbox_dsns(alice) == []
 
 
-def test_a_remote_that_is_down_is_retried_then_bounced_when_the_lifetime_ends(alice, settings):
-    from tests.servers import free_port
-
-    settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{free_port()}"
+def test_a_remote_that_is_down_is_retried_then_bounced_when_the_lifetime_ends(alice, settings,
+                                                                            down):
+    settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{down}"
     message = queue()
     attempts.attempt([message.pk])
     recipient = message.recipients.get()
@@ -134,10 +141,8 @@ def test_a_remote_that_is_down_is_retried_then_bounced_when_the_lifetime_ends(al
     assert status_fields(dsn)[1]["Action"] == "failed"
 
 
-def test_a_delay_notice_goes_out_once_after_the_delay(alice, settings):
-    from tests.servers import free_port
-
-    settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{free_port()}"
+def test_a_delay_notice_goes_out_once_after_the_delay(alice, settings, down):
+    settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{down}"
     message = queue()
     OutboundMessage.objects.filter(pk=message.pk).update(
         created_at=timezone.now() - timedelta(hours=5))

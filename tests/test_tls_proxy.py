@@ -7,16 +7,15 @@ server as upstream) and curl talks to it as a browser would.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_program
 from tests.panel_cast import *  # noqa: F403
-from tests.servers import free_port
+from tests.servers import free_port, listens
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True)]
 
@@ -49,16 +48,11 @@ def proxy(live_server, settings, tmp_path: Path):
     proc = subprocess.Popen([caddy, "run", "--config", str(conf), "--adapter", "caddyfile"],
                             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", https_port), 1).close()
-                socket.create_connection(("127.0.0.1", http_port), 1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "caddy.log").read_text()
-                assert time.monotonic() < deadline, "caddy did not start listening"
-                time.sleep(0.2)
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "caddy.log").read_text()
+            return listens(https_port) and listens(http_port)
+
+        wait_until(up, "caddy to listen", interval=0.2)
         yield {"http": http_port, "https": https_port, "jar": tmp_path / "cookies"}
     finally:
         proc.terminate()

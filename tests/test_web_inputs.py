@@ -170,12 +170,12 @@ PATTERNS = _patterns()
 class World:
     """The owner's objects (ids for the URLs) and the clients of owner and other tenant."""
 
-    def __init__(self, alice, bob, carol, alice_domain, alice_mailbox) -> None:
+    def __init__(self, alice_user, bob_user, carol_user, alice_domain, alice_mailbox) -> None:
         self.domain: Domain = alice_domain
         self.mailbox: Mailbox = alice_mailbox
         self.alias: Alias = directory.add_alias("sales@alice.test", ["hello@alice.test"])
         self.app: AppPassword = directory.add_app_password(alice_mailbox, "Phone")[0]
-        self.customer = alice
+        self.customer = alice_user
         self.uid = deliver_to(alice_mailbox, make_message(
             subject=SECRET_SUBJECT, to="hello@alice.test",
             html='<p>Hi <img src="cid:logo@shop.test"></p>', inline_png="logo@shop.test",
@@ -187,10 +187,10 @@ class World:
         self.inline_path = next(iter(opened.layout.inline.values())).path
         self.token = self.inline_token(alice_mailbox.pk)
         # Bob: another customer, with a domain and a mailbox of his own.
-        bob_domain = directory.add_domain("bob.test", owner=bob, verified=True)
+        bob_domain = directory.add_domain("bob.test", owner=bob_user, verified=True)
         self.bob_mailbox = directory.add_mailbox("mail@bob.test", PASSWORD)
         assert bob_domain.pk != alice_domain.pk
-        self.users = {"alice": alice, "bob": bob, "carol": carol}
+        self.users = {"alice": alice_user, "bob": bob_user, "carol": carol_user}
 
     def inline_token(self, mailbox_id: int) -> str:
         return signing.dumps({"m": mailbox_id, "f": self.inbox.pk, "u": self.uid,
@@ -280,8 +280,8 @@ def _fast_web_passwords(settings) -> None:
 
 
 @pytest.fixture
-def world(alice, bob, carol, alice_domain, alice_mailbox, removals) -> World:  # noqa: F811
-    return World(alice, bob, carol, alice_domain, alice_mailbox)
+def world(alice_user, bob_user, carol_user, alice_domain, alice_mailbox, removals) -> World:  # noqa: F811
+    return World(alice_user, bob_user, carol_user, alice_domain, alice_mailbox)
 
 
 # Sending ------------------------------------------------------------------------------------
@@ -534,8 +534,9 @@ def _panel(user) -> Client:
 
 
 def test_staff_verifying_a_domain_with_a_next_that_is_not_a_path_see_the_domain(
-        carol, alice_domain) -> None:  # noqa: F811
-    answer = _panel(carol).post(reverse("domain_verify", args=[alice_domain.pk]), {"next": "home"})
+        carol_user, alice_domain) -> None:  # noqa: F811
+    answer = _panel(carol_user).post(reverse("domain_verify", args=[alice_domain.pk]),
+                                     {"next": "home"})
     assert answer.status_code == 302
     assert answer["Location"] == reverse("domain_detail", args=[alice_domain.pk])
 
@@ -571,20 +572,20 @@ def test_a_draft_keeps_an_address_with_control_characters_as_typed(mail: Client)
 
 @pytest.mark.parametrize("field", ["max_domains", "max_mailboxes", "max_storage_mb"])
 def test_customer_limits_beyond_what_the_database_holds_are_a_form_error(
-        carol, alice, field: str) -> None:  # noqa: F811
-    client = _panel(carol)
+        carol_user, alice_user, field: str) -> None:  # noqa: F811
+    client = _panel(carol_user)
     data = {"max_domains": "5", "max_mailboxes": "5", "max_storage_mb": "100",
             field: str(2 ** 63)}
-    response = client.post(reverse("customer_limits", args=[alice.pk]), data)
+    response = client.post(reverse("customer_limits", args=[alice_user.pk]), data)
     assert response.status_code == 200
     assert "Ensure this value is less than or equal to" in response.content.decode()
 
 
 @pytest.mark.parametrize("url_name", ["mailbox_add", "mailbox_edit"])
 def test_a_quota_beyond_what_the_database_holds_is_a_form_error(
-        alice, alice_domain, alice_mailbox, url_name: str) -> None:  # noqa: F811
-    customers.set_limits(alice, 0, 0, 0)  # no limits: only the column bounds the quota
-    client = _panel(alice)
+        alice_user, alice_domain, alice_mailbox, url_name: str) -> None:  # noqa: F811
+    customers.set_limits(alice_user, 0, 0, 0)  # no limits: only the column bounds the quota
+    client = _panel(alice_user)
     pk = alice_domain.pk if url_name == "mailbox_add" else alice_mailbox.pk
     data = {"local_part": "new", "display_name": "", "password1": "a much longer Pass 9x",
             "password2": "a much longer Pass 9x", "quota_mb": str(2 ** 63 // MB)}

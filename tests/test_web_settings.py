@@ -165,20 +165,20 @@ def test_the_deployment_check_has_nothing_to_say_on_the_compose_configuration(
 # Hosts and the links in account mail --------------------------------------------------
 
 def test_a_password_reset_for_another_host_is_refused_and_sends_nothing(
-        client: Client, alice, settings) -> None:
+        client: Client, alice_user, settings) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    response = client.post(reverse("account_reset_password"), {"email": alice.email},
+    response = client.post(reverse("account_reset_password"), {"email": alice_user.email},
                            HTTP_HOST="evil.example")
     assert response.status_code == 400
     assert mail.outbox == []
 
 
 def test_the_reset_mail_links_to_site_url_whatever_the_request_host(
-        client: Client, alice, settings) -> None:
+        client: Client, alice_user, settings) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.SITE_URL = SITE
-    alice.emailaddress_set.create(email=alice.email, verified=True, primary=True)
-    client.post(reverse("account_reset_password"), {"email": alice.email})
+    alice_user.emailaddress_set.create(email=alice_user.email, verified=True, primary=True)
+    client.post(reverse("account_reset_password"), {"email": alice_user.email})
     (message,) = mail.outbox
     links = re.findall(r"https?://[^/\s]+/\S*", message.body)
     assert links and all(link.startswith(SITE + "/") for link in links), links

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from django.utils import timezone
 from mailcore.models import OutboundMessage, OutboundRecipient
 from mailcore.store.delivery import deliver
 from tests.servers import ROOT, database_url
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -149,9 +149,9 @@ class Worker:
                 cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
-        ready = wait_until(lambda: self.proc.poll() is not None or " ready." in self.text(),
-                           deadline)
-        if not ready or self.proc.poll() is not None:
+        wait_until(lambda: self.proc.poll() is not None or " ready." in self.text(),
+                   f"worker {self.name} to start", left(deadline), details=self.text)
+        if self.proc.poll() is not None:
             raise AssertionError(f"worker {self.name} did not start:\n{self.text()}")
         return self
 
@@ -195,12 +195,9 @@ def sweep(env: dict[str, str], deadline: float) -> None:
     )
 
 
-def wait_until(predicate: Callable[[], bool], deadline: float, interval: float = 0.1) -> bool:
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
+def left(deadline: float) -> float:
+    """Return the seconds left before the test's deadline (for the step at hand)."""
+    return max(deadline - time.monotonic(), 0.0)
 
 
 def test_a_worker_killed_mid_delivery_leaves_the_message_to_the_next_worker(tmp_path) -> None:
@@ -215,8 +212,8 @@ def test_a_worker_killed_mid_delivery_leaves_the_message_to_the_next_worker(tmp_
         try:
             first.start(deadline)
             sweep(env, deadline)
-            assert wait_until(peer.data_seen.is_set, deadline), (
-                f"the worker never reached the end of DATA:\n{first.text()}")
+            wait_until(peer.data_seen.is_set, "the worker to reach the end of DATA",
+                       left(deadline), details=first.text)
             recipient.refresh_from_db()
             assert (recipient.state, recipient.attempts) == (State.QUEUED, 1)
             assert recipient.leased_until > timezone.now()
@@ -230,15 +227,16 @@ def test_a_worker_killed_mid_delivery_leaves_the_message_to_the_next_worker(tmp_
             recipient.refresh_from_db()
             assert recipient.state == State.QUEUED
             expired = recipient.leased_until.timestamp()
-            assert wait_until(lambda: time.time() > expired + 0.2, deadline)
+            wait_until(lambda: time.time() > expired + 0.2, "the dead worker's lease to end",
+                       left(deadline))
             sweep(env, deadline)
 
             def delivered() -> bool:
                 recipient.refresh_from_db()
                 return recipient.state != State.QUEUED
 
-            assert wait_until(delivered, deadline, 0.2), (
-                f"not delivered after the restart:\n{second.text()}")
+            wait_until(delivered, "delivery after the restart", left(deadline), interval=0.2,
+                       details=second.text)
         finally:
             first.kill()
             second.kill()

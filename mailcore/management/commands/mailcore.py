@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mailcore import dbpool, siblings
-from mailcore.listeners import MailServer, bind, configured_specs
+from mailcore.listeners import MailServer, bind, configured_specs, report_ports
 from mailcore.store import events
 from mailcore.supervisor import Supervisor, Worker
 from mailcore.tls import server_context
@@ -40,7 +40,8 @@ def _return_large_blocks() -> None:
 
 class Command(BaseCommand):
     help = ("Serve every mail protocol on the ports the settings name (a port of 0 disables "
-            "one), in MAILCORE_PROCESSES worker processes.")
+            "one, \"auto\" lets the system pick), in MAILCORE_PROCESSES worker processes; "
+            "with MAILCORE_PORTS_FILE, write the bound ports there once listening.")
 
     def handle(self, *args, **options) -> None:
         _return_large_blocks()
@@ -49,6 +50,11 @@ class Command(BaseCommand):
             return
         # The certificate is made here, once, rather than by every worker at the same time.
         sockets = bind(configured_specs(server_context()), settings.MAIL_BIND_ADDRESS)
+        # Reported as soon as the sockets are bound, before any worker accepts: a client
+        # that connects from then on waits in the listen backlog until a worker takes it.
+        if settings.MAILCORE_PORTS_FILE:
+            report_ports(settings.MAILCORE_PORTS_FILE,
+                         {name: sock.getsockname()[1] for name, sock in sockets.items()})
         supervisor = Supervisor(settings.MAILCORE_PROCESSES, sockets, self.serve_worker,
                                 settings.SHUTDOWN_GRACE)
         status = supervisor.run()
@@ -69,6 +75,8 @@ class Command(BaseCommand):
             worker.watch_supervisor(loop, stop.set)
             siblings.listen(loop, events.hub.wake)
         await server.start()
+        if worker is None and settings.MAILCORE_PORTS_FILE:
+            report_ports(settings.MAILCORE_PORTS_FILE, server.ports())
         log.info("mailcore ready hostname=%s", settings.MAIL_HOSTNAME)
         await stop.wait()
         log.info("mailcore stopping: no new connections, draining for up to %.0fs",
