@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import connection
 
 from mailcore import dbpool
-from mailcore.listeners import MailServer, configured_specs
+from mailcore.listeners import MailServer
+from mailcore.servers import configured_specs
 from mailcore.tls import server_context
 
 ROOT = Path(__file__).resolve().parent.parent
