@@ -50,7 +50,9 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
 
     The blob is on disk (fsynced) before the rows that point at it are committed; when
     this returns, the message survives a crash. Raises QuotaExceeded, storing nothing,
-    if it would take any mailbox over its quota.
+    if it would take any mailbox over its quota. Once committed it reports the arrival
+    and the queued message through mailcore.hooks (vacation replies, a delivery attempt):
+    the store schedules no worker task itself.
     """
     mailbox_ids = sorted(set(mailbox_ids))
     remote = sorted(set(remote))
