@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Count, Sum
 
-from mailcore import claims, directory
+from mailcore import claims, directory, dnscheck, hooks
 from mailcore.addresses import AddressError, normalize_address
 from mailcore.directory import DirectoryError
 from mailcore.models import Alias, CustomerLimits, Domain, Mailbox, Message
@@ -100,11 +100,6 @@ def check_can_add_mailbox(user) -> None:
 
 # Domains --------------------------------------------------------------------------------------
 
-def verification_record(domain: Domain) -> tuple[str, str]:
-    """Return (name, TXT value) that proves the customer controls the domain."""
-    return f"_mailhost-verify.{domain.name}", f"mailhost-verify={domain.verification_token}"
-
-
 def add_domain(user, name: str) -> Domain:
     """Add a domain for a customer: a claim until ownership is proven (staff's at once).
 
@@ -127,8 +122,6 @@ def check_dns(domain: Domain):
 
     Raise claims.ClaimRefused when the token is there but the name cannot be given.
     """
-    from mailcore import dnscheck
-
     report = dnscheck.check(domain)
     if report.ownership_proven and domain.verified_at is None:
         verify_domain(domain)
@@ -162,9 +155,7 @@ def request_removal(domain: Domain) -> None:
 
 
 def _enqueue_removal(domain_id: int) -> None:
-    from mailcore.tasks import remove_domain_data
-
-    remove_domain_data.delay(domain_id)
+    hooks.domain_deactivated(domain_id)
 
 
 def remove_domain_data(domain_id: int) -> bool:

@@ -81,10 +81,13 @@ def _host() -> str:
     return settings.MAIL_HOSTNAME.rstrip(".").lower()
 
 
+def verification_record(domain: Domain) -> tuple[str, str]:
+    """Return (name, TXT value) that proves the customer controls the domain."""
+    return f"_mailhost-verify.{domain.name}", f"{OWNERSHIP_PREFIX}{domain.verification_token}"
+
+
 def expected_records(domain: Domain) -> list[Record]:
     """Return the records the domain should publish, required ones first."""
-    from mailcore.customers import verification_record
-
     name = domain.name
     host = _host()
     ownership_name, ownership_value = verification_record(domain)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mailcore import proxy
+from mailcore import dbpool, proxy, stats
 from mailcore.proxy import Peer, TrustedProxies
+from mailcore.store import events
 
 log = logging.getLogger("mailcore")
 STATS_FLUSH_SECONDS = 10.0
@@ -313,8 +314,6 @@ class MailServer:
         self.flusher: asyncio.Task | None = None
 
     async def _flush_stats(self) -> None:
-        from mailcore import dbpool, stats
-
         while True:
             await asyncio.sleep(STATS_FLUSH_SECONDS)
             try:
@@ -349,48 +348,8 @@ class MailServer:
         await self.connections.drain(grace)
         for bound in self.bound:
             await bound.server.wait_closed()
-        from mailcore import dbpool, stats
-        from mailcore.store import events
-
         if self.flusher is not None:
             self.flusher.cancel()
         await events.hub.close()
         await dbpool.run(stats.tally.flush)
         log.info("mailcore stopped")
-
-
-def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
-    """Return the listeners the settings ask for (0 disables one, a negative port is "auto").
-
-    TRUSTED_PROXIES is read here, once: a bad entry stops mailcore before it listens.
-    """
-    from django.conf import settings
-
-    from mailcore.imap.server import start_imap
-    from mailcore.pop3.server import start_pop3
-    from mailcore.smtp.server import start_smtp
-    from mailcore.smtp.submission import start_submission
-
-    trusted = TrustedProxies.from_settings()
-    return [
-        ListenerSpec("smtp", settings.SMTP_PORT,
-                     lambda h, p, c: start_smtp(h, p, c, tls=tls, trusted=trusted)),
-        ListenerSpec("submission", settings.SUBMISSION_PORT,
-                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=False,
-                                                      trusted=trusted)),
-        ListenerSpec("submissions", settings.SUBMISSIONS_PORT,
-                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=True,
-                                                      trusted=trusted)),
-        ListenerSpec("pop3", settings.POP3_PORT,
-                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=False,
-                                                trusted=trusted)),
-        ListenerSpec("pop3s", settings.POP3S_PORT,
-                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=True,
-                                                trusted=trusted)),
-        ListenerSpec("imap", settings.IMAP_PORT,
-                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=False,
-                                                trusted=trusted)),
-        ListenerSpec("imaps", settings.IMAPS_PORT,
-                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=True,
-                                                trusted=trusted)),
-    ]

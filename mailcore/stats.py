@@ -13,7 +13,14 @@ from django.db.models import Count, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from mailcore import dbpool
-from mailcore.models import Domain, Mailbox, OutboundMessage, OutboundRecipient, TrafficCount
+from mailcore.models import (
+    Alias,
+    Domain,
+    Mailbox,
+    OutboundMessage,
+    OutboundRecipient,
+    TrafficCount,
+)
 
 KINDS = [k.value for k in TrafficCount.Kind]
 
@@ -124,8 +131,6 @@ class Totals:
 
 
 def totals() -> Totals:
-    from mailcore.models import Alias
-
     domains = Domain.objects.aggregate(
         all=Count("pk"), unverified=Count("pk", filter=Q(verified_at__isnull=True)))
     return Totals(

@@ -1,4 +1,8 @@
-"""Celery tasks: the worker's periodic jobs over the store."""
+"""Celery tasks: the worker's jobs, and the hooks that schedule them (installed at start-up).
+
+The layers below (store, queue, customer services) never import this module; they call
+mailcore.hooks, which MailcoreConfig.ready points at HOOKS here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,11 @@ import logging
 
 from celery import shared_task
 
-from mailcore.store.blobs import collect_orphans
+from mailcore import claims, customers, hooks
+from mailcore.queue.attempts import attempt, due_message_ids
+from mailcore.sending import vacation
+from mailcore.store.blobs import blob_store, collect_orphans
+from mailcore.store.folders import INBOX
 
 log = logging.getLogger("mailcore.tasks")
 
@@ -23,16 +31,12 @@ def collect_orphan_blobs() -> int:
 @shared_task(acks_late=True)
 def deliver_outbound(message_ids: list[int]) -> None:
     """Try the due recipients of these queued messages once."""
-    from mailcore.queue.attempts import attempt
-
     attempt(message_ids)
 
 
 @shared_task
 def sweep_outbound() -> int:
     """Hand every message with recipients due for another attempt to the workers."""
-    from mailcore.queue.attempts import due_message_ids
-
     ids = due_message_ids()
     for start in range(0, len(ids), 20):
         deliver_outbound.delay(ids[start:start + 20])
@@ -42,17 +46,13 @@ def sweep_outbound() -> int:
 @shared_task(acks_late=True)
 def remove_domain_data(domain_id: int) -> bool:
     """Delete a domain its customer removed (already deactivated) with all its data."""
-    from mailcore.customers import remove_domain_data as remove
-
-    return remove(domain_id)
+    return customers.remove_domain_data(domain_id)
 
 
 @shared_task
 def expire_domain_claims() -> int:
     """Drop customers' domain claims left unproven for DOMAIN_CLAIM_DAYS, telling them."""
-    from mailcore.claims import expire
-
-    ended = expire()
+    ended = claims.expire()
     if ended:
         log.info("ended %d expired domain claims", ended)
     return ended
@@ -61,7 +61,30 @@ def expire_domain_claims() -> int:
 @shared_task(acks_late=True)
 def vacation_reply(mailbox_id: int, blob_key: str, envelope_sender: str) -> str:
     """Send a mailbox's vacation auto-reply to the sender of a message it just received."""
-    from mailcore.sending.vacation import answer
-    from mailcore.store.blobs import blob_store
+    return vacation.answer(mailbox_id, blob_store().get(blob_key), envelope_sender)
 
-    return answer(mailbox_id, blob_store().get(blob_key), envelope_sender)
+
+# Hooks: the work the lower layers ask for, scheduled on the worker ---------------------------
+
+def _answer_arrival(arrival: hooks.Arrival) -> None:
+    """Ask the worker to answer for the mailboxes whose vacation reply is on."""
+    if not arrival.mail_from or arrival.folder != INBOX:
+        return
+    for mailbox_id in vacation.away(arrival.mailbox_ids):
+        try:
+            vacation_reply.delay(mailbox_id, arrival.blob_key, arrival.mail_from)
+        except Exception:  # the broker being down must not fail an accepted message
+            log.warning("could not queue the vacation reply of mailbox %d", mailbox_id,
+                        exc_info=True)
+
+
+def _deliver_outbound(message_ids: list[int]) -> None:
+    deliver_outbound.delay(message_ids)
+
+
+def _remove_domain_data(domain_id: int) -> None:
+    remove_domain_data.delay(domain_id)
+
+
+HOOKS = hooks.Hooks(arrived=_answer_arrival, outbound_due=_deliver_outbound,
+                    domain_deactivated=_remove_domain_data)

@@ -39,7 +39,7 @@ def _fast_settings(settings, tmp_path: Path):
 def kicked(monkeypatch) -> list[int]:
     """Record the worker notifications for queued mail instead of sending them to a broker."""
     calls: list[int] = []
-    monkeypatch.setattr("mailcore.store.delivery._kick", calls.append)
+    monkeypatch.setattr("mailcore.hooks.installed.outbound_due", calls.extend)
     return calls
 
 

@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import connection
 
 from mailcore import dbpool
-from mailcore.listeners import MailServer, configured_specs
+from mailcore.listeners import MailServer
+from mailcore.servers import configured_specs
 from mailcore.tls import server_context
 from tests.waiting import wait_until
 

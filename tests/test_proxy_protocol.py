@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from mailcore import listeners
+from mailcore import listeners, servers
 from mailcore.pop3 import replies as pop3_replies
 from mailcore.proxy import BadHeader, TrustedProxies, parse_v1, parse_v2
 from tests.conftest import PASSWORD, require_program
@@ -440,7 +440,7 @@ def test_no_trusted_proxies_trusts_nobody():
 def test_a_bad_trusted_proxies_entry_stops_mailcore_before_it_listens(settings, entry):
     settings.TRUSTED_PROXIES = [entry]
     with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES"):
-        listeners.configured_specs(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
+        servers.configured_specs(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
 
 
 # HAProxy ----------------------------------------------------------------------------------

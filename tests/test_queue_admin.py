@@ -64,9 +64,9 @@ def act(client: Client, action: str, *messages: OutboundMessage, **extra: str):
 
 @pytest.fixture
 def published(monkeypatch) -> list[list[int]]:
-    """Record the deliver_outbound tasks published instead of sending them to a broker."""
+    """Record the batches handed to the workers instead of sending them to a broker."""
     calls: list[list[int]] = []
-    monkeypatch.setattr("mailcore.tasks.deliver_outbound.delay", calls.append)
+    monkeypatch.setattr("mailcore.hooks.installed.outbound_due", calls.append)
     return calls
 
 
@@ -164,7 +164,7 @@ def test_retry_now_survives_a_broker_that_is_down(
     def refuse(ids: list[int]) -> None:
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr("mailcore.tasks.deliver_outbound.delay", refuse)
+    monkeypatch.setattr("mailcore.hooks.installed.outbound_due", refuse)
     message = queue()
     deferred(message)
     with django_capture_on_commit_callbacks(execute=True):

@@ -11,19 +11,16 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from mailcore import dbpool
 from mailcore.imap import bodystructure, encode, replies
+from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Fetch, FetchItem, Section
+from mailcore.imap.view import View
 from mailcore.message.mime import SectionReader
 from mailcore.sessions import BadSyntax, Refused
 from mailcore.store import messages
 from mailcore.store.messages import MessageRow, flags_of
-
-if TYPE_CHECKING:
-    from mailcore.imap.session import IMAPSession
-    from mailcore.imap.view import View
 
 CHUNK = 250  # messages whose rows are loaded at once
 BLOB_BATCH = 8 * 1024 * 1024  # octets of blobs read at once
@@ -60,7 +57,7 @@ def _sets_seen(item: FetchItem) -> bool:
     return item.name in ("BODY", "BINARY") and item.section is not None and not item.peek
 
 
-async def do_fetch(session: IMAPSession, command: Command) -> str:
+async def do_fetch(session: Session, command: Command) -> str:
     # RFC 9051 section 6.4.5 (RFC 3501 section 6.4.5), BINARY (RFC 3516 section 4.2),
     # CHANGEDSINCE (RFC 7162 section 3.1.4), VANISHED (RFC 7162 section 3.2.6).
     view = session.selected
@@ -119,7 +116,7 @@ def _load(folder_id: int, uids: list[int], columns: set[str], changed_since: int
     return rows, messages.read_many(_batches(rows)[0])
 
 
-async def _mark_seen(session: IMAPSession, view: View, rows: list[MessageRow]) -> set[int]:
+async def _mark_seen(session: Session, view: View, rows: list[MessageRow]) -> set[int]:
     """Set \\Seen on the rows without it; return their UIDs."""
     unseen = [row.uid for row in rows if not row.seen]
     if not unseen:
@@ -138,7 +135,7 @@ async def _mark_seen(session: IMAPSession, view: View, rows: list[MessageRow]) -
     return set(modseqs)
 
 
-async def _respond(session: IMAPSession, view: View, renderers: list[Renderer],
+async def _respond(session: Session, view: View, renderers: list[Renderer],
                    with_flags: bool, rows: list[MessageRow], raws: list[bytes],
                    seen_now: set[int]) -> None:
     """Write the FETCH responses of a chunk; raws holds the blobs of its first batch."""

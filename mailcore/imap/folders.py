@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from mailcore import dbpool
 from mailcore.imap import encode, replies
+from mailcore.imap.context import Session
 from mailcore.imap.parser import (
     Append,
     Command,
@@ -26,9 +26,6 @@ from mailcore.store import messages
 from mailcore.store.delivery import QuotaExceeded
 from mailcore.store.folders import SEPARATOR, FolderError
 
-if TYPE_CHECKING:
-    from mailcore.imap.session import IMAPSession
-
 QUOTA_ROOT = ""  # one quota for the whole mailbox (RFC 9208 section 3.2)
 
 
@@ -36,7 +33,7 @@ def _folder_error(exc: FolderError) -> Refused:
     return Refused(replies.FOLDER_ERROR.format(code=exc.code, text=exc.text))
 
 
-async def do_create(session: IMAPSession, command: Command) -> str:
+async def do_create(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.4; CREATE-SPECIAL-USE: RFC 6154 section 3.
     args: Create = command.args
     if len(args.special_use) > 1:
@@ -50,7 +47,7 @@ async def do_create(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_delete(session: IMAPSession, command: Command) -> str:
+async def do_delete(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.5 (a folder with subfolders is refused: they would be orphans).
     args: MailboxName = command.args
     try:
@@ -66,7 +63,7 @@ async def do_delete(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_rename(session: IMAPSession, command: Command) -> str:
+async def do_rename(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.6: subfolders move along; renaming INBOX moves its messages.
     args: Rename = command.args
     try:
@@ -82,7 +79,7 @@ async def do_rename(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_subscribe(session: IMAPSession, command: Command) -> str:
+async def do_subscribe(session: Session, command: Command) -> str:
     # RFC 9051 sections 6.3.7 (SUBSCRIBE) and 6.3.8 (UNSUBSCRIBE).
     args: MailboxName = command.args
     try:
@@ -120,7 +117,7 @@ def _matches(patterns: list[re.Pattern[str]], name: str) -> bool:
     return any(p.fullmatch(name) for p in patterns)
 
 
-async def do_list(session: IMAPSession, command: Command) -> str:
+async def do_list(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.9, RFC 3501 sections 6.3.8 (LIST) and 6.3.9 (LSUB),
     # LIST-EXTENDED (RFC 5258), SPECIAL-USE (RFC 6154), LIST-STATUS (RFC 5819),
     # CHILDREN (RFC 3348: always returned).
@@ -213,7 +210,7 @@ def status_response(name: bytes, counters: dict[str, int], items: tuple[str, ...
     return encode.untagged("STATUS", name, "(" + " ".join(pairs) + ")")
 
 
-async def do_status(session: IMAPSession, command: Command) -> str:
+async def do_status(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.11; SIZE and DELETED (RFC 8438, RFC 9051), HIGHESTMODSEQ
     # (RFC 7162 section 3.1.6), APPENDLIMIT (RFC 7889).
     args: Status = command.args
@@ -231,7 +228,7 @@ async def do_status(session: IMAPSession, command: Command) -> str:
 
 # APPEND ----------------------------------------------------------------------------------
 
-async def do_append(session: IMAPSession, command: Command) -> str:
+async def do_append(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.12, MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315 section 3),
     # APPENDLIMIT (RFC 7889), literal8 (RFC 3516).
     args: Append = command.args
@@ -272,7 +269,7 @@ def _quota_response(used: int, limit: int) -> bytes:
                            f"(STORAGE {used // 1024} {limit // 1024})")
 
 
-async def do_getquotaroot(session: IMAPSession, command: Command) -> str:
+async def do_getquotaroot(session: Session, command: Command) -> str:
     # RFC 9208 section 4.1.2.
     args: MailboxName = command.args
     try:
@@ -288,7 +285,7 @@ async def do_getquotaroot(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_getquota(session: IMAPSession, command: Command) -> str:
+async def do_getquota(session: Session, command: Command) -> str:
     # RFC 9208 section 4.1.1.
     args: GetQuota = command.args
     if args.root != QUOTA_ROOT:
@@ -300,6 +297,6 @@ async def do_getquota(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_setquota(session: IMAPSession, command: Command) -> str:
+async def do_setquota(session: Session, command: Command) -> str:
     # RFC 9208 section 4.1.4: quotas are the host's to set, never the user's.
     raise Refused(replies.QUOTA_NOT_SETTABLE)

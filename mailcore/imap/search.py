@@ -10,17 +10,14 @@ sets first, because only the session knows its numbering, then answers with SEAR
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING
 
 from mailcore import dbpool
 from mailcore.imap import encode, replies
+from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Search
+from mailcore.imap.view import View
 from mailcore.message.searchkeys import AndKey, NotKey, OrKey, SearchKey, SetKey
 from mailcore.store import search as store_search
-
-if TYPE_CHECKING:
-    from mailcore.imap.session import IMAPSession
-    from mailcore.imap.view import View
 
 
 def by_uid(key: SearchKey, view: View) -> SearchKey:
@@ -38,7 +35,7 @@ def by_uid(key: SearchKey, view: View) -> SearchKey:
     return key
 
 
-async def do_search(session: IMAPSession, command: Command) -> str:
+async def do_search(session: Session, command: Command) -> str:
     # RFC 9051 section 6.4.4 (RFC 3501 section 6.4.4), ESEARCH (RFC 4731 section 3.1),
     # SEARCHRES (RFC 5182 section 2), MODSEQ (RFC 7162 section 3.1.5).
     view = session.selected

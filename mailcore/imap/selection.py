@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailcore import dbpool
 from mailcore.imap import encode, replies
+from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Copy, Expunge, Select, Store
 from mailcore.imap.view import View, fetch_flags
 from mailcore.sessions import BadSyntax, Refused
@@ -13,13 +12,10 @@ from mailcore.store import messages
 from mailcore.store.delivery import QuotaExceeded
 from mailcore.store.folders import FolderError
 
-if TYPE_CHECKING:
-    from mailcore.imap.session import IMAPSession
-
 _STORE_OPS = {"replace": "set", "add": "add", "remove": "remove"}
 
 
-async def do_select(session: IMAPSession, command: Command) -> str:
+async def do_select(session: Session, command: Command) -> str:
     # RFC 9051 sections 6.3.2 (SELECT) and 6.3.3 (EXAMINE), RFC 3501 section 6.3.1,
     # RFC 7162 sections 3.1.8 (CONDSTORE parameter) and 3.2.5 (QRESYNC parameter).
     args: Select = command.args
@@ -63,7 +59,7 @@ async def do_select(session: IMAPSession, command: Command) -> str:
     return replies.SELECTED.format(access=access, verb=command.verb)
 
 
-async def _resynchronize(session: IMAPSession, view: View, args: Select) -> None:
+async def _resynchronize(session: Session, view: View, args: Select) -> None:
     """Tell a QRESYNC client what vanished and what changed since its modseq (RFC 7162 3.2.5)."""
     qresync = args.qresync
     found = await dbpool.run(messages.sync_state, view.folder_id, qresync.modseq)
@@ -85,7 +81,7 @@ async def _resynchronize(session: IMAPSession, view: View, args: Select) -> None
     await session.drain()
 
 
-async def do_close(session: IMAPSession, command: Command) -> str:
+async def do_close(session: Session, command: Command) -> str:
     # RFC 9051 section 6.4.1: expunge silently (no EXPUNGE responses), then deselect.
     view = session.selected
     if not view.read_only:
@@ -94,13 +90,13 @@ async def do_close(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_unselect(session: IMAPSession, command: Command) -> str:
+async def do_unselect(session: Session, command: Command) -> str:
     # RFC 3691 section 2 (and RFC 9051 section 6.4.2): deselect without expunging.
     session.deselect()
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_expunge(session: IMAPSession, command: Command) -> str:
+async def do_expunge(session: Session, command: Command) -> str:
     # RFC 9051 section 6.4.3; UID EXPUNGE: RFC 4315 section 2.1 (RFC 9051 section 6.4.9).
     view = session.selected
     if view.read_only:
@@ -119,7 +115,7 @@ async def do_expunge(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_store(session: IMAPSession, command: Command) -> str:
+async def do_store(session: Session, command: Command) -> str:
     # RFC 9051 section 6.4.6; UNCHANGEDSINCE and MODIFIED: RFC 7162 section 3.1.3.
     view = session.selected
     args: Store = command.args
@@ -163,7 +159,7 @@ async def do_store(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def do_copy(session: IMAPSession, command: Command) -> str:
+async def do_copy(session: Session, command: Command) -> str:
     # RFC 9051 section 6.4.7; COPYUID: RFC 4315 section 3.
     uidvalidity, pairs = await _copy(session, command, move=False)
     if not pairs:
@@ -171,7 +167,7 @@ async def do_copy(session: IMAPSession, command: Command) -> str:
     return replies.COPIED.format(uidvalidity=uidvalidity, **_uid_sets(pairs))
 
 
-async def do_move(session: IMAPSession, command: Command) -> str:
+async def do_move(session: Session, command: Command) -> str:
     # RFC 6851 section 3.3: COPYUID in an untagged OK, then the expunges, then done.
     if session.selected.read_only:
         raise Refused(replies.READ_ONLY)
@@ -184,7 +180,7 @@ async def do_move(session: IMAPSession, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-async def _copy(session: IMAPSession, command: Command, move: bool
+async def _copy(session: Session, command: Command, move: bool
                 ) -> tuple[int, list[tuple[int, int]]]:
     view = session.selected
     args: Copy = command.args

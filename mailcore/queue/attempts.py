@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from mailcore import stats
 from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.queue.bounces import notify_senders
 from mailcore.queue.routing import Hop, NoRoute, hops_for
 from mailcore.store.blobs import blob_store
 
@@ -211,8 +212,6 @@ def retry_delay(attempts: int) -> int:
 
 def record(recipients: list[OutboundRecipient], outcomes: dict[int, Outcome]) -> None:
     """Store each recipient's outcome, then send the bounces and delay notices it calls for."""
-    from mailcore.queue.bounces import notify_senders
-
     now = timezone.now()
     with transaction.atomic():
         for recipient in recipients:

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mailcore import hooks
 from mailcore.models import OutboundMessage, OutboundRecipient
 from mailcore.queue.bounces import notify_senders
-from mailcore.tasks import deliver_outbound
 
 log = logging.getLogger("mailcore.queue")
 
@@ -53,7 +53,7 @@ def _publish(message_ids: list[int]) -> None:
     for start in range(0, len(message_ids), TASK_BATCH):
         batch = message_ids[start:start + TASK_BATCH]
         try:
-            deliver_outbound.delay(batch)
+            hooks.outbound_due(batch)
         except Exception:  # the broker being down: the sweep finds them due anyway
             log.warning("could not hand messages %s to the worker", batch, exc_info=True)
 

@@ -190,6 +190,12 @@ class StoredReplyLog:
                                                defaults={"replied_at": when})
 
 
+def away(mailbox_ids: list[int]) -> list[int]:
+    """Return those of the mailboxes whose vacation reply is on."""
+    rows = MailboxSettings.objects.filter(mailbox_id__in=mailbox_ids, vacation_enabled=True)
+    return list(rows.values_list("mailbox_id", flat=True))
+
+
 def answer(mailbox_id: int, raw: bytes, envelope_sender: str) -> str:
     """Run a mailbox's vacation reply for a message just delivered; return the decision."""
     row = (MailboxSettings.objects.select_related("mailbox__domain")

@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from mailcore.models import Blob, Message, OutboundMessage
+
 
 class FileBlobStore:
     """Blobs as files under root/ab/cd/<sha256>, fsynced with their directory before use."""
@@ -127,8 +129,6 @@ def collect_orphans(grace_seconds: float = 3600) -> int:
     Rows go first, then files: a row never points at a missing file. Files with no row
     (a crash between writing the file and committing the row) are removed after a day.
     """
-    from mailcore.models import Blob, Message, OutboundMessage
-
     store = blob_store()
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     orphans = Blob.objects.filter(created_at__lt=cutoff).exclude(

@@ -11,13 +11,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from mailcore import dbpool
+from mailcore import dbpool, hooks
 from mailcore.message.summary import summarize
 from mailcore.models import (
     Blob,
     Folder,
     Mailbox,
-    MailboxSettings,
     Message,
     OutboundMessage,
     OutboundRecipient,
@@ -51,7 +50,9 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
 
     The blob is on disk (fsynced) before the rows that point at it are committed; when
     this returns, the message survives a crash. Raises QuotaExceeded, storing nothing,
-    if it would take any mailbox over its quota.
+    if it would take any mailbox over its quota. Once committed it reports the arrival
+    and the queued message through mailcore.hooks (vacation replies, a delivery attempt):
+    the store schedules no worker task itself.
     """
     mailbox_ids = sorted(set(mailbox_ids))
     remote = sorted(set(remote))
@@ -67,8 +68,9 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             record_blob(cursor, key, size, now)
             message_ids = [insert(cursor, (mailbox_id, folder), key, size, now,
                                   fields).message_id for mailbox_id in mailbox_ids]
-        if mail_from and mailbox_ids and folder == INBOX:
-            transaction.on_commit(lambda: _vacation(mailbox_ids, key, mail_from))
+        if mailbox_ids:
+            arrival = hooks.Arrival(mailbox_ids, key, mail_from, folder)
+            transaction.on_commit(lambda: hooks.arrived(arrival))
         outbound_id = None
         if remote:
             outbound = OutboundMessage.objects.create(
@@ -183,25 +185,10 @@ def insert(cursor, folder: tuple[int, str] | int, key: str, size: int, internal_
     return Stored(cursor.fetchone()[0], mailbox_id, folder_id, uidvalidity, uid, modseq)
 
 
-def _vacation(mailbox_ids: list[int], key: str, mail_from: str) -> None:
-    """Ask the worker to answer for the mailboxes whose vacation reply is on."""
-    from mailcore.tasks import vacation_reply
-
-    away = MailboxSettings.objects.filter(mailbox_id__in=mailbox_ids, vacation_enabled=True)
-    for mailbox_id in away.values_list("mailbox_id", flat=True):
-        try:
-            vacation_reply.delay(mailbox_id, key, mail_from)
-        except Exception:  # the broker being down must not fail an accepted message
-            log.warning("could not queue the vacation reply of mailbox %d", mailbox_id,
-                        exc_info=True)
-
-
 def _kick(outbound_id: int) -> None:
     """Ask the worker to try a newly queued message now (the sweep finds it otherwise)."""
-    from mailcore.tasks import deliver_outbound
-
     try:
-        deliver_outbound.delay([outbound_id])
+        hooks.outbound_due([outbound_id])
     except Exception:  # the broker being down must not fail an accepted message
         log.warning("could not notify the worker of outbound message %d", outbound_id,
                     exc_info=True)

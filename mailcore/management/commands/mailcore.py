@@ -16,7 +16,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mailcore import dbpool, siblings
-from mailcore.listeners import MailServer, bind, configured_specs, report_ports
+from mailcore.listeners import MailServer, bind, report_ports
+from mailcore.servers import configured_specs
 from mailcore.store import events
 from mailcore.supervisor import Supervisor, Worker
 from mailcore.tls import server_context
