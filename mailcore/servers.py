@@ -6,6 +6,7 @@ helpers, and the listeners start whatever this table gives them, importing no se
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 from django.conf import settings
@@ -24,25 +25,19 @@ def configured_specs(tls: ssl.SSLContext) -> list[ListenerSpec]:
     TRUSTED_PROXIES is read here, once: a bad entry stops mailcore before it listens.
     """
     trusted = TrustedProxies.from_settings()
-    return [
-        ListenerSpec("smtp", settings.SMTP_PORT,
-                     lambda h, p, c: start_smtp(h, p, c, tls=tls, trusted=trusted)),
-        ListenerSpec("submission", settings.SUBMISSION_PORT,
-                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=False,
-                                                      trusted=trusted)),
-        ListenerSpec("submissions", settings.SUBMISSIONS_PORT,
-                     lambda h, p, c: start_submission(h, p, c, tls=tls, implicit_tls=True,
-                                                      trusted=trusted)),
-        ListenerSpec("pop3", settings.POP3_PORT,
-                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=False,
-                                                trusted=trusted)),
-        ListenerSpec("pop3s", settings.POP3S_PORT,
-                     lambda h, p, c: start_pop3(h, p, c, tls=tls, implicit_tls=True,
-                                                trusted=trusted)),
-        ListenerSpec("imap", settings.IMAP_PORT,
-                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=False,
-                                                trusted=trusted)),
-        ListenerSpec("imaps", settings.IMAPS_PORT,
-                     lambda h, p, c: start_imap(h, p, c, tls=tls, implicit_tls=True,
-                                                trusted=trusted)),
+    table = [  # name, port, server, and for the TLS-capable ones: implicit TLS or STARTTLS
+        ("smtp", settings.SMTP_PORT, start_smtp, None),
+        ("submission", settings.SUBMISSION_PORT, start_submission, False),
+        ("submissions", settings.SUBMISSIONS_PORT, start_submission, True),
+        ("pop3", settings.POP3_PORT, start_pop3, False),
+        ("pop3s", settings.POP3S_PORT, start_pop3, True),
+        ("imap", settings.IMAP_PORT, start_imap, False),
+        ("imaps", settings.IMAPS_PORT, start_imap, True),
     ]
+    specs = []
+    for name, port, start, implicit_tls in table:
+        options = {"tls": tls, "trusted": trusted}
+        if implicit_tls is not None:
+            options["implicit_tls"] = implicit_tls
+        specs.append(ListenerSpec(name, port, functools.partial(start, **options)))
+    return specs
