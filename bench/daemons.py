@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,24 @@ def wait_port(
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {HOST}:{port}:\n{tail(log)}")
+
+
+def wait_ports_file(
+    path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0
+) -> dict[str, int]:
+    """Return {listener: port} once mailcore wrote MAILCORE_PORTS_FILE (it is listening then).
+
+    Our server binds the ports asked as "auto" itself and reports them, so no port is
+    picked here and then raced for; the starter removes an old file before the start.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}):\n{tail(log)}")
+        if path.exists():
+            return {name: int(port) for name, port in json.loads(path.read_text()).items()}
+        time.sleep(0.05)
+    raise TimeoutError(f"no ports reported in {path}:\n{tail(log)}")
 
 
 @contextlib.contextmanager

@@ -197,7 +197,7 @@ fill_ours({spec!r})
 """
 
 
-def _our_environment(data_dir: Path, port: int, database_url: str | None,
+def _our_environment(data_dir: Path, port: str, database_url: str | None,
                      processes: int) -> dict[str, str]:
     from ours import NOT_INHERITED
 
@@ -205,7 +205,8 @@ def _our_environment(data_dir: Path, port: int, database_url: str | None,
     env.update(dict.fromkeys(("SMTP_PORT", "SUBMISSION_PORT", "SUBMISSIONS_PORT",
                               "POP3_PORT", "POP3S_PORT", "IMAPS_PORT"), "0"))
     env.update(
-        DATA_DIR=str(data_dir), IMAP_PORT=str(port), MAIL_BIND_ADDRESS="127.0.0.1",
+        DATA_DIR=str(data_dir), IMAP_PORT=port, MAIL_BIND_ADDRESS="127.0.0.1",
+        MAILCORE_PORTS_FILE=str(data_dir / "ports.json"),
         MAIL_HOSTNAME="mx.bench.test", PLAINTEXT_AUTH="loopback",
         LOG_LEVEL="WARNING",  # as bench/ours.py: an INFO line per command costs
         DEBUG="0",  # as in production: DEBUG keeps and times every query
@@ -231,17 +232,17 @@ def _manage(args: list[str], env: dict[str, str], log: Path) -> None:
 @contextlib.contextmanager
 def our_server(tmpdir: Path, spec: Sequence[tuple[str, str, int]],
                database_url: str | None, processes: int = 1) -> Iterator[Server]:
-    """`manage.py mailcore` serving IMAP on a free port, its store filled per spec.
+    """`manage.py mailcore` serving IMAP on a port it picks and reports, its store filled per spec.
 
-    With processes above one it is a supervisor and that many workers, all counted.
+    With processes above one it is a supervisor and that many workers, all counted. A
+    restart asks for the port the first start reported, so clients keep their address.
     """
-    from daemons import daemon, wait_port
-    from load import free_port
+    from daemons import daemon, wait_ports_file
     from ours import scratch_database
 
-    port = free_port()
     log = tmpdir / "mailcore.log"
-    env = _our_environment(tmpdir, port, database_url, processes)
+    env = _our_environment(tmpdir, "auto", database_url, processes)
+    ports_file = Path(env["MAILCORE_PORTS_FILE"])
     with contextlib.ExitStack() as stack:
         if database_url:
             stack.enter_context(scratch_database(database_url))
@@ -251,19 +252,21 @@ def our_server(tmpdir: Path, spec: Sequence[tuple[str, str, int]],
         filling = time.monotonic() - began
         running: list[tuple[subprocess.Popen[bytes], contextlib.ExitStack]] = []
 
-        def start() -> None:
+        def start() -> int:
+            ports_file.unlink(missing_ok=True)
             inner = contextlib.ExitStack()
             proc = inner.enter_context(daemon([sys.executable, "manage.py", "mailcore"], log,
                                               env=env, cwd=PROJECT))
             running.append((proc, inner))
-            wait_port(port, proc, log, timeout=60)
+            return wait_ports_file(ports_file, proc, log)["imap"]
 
         def restart() -> None:
             running.pop()[1].close()
             start()
 
         stack.callback(lambda: running and running.pop()[1].close())
-        start()
+        port = start()
+        env["IMAP_PORT"] = str(port)
         def processes_now() -> list[tuple[int, str]]:
             pid = running[-1][0].pid
             return [(pid, "mailcore"), *_children(pid)]

@@ -42,7 +42,11 @@ SESSION_ERRORS = (
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """An unused TCP port on `host` (tiny race window until the caller binds it)."""
+    """An unused TCP port on `host`, for Postfix and Dovecot, which cannot report the port they got.
+
+    Our own servers listen on "auto" ports and report them (MAILCORE_PORTS_FILE); the race
+    here (the port is free when this socket closes) costs a failed start, loudly.
+    """
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from daemons import HOST, daemon, tail, wait_port
+from daemons import HOST, daemon, tail, wait_ports_file
 
 PROJECT = Path(__file__).resolve().parent.parent
 SETUP_TIMEOUT = 300.0  # seconds for `migrate` and for creating the mailboxes
@@ -56,14 +56,14 @@ class OurServer:
         return self.count_messages()
 
 
-def _environment(data_dir: Path, smtp_port: int, pop3_port: int,
-                 database_url: str | None) -> dict[str, str]:
+def _environment(data_dir: Path, database_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     env.update(dict.fromkeys(UNUSED_LISTENERS, "0"))
     env.update(
         DATA_DIR=str(data_dir),
-        SMTP_PORT=str(smtp_port),
-        POP3_PORT=str(pop3_port),
+        SMTP_PORT="auto",  # bound by mailcore and reported in the ports file
+        POP3_PORT="auto",
+        MAILCORE_PORTS_FILE=str(data_dir / "ports.json"),
         MAIL_BIND_ADDRESS=HOST,
         MAIL_HOSTNAME="mx.bench.test",
         PLAINTEXT_AUTH="loopback",
@@ -144,8 +144,6 @@ def _message_counter(data_dir: Path, database_url: str | None) -> Iterator[Calla
 @contextlib.contextmanager
 def mailcore(
     tmpdir: str | Path,
-    smtp_port: int,
-    pop3_port: int,
     users: Sequence[tuple[str, str]],
     database_url: str | None = None,
 ) -> Iterator[OurServer]:
@@ -156,7 +154,9 @@ def mailcore(
     """
     data_dir = Path(tmpdir)
     log = data_dir / "mailcore.log"
-    env = _environment(data_dir, smtp_port, pop3_port, database_url)
+    env = _environment(data_dir, database_url)
+    ports_file = Path(env["MAILCORE_PORTS_FILE"])
+    ports_file.unlink(missing_ok=True)
     with contextlib.ExitStack() as stack:
         if database_url:
             stack.enter_context(scratch_database(database_url))
@@ -164,7 +164,6 @@ def mailcore(
         _manage(["shell", "-c", ADD_USERS.format(users=list(users))], env, log)
         argv = [sys.executable, "manage.py", "mailcore"]
         proc = stack.enter_context(daemon(argv, log, env=env, cwd=PROJECT))
-        wait_port(smtp_port, proc, log, timeout=60)
-        wait_port(pop3_port, proc, log, timeout=60)
+        ports = wait_ports_file(ports_file, proc, log)
         count = stack.enter_context(_message_counter(data_dir, database_url))
-        yield OurServer(data_dir, tuple(users), smtp_port, pop3_port, proc.pid, count)
+        yield OurServer(data_dir, tuple(users), ports["smtp"], ports["pop3"], proc.pid, count)

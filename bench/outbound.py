@@ -162,11 +162,10 @@ class _SinkProtocol(asyncio.Protocol):
             self.transport.write(b"".join(replies))
 
 
-def _serve_sink(port: int, counters: SinkCounters) -> None:
+def _serve_sink(listening: socket.socket, counters: SinkCounters) -> None:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _SinkProtocol(counters), HOST, port,
-                                          backlog=1024)
+        server = await loop.create_server(lambda: _SinkProtocol(counters), sock=listening)
         await server.serve_forever()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -174,16 +173,19 @@ def _serve_sink(port: int, counters: SinkCounters) -> None:
 
 
 @contextlib.contextmanager
-def sink(port: int) -> Iterator[SinkCounters]:
-    """A fast SMTP sink on HOST:port in its own process."""
+def sink() -> Iterator[tuple[SinkCounters, int]]:
+    """A fast SMTP sink in its own process, on a HOST port bound here: (counters, port)."""
     counters = SinkCounters.create()
+    listening = socket.create_server((HOST, 0), backlog=1024)
+    port = listening.getsockname()[1]
     process = multiprocessing.get_context("fork").Process(
-        target=_serve_sink, args=(port, counters), daemon=True)
+        target=_serve_sink, args=(listening, counters), daemon=True)
     process.start()
+    listening.close()  # the child serves its copy
     try:
         if not wait_for(lambda: _accepts(port), 10, 0.05):
             raise RuntimeError("the sink did not start")
-        yield counters
+        yield counters, port
     finally:
         process.terminate()
         process.join(10)
@@ -427,9 +429,8 @@ def main() -> None:
     args = parse_args()
     # Let a SIGTERM unwind the context managers, so every process we started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    sink_port = free_port()
     figures: dict[str, Figure] = {}
-    with sink(sink_port) as counters:
+    with sink() as (counters, sink_port):
         if args.only in (None, "postfix"):
             figures["postfix-inject"], figures["postfix-live"] = run_postfix(
                 False, counters, sink_port, args)

@@ -104,7 +104,7 @@ def measure(server: MailServer, users: Sequence[tuple[str, str]],
 def run_ours(users: Sequence[tuple[str, str]], args: argparse.Namespace) -> Figures:
     with (
         tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp,
-        mailcore(tmp, free_port(), free_port(), users, args.database_url) as server,
+        mailcore(tmp, users, args.database_url) as server,
     ):
         return measure(server, users, args)
 

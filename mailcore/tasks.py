@@ -10,7 +10,7 @@ import logging
 
 from celery import shared_task
 
-from mailcore import claims, customers, hooks
+from mailcore import claims, hooks, selfservice
 from mailcore.queue.attempts import attempt, due_message_ids
 from mailcore.sending import vacation
 from mailcore.store.blobs import blob_store, collect_orphans
@@ -46,7 +46,7 @@ def sweep_outbound() -> int:
 @shared_task(acks_late=True)
 def remove_domain_data(domain_id: int) -> bool:
     """Delete a domain its customer removed (already deactivated) with all its data."""
-    return customers.remove_domain_data(domain_id)
+    return selfservice.remove_domain_data(domain_id)
 
 
 @shared_task

@@ -442,7 +442,7 @@ OUTBOUND_RETRY_DELAYS = [
 OUTBOUND_TIMEOUT = env_float("OUTBOUND_TIMEOUT", 60)
 OUTBOUND_LEASE = env_int("OUTBOUND_LEASE", 900)
 
-# Webmail (panel/webmail, mailcore/webmail) ------------------------------------------------
+# Webmail (panel/webmail, mailcore/webclient) ------------------------------------------------
 
 WEBMAIL_PAGE_SIZE = env_int("WEBMAIL_PAGE_SIZE", 50)  # messages per list page
 WEBMAIL_POLL_SECONDS = env_int("WEBMAIL_POLL_SECONDS", 15)  # how often a list looks for mail

@@ -79,7 +79,7 @@ def alice_mailbox(alice_domain) -> Mailbox:
 def removals(monkeypatch) -> list[int]:
     """Record the domains queued for data removal instead of asking the worker."""
     queued: list[int] = []
-    monkeypatch.setattr("mailcore.customers._enqueue_removal", queued.append)
+    monkeypatch.setattr("mailcore.selfservice._enqueue_removal", queued.append)
     return queued
 
 

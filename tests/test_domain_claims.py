@@ -12,12 +12,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from mailcore import claims, clientconfig, customers, directory, dkim, tasks
+from mailcore import claims, clientconfig, directory, dkim, selfservice, tasks
 from mailcore.directory import DirectoryError, LoginRefused, Route
 from mailcore.models import Alias, Domain, Mailbox
 from mailcore.principal import Principal
 from mailcore.sending.senders import SenderProblem, sender_problem
-from mailcore.webmail import compose
+from mailcore.webclient import compose
 from tests.dns_server import DNSServer
 from tests.panel_cast import *  # noqa: F403
 from tests.panel_cast import PASSWORD, published_records
@@ -35,7 +35,7 @@ def _hostname(settings):
 
 
 def claim(user, name: str = "newco.test") -> Domain:
-    return customers.add_domain(user, name)
+    return selfservice.add_domain(user, name)
 
 
 def check_dns_as(client: Client, domain: Domain, settings, records=None):
@@ -99,8 +99,8 @@ def test_the_first_to_prove_gets_the_name_and_the_other_claim_ends_with_a_notice
         as_alice, alice_user, bob_user, settings, mailoutbox, django_capture_on_commit_callbacks
 ) -> None:
     mine, theirs = claim(alice_user), claim(bob_user)
-    customers.add_mailbox(bob_user, theirs, "ceo", PASSWORD, "", MB)
-    customers.add_alias(theirs, "sales", ["ceo@newco.test"])
+    selfservice.add_mailbox(bob_user, theirs, "ceo", PASSWORD, "", MB)
+    selfservice.add_alias(theirs, "sales", ["ceo@newco.test"])
     with django_capture_on_commit_callbacks(execute=True):
         response = check_dns_as(as_alice, mine, settings)
     assert "Ownership of newco.test is proven" in " ".join(page_messages(response))
@@ -185,7 +185,7 @@ def test_claims_older_than_domain_claim_days_expire_with_a_notice(
         django_capture_on_commit_callbacks) -> None:
     settings.DOMAIN_CLAIM_DAYS = 3
     old, fresh = claim(alice_user), claim(bob_user, "fresh.test")
-    customers.add_mailbox(alice_user, old, "ceo", PASSWORD, "", MB)
+    selfservice.add_mailbox(alice_user, old, "ceo", PASSWORD, "", MB)
     long_ago = timezone.now() - timedelta(days=3, minutes=1)
     Domain.objects.filter(pk__in=[old.pk, alice_domain.pk]).update(created_at=long_ago)
     with django_capture_on_commit_callbacks(execute=True):
@@ -215,7 +215,7 @@ def test_the_panel_shows_when_a_pending_claim_ends(as_alice, alice_user, setting
 def test_the_mailbox_page_says_an_unverified_domains_mailbox_cannot_sign_in(as_alice,
                                                                            alice_user) -> None:
     domain = claim(alice_user)
-    mailbox = customers.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB)
+    mailbox = selfservice.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB)
     page = as_alice.get(reverse("mailbox_detail", args=[mailbox.pk])).content.decode()
     assert "cannot sign in, send or receive mail" in page
 
@@ -226,9 +226,9 @@ def test_the_mailbox_page_says_an_unverified_domains_mailbox_cannot_sign_in(as_a
 def squatted(alice_user, bob_user, alice_domain, alice_mailbox) -> Mailbox:
     """Bob's pending claim on alice.test, with his own hello@ and a catch-all."""
     theirs = claim(bob_user, "alice.test")
-    mailbox = customers.add_mailbox(bob_user, theirs, "hello", "bobs-own-password", "", MB)
-    customers.add_mailbox(bob_user, theirs, "ceo", "bobs-own-password", "", MB)
-    customers.set_catch_all(theirs, ["bob@elsewhere.test"])
+    mailbox = selfservice.add_mailbox(bob_user, theirs, "hello", "bobs-own-password", "", MB)
+    selfservice.add_mailbox(bob_user, theirs, "ceo", "bobs-own-password", "", MB)
+    selfservice.set_catch_all(theirs, ["bob@elsewhere.test"])
     return mailbox
 
 
@@ -255,7 +255,7 @@ def test_operator_tools_and_autoconfig_find_the_verified_domain(squatted, alice_
 
 def test_a_pending_claims_mailbox_cannot_send_and_its_domain_is_not_signed(alice_user) -> None:
     domain = claim(alice_user)
-    principal = Principal.of(customers.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB))
+    principal = Principal.of(selfservice.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB))
     assert sender_problem(principal, "ceo@newco.test") is SenderProblem.DOMAIN_NOT_VERIFIED
     with pytest.raises(dkim.DomainNotVerified):
         dkim.sign(b"From: ceo@newco.test\r\n\r\nhi\r\n", domain)
@@ -266,7 +266,7 @@ def test_a_pending_claims_mailbox_cannot_send_and_its_domain_is_not_signed(alice
 
 def test_a_pending_claims_mailbox_cannot_sign_in_to_webmail(alice_user) -> None:
     domain = claim(alice_user)
-    customers.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB)
+    selfservice.add_mailbox(alice_user, domain, "ceo", PASSWORD, "", MB)
     response = Client().post(reverse("webmail:login"), {"address": "ceo@newco.test",
                                                         "password": PASSWORD})
     assert response.status_code != 302
@@ -290,7 +290,7 @@ def test_a_pending_claims_mailbox_cannot_log_in_over_imap_or_pop3(server, alice_
     from tests import imap_client
     from tests.servers import RawClient
 
-    customers.add_mailbox(alice_user, claim(alice_user), "ceo", PASSWORD, "", MB)
+    selfservice.add_mailbox(alice_user, claim(alice_user), "ceo", PASSWORD, "", MB)
     imap = imap_client.connect(server)
     assert imap.run(f'LOGIN ceo@newco.test "{PASSWORD}"')[1] == (
         "NO [AUTHENTICATIONFAILED] Authentication failed")

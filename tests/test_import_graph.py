@@ -24,9 +24,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("message model", ("mailcore.message",)),
     ("store and directory", ("mailcore.store", "mailcore.directory", "mailcore.claims")),
     ("sending, queue and customer services", ("mailcore.sending", "mailcore.queue",
-                                              "mailcore.customers", "mailcore.dnscheck")),
+                                              "mailcore.selfservice", "mailcore.dnscheck")),
     ("protocol servers, webmail services and tasks", (
-        "mailcore.imap", "mailcore.smtp", "mailcore.pop3", "mailcore.webmail",
+        "mailcore.imap", "mailcore.smtp", "mailcore.pop3", "mailcore.webclient",
         "mailcore.tasks")),
     ("start-up wiring", ("mailcore.servers", "mailcore.management", "mailcore.apps",
                          "mailcore.admin")),

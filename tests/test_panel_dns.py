@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from mailcore import customers, directory, dkim, dnscheck
+from mailcore import directory, dkim, dnscheck, selfservice
 from mailcore.dnscheck import Status
 from mailcore.models import Domain
 from tests.dns_server import DNSServer
@@ -56,7 +56,7 @@ def test_a_long_dkim_value_is_split_into_strings_in_the_zone_line(pending) -> No
 def test_everything_right_verifies_the_domain(pending, settings) -> None:
     with DNSServer(published_records(pending)) as server:
         settings.DNS_RESOLVER = server.address
-        report = customers.check_dns(pending)
+        report = selfservice.check_dns(pending)
     assert set(statuses(report).values()) == {"right"}
     pending.refresh_from_db()
     assert pending.verified_at is not None
@@ -73,7 +73,7 @@ def test_missing_and_wrong_records_are_reported_with_what_was_found(pending, set
     records[("_imaps._tcp.alice.test", "SRV")] = [f"0 1 1993 {HOST}."]
     with DNSServer(records) as server:
         settings.DNS_RESOLVER = server.address
-        report = customers.check_dns(pending)
+        report = selfservice.check_dns(pending)
     got = statuses(report)
     assert got["dmarc"] == "missing"
     assert got["mx"] == got["spf"] == got["ownership"] == got["autoconfig"] == "wrong"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from mailcore import customers, directory
-from mailcore.customers import LimitExceeded
+from mailcore import directory, selfservice
 from mailcore.models import CustomerLimits, Domain, Mailbox
+from mailcore.selfservice import LimitExceeded
 from tests.panel_cast import *  # noqa: F403
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,7 @@ def _mailbox(local: str, quota_mb: int) -> dict[str, str]:
 
 
 def test_a_customer_without_a_row_gets_the_default_limits(alice_user) -> None:
-    limits = customers.limits_for(alice_user)
+    limits = selfservice.limits_for(alice_user)
     assert limits.pk is None
     assert (limits.max_domains, limits.max_mailboxes) == (5, 50)
     assert limits.max_storage_bytes == 20 * 1024 ** 3
@@ -86,17 +86,17 @@ def test_raising_a_quota_is_bounded_too(as_alice, alice_user, alice_domain) -> N
 def test_zero_means_no_limit(alice_user) -> None:
     _limit(alice_user)
     for i in range(7):
-        customers.add_domain(alice_user, f"d{i}.test")
-    customers.check_quota(alice_user, 0)
+        selfservice.add_domain(alice_user, f"d{i}.test")
+    selfservice.check_quota(alice_user, 0)
 
 
 def test_a_removed_domain_no_longer_counts(alice_user, removals) -> None:
     _limit(alice_user, domains=1)
-    domain = customers.add_domain(alice_user, "one.test")
+    domain = selfservice.add_domain(alice_user, "one.test")
     with pytest.raises(LimitExceeded):
-        customers.add_domain(alice_user, "two.test")
-    customers.request_removal(domain)
-    customers.add_domain(alice_user, "two.test")
+        selfservice.add_domain(alice_user, "two.test")
+    selfservice.request_removal(domain)
+    selfservice.add_domain(alice_user, "two.test")
 
 
 def test_staff_edit_a_customers_limits(as_carol, alice_user) -> None:

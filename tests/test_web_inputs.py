@@ -25,11 +25,11 @@ from django.core import signing
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from mailcore import customers, directory
+from mailcore import directory, selfservice
 from mailcore.models import Alias, AppPassword, Domain, Folder, Mailbox
 from mailcore.store import messages as store_messages
 from mailcore.store.folders import add_folder
-from mailcore.webmail import reading
+from mailcore.webclient import reading
 from panel.customers import forms as customer_forms
 from panel.dashboard import forms as dashboard_forms
 from panel.webmail import forms as webmail_forms
@@ -584,7 +584,7 @@ def test_customer_limits_beyond_what_the_database_holds_are_a_form_error(
 @pytest.mark.parametrize("url_name", ["mailbox_add", "mailbox_edit"])
 def test_a_quota_beyond_what_the_database_holds_is_a_form_error(
         alice_user, alice_domain, alice_mailbox, url_name: str) -> None:  # noqa: F811
-    customers.set_limits(alice_user, 0, 0, 0)  # no limits: only the column bounds the quota
+    selfservice.set_limits(alice_user, 0, 0, 0)  # no limits: only the column bounds the quota
     client = _panel(alice_user)
     pk = alice_domain.pk if url_name == "mailbox_add" else alice_mailbox.pk
     data = {"local_part": "new", "display_name": "", "password1": "a much longer Pass 9x",

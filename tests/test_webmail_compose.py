@@ -16,7 +16,7 @@ from mailcore.principal import Principal
 from mailcore.sending import outgoing
 from mailcore.sending.senders import sender_addresses
 from mailcore.store import messages as store_messages
-from mailcore.webmail import compose, contacts
+from mailcore.webclient import compose, contacts
 from tests.test_webmail_helpers import (
     deliver_to,
     folder,

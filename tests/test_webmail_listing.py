@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from mailcore.models import Message
 from mailcore.store import messages as store_messages
-from mailcore.webmail import listing
+from mailcore.webclient import listing
 from tests.test_webmail_helpers import (
     deliver_to,
     folder,

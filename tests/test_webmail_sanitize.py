@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mailcore.webmail import sanitize
+from mailcore.webclient import sanitize
 
 # Each entry tries one way to run script, submit, navigate or load something unasked.
 HOSTILE = {

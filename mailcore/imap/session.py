@@ -2,8 +2,8 @@
 
 The state machine is data: COMMANDS maps each verb to the states it is allowed in and
 its handler. Handlers here cover the any-state and not-authenticated commands; folder
-commands live in mailcore.imap.folders, selected-state ones in mailcore.imap.selection,
-FETCH in mailcore.imap.fetch and SEARCH in mailcore.imap.search; they see the session
+commands live in mailcore.imap.folder_commands, selected-state ones in mailcore.imap.selection,
+FETCH in mailcore.imap.fetch and SEARCH in mailcore.imap.search_command; they see the session
 as mailcore.imap.context.Session, so they need not import this module. A handler returns
 the text of its tagged OK, or raises one of mailcore.sessions' exceptions, mapped to
 NO, BAD or BYE in dispatch() alone.
@@ -24,7 +24,7 @@ from django.conf import settings
 
 from mailcore import dbpool, logins, sasl
 from mailcore.directory import LoginRefused, plaintext_allowed
-from mailcore.imap import encode, fetch, folders, replies, search, selection
+from mailcore.imap import encode, fetch, folder_commands, replies, search_command, selection
 from mailcore.imap.parser import (
     Authenticate,
     BadCharset,
@@ -567,26 +567,26 @@ COMMANDS: dict[str, Verb] = {
     "ENABLE": Verb(AUTHENTICATED_ONLY, IMAPSession.do_enable),
     "SELECT": Verb(AUTHENTICATED, selection.do_select),
     "EXAMINE": Verb(AUTHENTICATED, selection.do_select),
-    "CREATE": Verb(AUTHENTICATED, folders.do_create),
-    "DELETE": Verb(AUTHENTICATED, folders.do_delete),
-    "RENAME": Verb(AUTHENTICATED, folders.do_rename),
-    "SUBSCRIBE": Verb(AUTHENTICATED, folders.do_subscribe),
-    "UNSUBSCRIBE": Verb(AUTHENTICATED, folders.do_subscribe),
-    "LIST": Verb(AUTHENTICATED, folders.do_list),
-    "LSUB": Verb(AUTHENTICATED, folders.do_list),
+    "CREATE": Verb(AUTHENTICATED, folder_commands.do_create),
+    "DELETE": Verb(AUTHENTICATED, folder_commands.do_delete),
+    "RENAME": Verb(AUTHENTICATED, folder_commands.do_rename),
+    "SUBSCRIBE": Verb(AUTHENTICATED, folder_commands.do_subscribe),
+    "UNSUBSCRIBE": Verb(AUTHENTICATED, folder_commands.do_subscribe),
+    "LIST": Verb(AUTHENTICATED, folder_commands.do_list),
+    "LSUB": Verb(AUTHENTICATED, folder_commands.do_list),
     "NAMESPACE": Verb(AUTHENTICATED, IMAPSession.do_namespace),
-    "STATUS": Verb(AUTHENTICATED, folders.do_status),
-    "APPEND": Verb(AUTHENTICATED, folders.do_append),
+    "STATUS": Verb(AUTHENTICATED, folder_commands.do_status),
+    "APPEND": Verb(AUTHENTICATED, folder_commands.do_append),
     "IDLE": Verb(AUTHENTICATED, IMAPSession.do_idle),
-    "GETQUOTA": Verb(AUTHENTICATED, folders.do_getquota),
-    "GETQUOTAROOT": Verb(AUTHENTICATED, folders.do_getquotaroot),
-    "SETQUOTA": Verb(AUTHENTICATED, folders.do_setquota),
+    "GETQUOTA": Verb(AUTHENTICATED, folder_commands.do_getquota),
+    "GETQUOTAROOT": Verb(AUTHENTICATED, folder_commands.do_getquotaroot),
+    "SETQUOTA": Verb(AUTHENTICATED, folder_commands.do_setquota),
     # Selected (section 6.4).
     "CHECK": Verb(SELECTED, IMAPSession.do_noop),
     "CLOSE": Verb(SELECTED, selection.do_close),
     "UNSELECT": Verb(SELECTED, selection.do_unselect),
     "EXPUNGE": Verb(SELECTED, selection.do_expunge),
-    "SEARCH": Verb(SELECTED, search.do_search, numbers_stable=True),
+    "SEARCH": Verb(SELECTED, search_command.do_search, numbers_stable=True),
     "FETCH": Verb(SELECTED, fetch.do_fetch, numbers_stable=True),
     "STORE": Verb(SELECTED, selection.do_store, numbers_stable=True),
     "COPY": Verb(SELECTED, selection.do_copy),

@@ -3,7 +3,7 @@
 The worker runs answer() for each mailbox with its reply on, after a delivery to it.
 decide() and build_reply() take the settings and the record of who was already answered
 as plain values, so they are tested without the database; the settings are edited in
-webmail (mailcore.webmail.preferences).
+webmail (mailcore.webclient.preferences).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db.models import F, Sum
 
@@ -100,6 +101,21 @@ def find_folder(mailbox_id: int, name: str) -> Folder:
 
 def list_folders(mailbox_id: int) -> list[Folder]:
     return list(Folder.objects.filter(mailbox_id=mailbox_id).order_by("name"))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A folder as LIST shows it: plain values, safe to hand to the event loop."""
+
+    name: str
+    special_use: str
+    subscribed: bool
+
+
+def list_entries(mailbox_id: int) -> list[Listed]:
+    """Return a mailbox's folders by name, as plain values (for IMAP LIST and LSUB)."""
+    rows = Folder.objects.filter(mailbox_id=mailbox_id).order_by("name")
+    return [Listed(*row) for row in rows.values_list("name", "special_use", "subscribed")]
 
 
 def _create_parents(mailbox: Mailbox, name: str) -> None:

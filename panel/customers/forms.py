@@ -10,16 +10,16 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 
-from mailcore import customers, directory
+from mailcore import directory, selfservice
 from mailcore.addresses import (
     AddressError,
     normalize_address,
     normalize_domain,
     normalize_local_part,
 )
-from mailcore.customers import LimitExceeded
 from mailcore.directory import DirectoryError
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
+from mailcore.selfservice import LimitExceeded
 from panel.inputs import BIGINT_MAX, MB
 
 # A quota in bytes must fit the bigint column it is kept in.
@@ -88,7 +88,7 @@ class DomainForm(ServiceForm):
             raise forms.ValidationError("Enter a domain name such as example.com.") from exc
 
     def perform(self) -> Domain:
-        return customers.add_domain(self.user, self.cleaned_data["name"])
+        return selfservice.add_domain(self.user, self.cleaned_data["name"])
 
 
 class PasswordFields(forms.Form):
@@ -141,7 +141,7 @@ class MailboxCreateForm(PasswordFields, ServiceForm):
         super().__init__(*args, **kwargs)
         self.user, self.domain = user, domain
         self.fields["local_part"].help_text = f"The name before @{domain.name}."
-        available = customers.available_storage(user)
+        available = selfservice.available_storage(user)
         default = settings.DEFAULT_QUOTA // MB
         if available is None:
             self.fields["quota_mb"].help_text = "0 means no limit."
@@ -165,19 +165,19 @@ class MailboxCreateForm(PasswordFields, ServiceForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         try:
-            customers.check_can_add_mailbox(self.user)
+            selfservice.check_can_add_mailbox(self.user)
         except LimitExceeded as exc:
             self.add_error(None, str(exc))
         if cleaned.get("quota_mb") is not None:
             try:
-                customers.check_quota(self.user, cleaned["quota_mb"] * MB)
+                selfservice.check_quota(self.user, cleaned["quota_mb"] * MB)
             except DirectoryError as exc:
                 self.add_error("quota_mb", str(exc))
         return cleaned
 
     def perform(self) -> Mailbox:
         data = self.cleaned_data
-        return customers.add_mailbox(self.user, self.domain, data["local_part"],
+        return selfservice.add_mailbox(self.user, self.domain, data["local_part"],
                                      data["password1"], data["display_name"],
                                      data["quota_mb"] * MB)
 
@@ -192,7 +192,7 @@ class MailboxEditForm(ServiceForm):
                                       "quota_mb": mailbox.quota_bytes // MB})
         super().__init__(*args, **kwargs)
         self.user, self.mailbox = user, mailbox
-        available = customers.available_storage(user)
+        available = selfservice.available_storage(user)
         if available is None:
             self.fields["quota_mb"].help_text = "0 means no limit."
         else:
@@ -203,7 +203,7 @@ class MailboxEditForm(ServiceForm):
         quota = self.cleaned_data["quota_mb"]
         if quota * MB != self.mailbox.quota_bytes:
             try:
-                customers.check_quota(self.user, quota * MB, replacing=self.mailbox)
+                selfservice.check_quota(self.user, quota * MB, replacing=self.mailbox)
             except DirectoryError as exc:
                 raise forms.ValidationError(str(exc)) from exc
         return quota
@@ -214,7 +214,7 @@ class MailboxEditForm(ServiceForm):
         mailbox.save(update_fields=["display_name"])
         quota = self.cleaned_data["quota_mb"] * MB
         if quota != mailbox.quota_bytes:
-            customers.set_mailbox_quota(self.user, mailbox, quota)
+            selfservice.set_mailbox_quota(self.user, mailbox, quota)
         return mailbox
 
 
@@ -259,14 +259,14 @@ class ForwardForm(ServiceForm):
     keep_copy = forms.BooleanField(label="Keep a copy in this mailbox", required=False)
 
     def __init__(self, *args: Any, mailbox: Mailbox, **kwargs: Any) -> None:
-        forward = customers.get_forward(mailbox)
+        forward = selfservice.get_forward(mailbox)
         kwargs.setdefault("initial", {"destinations": forward.destinations,
                                       "keep_copy": forward.keep_copy})
         super().__init__(*args, **kwargs)
         self.mailbox = mailbox
 
     def perform(self) -> Mailbox:
-        customers.set_forward(self.mailbox, self.cleaned_data["destinations"],
+        selfservice.set_forward(self.mailbox, self.cleaned_data["destinations"],
                               self.cleaned_data["keep_copy"])
         return self.mailbox
 
@@ -304,9 +304,9 @@ class AliasForm(ServiceForm):
     def perform(self) -> Alias:
         destinations = self.cleaned_data["destinations"]
         if self.alias is not None:
-            customers.set_alias_destinations(self.alias, destinations)
+            selfservice.set_alias_destinations(self.alias, destinations)
             return self.alias
-        return customers.add_alias(self.domain, self.cleaned_data["local_part"], destinations)
+        return selfservice.add_alias(self.domain, self.cleaned_data["local_part"], destinations)
 
 
 class CatchAllForm(ServiceForm):
@@ -317,14 +317,14 @@ class CatchAllForm(ServiceForm):
                   "(recommended: catch-alls attract spam).")
 
     def __init__(self, *args: Any, domain: Domain, **kwargs: Any) -> None:
-        catch_all = customers.get_catch_all(domain)
+        catch_all = selfservice.get_catch_all(domain)
         kwargs.setdefault("initial", {"destinations": catch_all.destinations
                                       if catch_all else []})
         super().__init__(*args, **kwargs)
         self.domain = domain
 
     def perform(self) -> Domain:
-        customers.set_catch_all(self.domain, self.cleaned_data["destinations"])
+        selfservice.set_catch_all(self.domain, self.cleaned_data["destinations"])
         return self.domain
 
 

@@ -16,7 +16,7 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from mailcore import clientconfig, customers, directory, dnscheck
+from mailcore import clientconfig, directory, dnscheck, selfservice
 from mailcore.claims import ClaimRefused
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
 from panel.accounts.decorators import staff_required
@@ -60,8 +60,8 @@ def home(request: HttpRequest) -> HttpResponse:
                          storage=Sum("mailboxes__used_bytes")))
     return render(request, "panel/home.html", {
         "domains": domains,
-        "limits": customers.limits_for(request.user),
-        "usage": customers.usage_for(request.user),
+        "limits": selfservice.limits_for(request.user),
+        "usage": selfservice.usage_for(request.user),
     })
 
 
@@ -87,14 +87,14 @@ def domain_detail(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _get_domain_for_user(request, pk)
     mailboxes = list(Mailbox.objects.for_domain(domain).select_related("domain"))
     for mailbox in mailboxes:
-        mailbox.percent = customers.quota_percent(mailbox)
+        mailbox.percent = selfservice.quota_percent(mailbox)
     return render(request, "panel/domain_detail.html", {
         "domain": domain,
         "mailboxes": mailboxes,
-        "forwards": customers.forwards_of(domain),
+        "forwards": selfservice.forwards_of(domain),
         "aliases": Alias.objects.for_domain(domain).exclude(local_part="")
                    .exclude(local_part__in=[m.local_part for m in mailboxes]),
-        "catch_all": customers.get_catch_all(domain),
+        "catch_all": selfservice.get_catch_all(domain),
     })
 
 
@@ -106,7 +106,7 @@ def domain_dns(request: HttpRequest, pk: int) -> HttpResponse:
     if checked:
         was_verified = domain.verified_at is not None
         try:
-            report = customers.check_dns(domain)
+            report = selfservice.check_dns(domain)
         except ClaimRefused as exc:
             messages.error(request, str(exc))
             return redirect("domain_dns", domain.pk)
@@ -131,7 +131,7 @@ def domain_dns(request: HttpRequest, pk: int) -> HttpResponse:
 def domain_verify(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _get_domain_for_user(request, pk)
     try:
-        verified = customers.verify_domain(domain)
+        verified = selfservice.verify_domain(domain)
     except ClaimRefused:
         # Staff may see why: the name is verified for another account already.
         messages.error(request, f"Another {domain.name} is verified already; remove it "
@@ -152,12 +152,12 @@ def domain_remove(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _get_domain_for_user(request, pk)
     form = forms.ConfirmNameForm(request.POST or None, expected=domain.name)
     if request.method == "POST" and form.is_valid():
-        customers.request_removal(domain)
+        selfservice.request_removal(domain)
         messages.success(request, f"{domain.name} is deactivated; its mailboxes and mail "
                                   "are being deleted.")
         return redirect("home")
     return render(request, "panel/domain_remove.html", {
-        "domain": domain, "form": form, "summary": customers.removal_summary(domain)})
+        "domain": domain, "form": form, "summary": selfservice.removal_summary(domain)})
 
 
 @login_required
@@ -195,8 +195,8 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = _get_mailbox_for_user(request, pk)
     return render(request, "panel/mailbox_detail.html", {
         "mailbox": mailbox,
-        "percent": customers.quota_percent(mailbox),
-        "forward": customers.get_forward(mailbox),
+        "percent": selfservice.quota_percent(mailbox),
+        "forward": selfservice.get_forward(mailbox),
         "pop3_form": forms.Pop3PolicyForm(mailbox=mailbox),
         "app_passwords": AppPassword.objects.for_mailbox(mailbox),
         "app_password_form": forms.AppPasswordForm(mailbox=mailbox),
@@ -233,7 +233,7 @@ def mailbox_password(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def mailbox_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = _get_mailbox_for_user(request, pk)
-    customers.set_active(mailbox, not mailbox.is_active)
+    selfservice.set_active(mailbox, not mailbox.is_active)
     if mailbox.is_active:
         messages.success(request, f"{mailbox.address} is enabled.")
     else:
@@ -274,11 +274,11 @@ def mailbox_forward(request: HttpRequest, pk: int) -> HttpResponse:
 def mailbox_delete(request: HttpRequest, pk: int) -> HttpResponse:
     mailbox = _get_mailbox_for_user(request, pk)
     if request.method == "POST":
-        customers.remove_mailbox(mailbox)
+        selfservice.remove_mailbox(mailbox)
         messages.success(request, f"{mailbox.address} and its mail are deleted.")
         return redirect("domain_detail", mailbox.domain_id)
     return render(request, "panel/mailbox_delete.html", {
-        "mailbox": mailbox, "message_count": customers.message_count(mailbox)})
+        "mailbox": mailbox, "message_count": selfservice.message_count(mailbox)})
 
 
 @login_required

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from mailcore import customers
+from mailcore import selfservice
 from mailcore.models import CustomerLimits
 from panel.inputs import BIGINT_MAX, INTEGER_MAX, MB
 
@@ -22,7 +22,7 @@ class LimitsForm(forms.Form):
         help_text="The sum of the customer's mailbox quotas. 0: no limit.")
 
     def __init__(self, *args: Any, user, **kwargs: Any) -> None:
-        limits = customers.limits_for(user)
+        limits = selfservice.limits_for(user)
         kwargs.setdefault("initial", {"max_domains": limits.max_domains,
                                       "max_mailboxes": limits.max_mailboxes,
                                       "max_storage_mb": limits.max_storage_bytes // MB})
@@ -31,5 +31,5 @@ class LimitsForm(forms.Form):
 
     def save(self) -> CustomerLimits:
         data = self.cleaned_data
-        return customers.set_limits(self.user, data["max_domains"], data["max_mailboxes"],
+        return selfservice.set_limits(self.user, data["max_domains"], data["max_mailboxes"],
                                     data["max_storage_mb"] * MB)

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from mailcore import customers, stats
+from mailcore import selfservice, stats
 from mailcore.models import Domain
 from panel.accounts.decorators import staff_required
 from panel.dashboard import charts
@@ -50,7 +50,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
              .annotate(domain_count=Count("domains", distinct=True),
                        mailbox_count=Count("domains__mailboxes", distinct=True),
                        storage=Sum("domains__mailboxes__used_bytes")))
-    rows = [(user, customers.limits_for(user)) for user in users]
+    rows = [(user, selfservice.limits_for(user)) for user in users]
     return render(request, "panel/customer_list.html", {"rows": rows})
 
 
@@ -64,4 +64,4 @@ def customer_limits(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Limits of {customer.email or customer} are saved.")
         return redirect("customer_list")
     return render(request, "panel/customer_limits.html", {
-        "customer": customer, "form": form, "usage": customers.usage_for(customer)})
+        "customer": customer, "form": form, "usage": selfservice.usage_for(customer)})

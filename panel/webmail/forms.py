@@ -7,7 +7,7 @@ from django.conf import settings
 
 from mailcore.principal import Principal
 from mailcore.sending.senders import sender_addresses
-from mailcore.webmail import compose, listing
+from mailcore.webclient import compose, listing
 
 
 class LoginForm(forms.Form):

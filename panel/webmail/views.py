@@ -33,11 +33,11 @@ from mailcore import directory, ratelimit
 from mailcore.directory import LoginRefused
 from mailcore.models import Folder
 from mailcore.store.folders import FolderError
-from mailcore.webmail import (
+from mailcore.webclient import (
     actions,
     compose,
     contacts,
-    folders,
+    folder_list,
     listing,
     parts,
     preferences,
@@ -59,8 +59,8 @@ log = logging.getLogger("panel.webmail")
 
 def _get_folder(request: HttpRequest, folder_id: int) -> Folder:
     try:
-        return folders.get_folder(request.principal.mailbox_id, folder_id)
-    except folders.NoSuchFolder:
+        return folder_list.get_folder(request.principal.mailbox_id, folder_id)
+    except folder_list.NoSuchFolder:
         raise Http404("No such folder") from None
 
 
@@ -69,7 +69,7 @@ def _get_opened(request: HttpRequest, folder_id: int, uid: int,
     try:
         return reading.load(request.principal.mailbox_id, folder_id, uid,
                             prefer_html=prefer_html)
-    except (folders.NoSuchFolder, reading.NoSuchMessage):
+    except (folder_list.NoSuchFolder, reading.NoSuchMessage):
         raise Http404("No such message") from None
 
 
@@ -86,7 +86,7 @@ def _folder_url(folder_id: int, query: str = "") -> str:
 
 
 def _sidebar(request: HttpRequest, current: Folder | None = None) -> dict:
-    items = folders.folder_list(request.principal.mailbox_id)
+    items = folder_list.folder_list(request.principal.mailbox_id)
     return {"folders": items, "current_folder": current,
             "poll_seconds": settings.WEBMAIL_POLL_SECONDS}
 
@@ -111,7 +111,7 @@ def index(request: HttpRequest) -> HttpResponse:
     principal = auth.current_principal(request)
     if principal is None:
         return redirect("webmail:login")
-    return redirect("webmail:folder", folders.inbox(principal.mailbox_id).pk)
+    return redirect("webmail:folder", folder_list.inbox(principal.mailbox_id).pk)
 
 
 @auth.protect
@@ -209,7 +209,7 @@ def folder_view(request: HttpRequest, folder_id: int) -> HttpResponse:
         number = 1
     state = listing.state(folder)  # before the rows: what comes after, the poll reports
     page = listing.page(folder, query, sort, descending, number)
-    role = folders.role_of(folder)
+    role = folder_list.role_of(folder)
     live = not query.active and sort == "date" and descending and number == 1
     list_query = request.GET.urlencode()
     context = {
@@ -231,7 +231,7 @@ def folder_view(request: HttpRequest, folder_id: int) -> HttpResponse:
 @require_GET
 def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
     folder = _get_folder(request, folder_id)
-    if folders.role_of(folder) == "drafts":
+    if folder_list.role_of(folder) == "drafts":
         try:
             is_draft = reading.get_message(folder, uid).draft
         except reading.NoSuchMessage:
@@ -256,7 +256,7 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
     carried = "?" + urlencode({"l": list_query}) if list_query else ""
     context = {
         **_sidebar(request, folder),
-        "folder": folder, "role": folders.role_of(folder), "opened": opened,
+        "folder": folder, "role": folder_list.role_of(folder), "opened": opened,
         "message": opened.message, "headers": opened.headers,
         "has_html": opened.layout.has_html,
         "body_url": body_url + ("?" + body_params.urlencode() if body_params else ""),
@@ -334,7 +334,7 @@ def inline_part(request: HttpRequest, token: str) -> HttpResponse:
         part, content = reading.part_of(int(data["m"]), int(data["f"]), int(data["u"]),
                                         str(data["p"]))
     except (signing.BadSignature, KeyError, TypeError, ValueError,
-            folders.NoSuchFolder, reading.NoSuchMessage):
+            folder_list.NoSuchFolder, reading.NoSuchMessage):
         raise Http404("No such image") from None
     content_type = part.content_type if part.is_image else "application/octet-stream"
     response = _attachment_response(content, content_type, part.filename or "image")
@@ -347,7 +347,7 @@ def inline_part(request: HttpRequest, token: str) -> HttpResponse:
 def attachment(request: HttpRequest, folder_id: int, uid: int, path: str) -> HttpResponse:
     try:
         part, content = reading.part_of(request.principal.mailbox_id, folder_id, uid, path)
-    except (folders.NoSuchFolder, reading.NoSuchMessage):
+    except (folder_list.NoSuchFolder, reading.NoSuchMessage):
         raise Http404("No such attachment") from None
     return _attachment_response(content, part.content_type, part.filename or "attachment")
 
@@ -357,7 +357,7 @@ def attachment(request: HttpRequest, folder_id: int, uid: int, path: str) -> Htt
 def original(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
     try:
         raw = reading.original(request.principal.mailbox_id, folder_id, uid)
-    except (folders.NoSuchFolder, reading.NoSuchMessage):
+    except (folder_list.NoSuchFolder, reading.NoSuchMessage):
         raise Http404("No such message") from None
     if request.GET.get("download") == "1":
         return _attachment_response(raw, "message/rfc822", f"message-{uid}.eml")
@@ -379,7 +379,7 @@ def act(request: HttpRequest, folder_id: int) -> HttpResponse:
                              parse_id(request.POST.get("target")))
     except actions.ActionRefused as refused:
         messages.error(request, str(refused))
-    except folders.NoSuchFolder:
+    except folder_list.NoSuchFolder:
         raise Http404("No such folder") from None
     else:
         messages.success(request, done)
@@ -417,11 +417,11 @@ def folder_manage(request: HttpRequest) -> HttpResponse:
     form = forms.FolderCreateForm(request.POST or None, folders=sidebar["folders"])
     if request.method == "POST" and form.is_valid():
         try:
-            created = folders.create(request.principal.mailbox_id, form.cleaned_data["name"],
+            created = folder_list.create(request.principal.mailbox_id, form.cleaned_data["name"],
                                      form.cleaned_data["parent"])
         except FolderError as refused:
             form.add_error("name", refused.text)
-        except folders.NoSuchFolder:
+        except folder_list.NoSuchFolder:
             form.add_error("parent", "That folder is gone.")
         else:
             messages.success(request, f"Folder {created.name} is created.")
@@ -438,7 +438,7 @@ def folder_rename(request: HttpRequest, folder_id: int) -> HttpResponse:
         messages.error(request, "Give the folder a name.")
     else:
         try:
-            renamed = folders.rename(request.principal.mailbox_id, folder.pk,
+            renamed = folder_list.rename(request.principal.mailbox_id, folder.pk,
                                      form.cleaned_data["name"])
         except FolderError as refused:
             messages.error(request, refused.text)
@@ -452,7 +452,7 @@ def folder_rename(request: HttpRequest, folder_id: int) -> HttpResponse:
 def folder_delete(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = _get_folder(request, folder_id)
     try:
-        folders.delete(request.principal.mailbox_id, folder.pk)
+        folder_list.delete(request.principal.mailbox_id, folder.pk)
     except FolderError as refused:
         messages.error(request, refused.text)
     else:
@@ -489,7 +489,7 @@ def compose_view(request: HttpRequest) -> HttpResponse:
         try:
             draft = compose.prefill(principal, mode,
                                     compose.MessageRef.parse(request.GET.get("ref")))
-        except (folders.NoSuchFolder, reading.NoSuchMessage):
+        except (folder_list.NoSuchFolder, reading.NoSuchMessage):
             raise Http404("No such message") from None
         if request.GET.get("to") and mode == "new":
             draft.to = request.GET["to"][:1000]
@@ -520,7 +520,7 @@ def compose_view(request: HttpRequest) -> HttpResponse:
     else:
         messages.warning(request, "Your message is sent, but the mailbox is full: no copy "
                                   "was kept in Sent.")
-    fallback = reverse("webmail:folder", args=[folders.inbox(principal.mailbox_id).pk])
+    fallback = reverse("webmail:folder", args=[folder_list.inbox(principal.mailbox_id).pk])
     if draft.replying is not None:
         fallback = reverse("webmail:folder", args=[draft.replying.folder_id])
     return redirect(_next_url(request, fallback))
@@ -564,8 +564,8 @@ def discard(request: HttpRequest) -> HttpResponse:
     ref = compose.MessageRef.parse(request.POST.get("draft"))
     if ref is not None and compose.discard_draft(request.principal, ref):
         messages.success(request, "The draft is deleted.")
-    drafts = folders.special_folder(request.principal.mailbox_id, "drafts")
-    return redirect("webmail:folder", drafts.pk if drafts else folders.inbox(
+    drafts = folder_list.special_folder(request.principal.mailbox_id, "drafts")
+    return redirect("webmail:folder", drafts.pk if drafts else folder_list.inbox(
         request.principal.mailbox_id).pk)
 
 
@@ -584,7 +584,7 @@ def suggest(request: HttpRequest) -> HttpResponse:
 @require_GET
 def poll(request: HttpRequest) -> HttpResponse:
     """Answer the list's poll: unread counts, changed flags, and rows for new mail."""
-    counts = folders.unread_counts(request.principal.mailbox_id)
+    counts = folder_list.unread_counts(request.principal.mailbox_id)
     answer: dict = {"unread": {str(k): v for k, v in counts.items()}}
     if request.GET.get("folder"):
         folder_id = parse_id(request.GET["folder"])
@@ -601,7 +601,7 @@ def poll(request: HttpRequest) -> HttpResponse:
             "new_count": len(changes.new_rows),
             "new_rows": render_to_string("webmail/_rows.html", {
                 "rows": changes.new_rows, "folder": folder, "today": timezone.localdate(),
-                "show_recipients": folders.role_of(folder) in ("sent", "drafts"),
+                "show_recipients": folder_list.role_of(folder) in ("sent", "drafts"),
                 "list_query": ""}, request=request) if changes.new_rows else "",
         })
     return JsonResponse(answer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -24,7 +23,7 @@ from mailcore.sessions import Refused
 from mailcore.store import folders as store_folders
 from mailcore.store import messages
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.store.folders import SEPARATOR, FolderError
+from mailcore.store.folders import SEPARATOR, FolderError, Listed
 
 QUOTA_ROOT = ""  # one quota for the whole mailbox (RFC 9208 section 3.2)
 
@@ -92,12 +91,6 @@ async def do_subscribe(session: Session, command: Command) -> str:
 
 # LIST and LSUB ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Folder:
-    name: str
-    special_use: str
-    subscribed: bool
-
 
 def pattern(reference: str, mailbox: str) -> re.Pattern[str]:
     """Return a regular expression for a LIST reference and pattern (RFC 9051 6.3.9).
@@ -127,8 +120,7 @@ async def do_list(session: Session, command: Command) -> str:
         # RFC 9051 section 6.3.9: the hierarchy delimiter and the root name.
         await session.send(encode.untagged("LIST", b"(\\Noselect)", b'"/"', b'""'))
         return replies.COMPLETED.format(verb=command.verb)
-    rows = await dbpool.run(store_folders.list_folders, session.mailbox_id)
-    found = [_Folder(f.name, f.special_use, f.subscribed) for f in rows]
+    found = await dbpool.run(store_folders.list_entries, session.mailbox_id)
     patterns = [pattern(args.reference, p) for p in args.patterns]
     if lsub:
         lines = _lsub(found, patterns, session.utf8)
@@ -150,13 +142,13 @@ async def do_list(session: Session, command: Command) -> str:
     return replies.COMPLETED.format(verb=command.verb)
 
 
-def _children(found: list[_Folder], folder: _Folder) -> list[_Folder]:
+def _children(found: list[Listed], folder: Listed) -> list[Listed]:
     prefix = folder.name + SEPARATOR
     return [f for f in found if f.name.startswith(prefix)]
 
 
-def _list(found: list[_Folder], patterns: list[re.Pattern[str]], args: List
-          ) -> list[tuple[_Folder, list[str], list[bytes]]]:
+def _list(found: list[Listed], patterns: list[re.Pattern[str]], args: List
+          ) -> list[tuple[Listed, list[str], list[bytes]]]:
     """Return (folder, attributes, extended data) for each LIST response."""
     subscribed_only = "SUBSCRIBED" in args.select_options
     special_only = "SPECIAL-USE" in args.select_options
@@ -183,7 +175,7 @@ def _list(found: list[_Folder], patterns: list[re.Pattern[str]], args: List
     return listed
 
 
-def _lsub(found: list[_Folder], patterns: list[re.Pattern[str]], utf8: bool) -> list[bytes]:
+def _lsub(found: list[Listed], patterns: list[re.Pattern[str]], utf8: bool) -> list[bytes]:
     lines = []
     for folder in found:
         if not _matches(patterns, folder.name):

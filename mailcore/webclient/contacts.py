@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from mailcore.models import Message
 from mailcore.principal import Principal
-from mailcore.webmail.folders import special_folder
+from mailcore.webclient.folder_list import special_folder
 
 SCAN = 400  # rows read from each folder per suggestion
 

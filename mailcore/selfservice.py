@@ -17,7 +17,7 @@ from mailcore.addresses import AddressError, normalize_address
 from mailcore.directory import DirectoryError
 from mailcore.models import Alias, CustomerLimits, Domain, Mailbox, Message
 
-log = logging.getLogger("mailcore.customers")
+log = logging.getLogger("mailcore.selfservice")
 
 
 class LimitExceeded(DirectoryError):

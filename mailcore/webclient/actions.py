@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from mailcore.models import Message
 from mailcore.store import messages as store_messages
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.webmail.folders import get_folder, role_of, special_folder
+from mailcore.webclient.folder_list import get_folder, role_of, special_folder
 
 _FLAG_ACTIONS = {
     "read": ("add", "\\Seen"),

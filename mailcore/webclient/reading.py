@@ -12,8 +12,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 from mailcore.message.summary import decode_text, split_header_block
 from mailcore.models import Folder, Message
 from mailcore.store import messages as store_messages
-from mailcore.webmail import parts, sanitize
-from mailcore.webmail.folders import get_folder
+from mailcore.webclient import parts, sanitize
+from mailcore.webclient.folder_list import get_folder
 
 
 class NoSuchMessage(Exception):

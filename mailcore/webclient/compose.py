@@ -31,9 +31,9 @@ from mailcore.sending import outgoing
 from mailcore.sending.senders import SenderProblem, sender_addresses, sender_problem
 from mailcore.store import messages as store_messages
 from mailcore.store.delivery import QuotaExceeded
-from mailcore.webmail import parts, preferences, reading
-from mailcore.webmail.contacts import format_address
-from mailcore.webmail.folders import NoSuchFolder, get_folder, role_of, special_folder
+from mailcore.webclient import parts, preferences, reading
+from mailcore.webclient.contacts import format_address
+from mailcore.webclient.folder_list import NoSuchFolder, get_folder, role_of, special_folder
 
 MODES = ("new", "reply", "reply_all", "forward", "forward_attached", "draft")
 _QUOTE_LIMIT = 200_000  # characters of the original quoted in a reply

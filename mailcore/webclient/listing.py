@@ -20,7 +20,7 @@ from django.db.models import Q, QuerySet
 from mailcore.models import Folder, Message
 from mailcore.store import messages as store_messages
 from mailcore.store.blobs import blob_store
-from mailcore.webmail import parts, sanitize
+from mailcore.webclient import parts, sanitize
 
 SORTS = {
     "date": "internal_date",
