@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -30,15 +31,16 @@ def normalize_domain(name: str) -> str:
 def normalize_local_part(local: str) -> str:
     """Return a local part in lower case, or raise AddressError."""
     local = local.strip()
-    if not local or len(local) > 64:
-        raise AddressError("local part must be 1 to 64 characters")
-    if not local.isascii():
-        # SMTPUTF8 local parts are accepted as given, lower-cased.
-        if any(ch.isspace() or ch in '<>()[]\\,;:@"' for ch in local):
-            raise AddressError(f"invalid local part: {local!r}")
-        return local.lower()
-    dots_ok = not (local.startswith(".") or local.endswith(".") or ".." in local)
-    if not _LOCAL_ATOM.match(local) or not dots_ok:
+    if not local or len(local.encode()) > 64:
+        raise AddressError("local part must be 1 to 64 octets")
+    # SMTPUTF8 (RFC 6531, RFC 6532): a non-ASCII character may stand where atext does, if
+    # it is a character people write (not a control, format, surrogate or unassigned code
+    # point); the ASCII characters around it follow the same dot-atom rules as ever.
+    if any(not ch.isascii() and unicodedata.category(ch).startswith("C") for ch in local):
+        raise AddressError(f"invalid local part: {local!r}")
+    atoms = "".join(ch if ch.isascii() else "a" for ch in local)
+    dots_ok = not (atoms.startswith(".") or atoms.endswith(".") or ".." in atoms)
+    if not _LOCAL_ATOM.match(atoms) or not dots_ok:
         raise AddressError(f"invalid local part: {local!r}")
     return local.lower()
 

@@ -39,3 +39,15 @@ def test_it_rejects_invalid_addresses(bad):
 
 def test_it_accepts_utf8_local_parts():
     assert normalize_address("Jörg@example.test") == "jörg@example.test"
+
+
+@pytest.mark.parametrize("bad", [
+    "jörg\x01@example.test",  # an ASCII control beside non-ASCII text
+    "jö\u0085rg@example.test",  # a C1 control
+    "jö\u200erg@example.test",  # a format character (left-to-right mark)
+    "jö rg@example.test", "jörg.@example.test", "jö..rg@example.test", "jö<rg@example.test",
+    "ö" * 33 + "@example.test",  # 33 characters, 66 octets: over RFC 5321's 64 octets
+])
+def test_it_rejects_utf8_local_parts_that_break_the_rules(bad):
+    with pytest.raises(AddressError):
+        normalize_address(bad)
