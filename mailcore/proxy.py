@@ -27,6 +27,28 @@ _V2_ADDRESS_SIZES = {0x1: 4, 0x2: 16}  # INET, INET6: bytes per address
 _V2_UNIX, _V2_UNSPEC = 0x3, 0x0
 _V2_STREAM = 0x1
 _V2_LOCAL, _V2_PROXY = 0x0, 0x1
+_PP2_TYPE_CRC32C = 0x03
+
+
+def _crc32c_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1  # Castagnoli, reflected
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli, RFC 3720 appendix B.4), as PROXY v2's checksum TLV uses it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
 
 
 class BadHeader(ValueError):
@@ -169,8 +191,10 @@ def parse_v2(header: bytes) -> ProxyHeader:
     source_ip = unmapped(ipaddress.ip_address(payload[:size]))
     destination_ip = unmapped(ipaddress.ip_address(payload[size:2 * size]))
     source_port, destination_port = struct.unpack("!HH", payload[2 * size:block])
+    tlvs = _v2_tlvs(payload[block:])
+    _check_crc32c(header, V2_FIXED + block, tlvs)
     return ProxyHeader((str(source_ip), source_port), (str(destination_ip), destination_port),
-                       _v2_tlvs(payload[block:]))
+                       tlvs)
 
 
 def _v2_tlvs(data: bytes) -> tuple[tuple[int, bytes], ...]:
@@ -187,6 +211,24 @@ def _v2_tlvs(data: bytes) -> tuple[tuple[int, bytes], ...]:
         tlvs.append((kind, value))
         offset += 3 + size
     return tuple(tlvs)
+
+
+def _check_crc32c(header: bytes, first_tlv: int, tlvs: tuple[tuple[int, bytes], ...]) -> None:
+    """Check a PP2_TYPE_CRC32C TLV, if the proxy sent one (section 2.2.5).
+
+    The checksum covers the whole header with the checksum's own four bytes zeroed; a
+    header that fails it was damaged or forged in transit and is refused.
+    """
+    offset = first_tlv
+    for kind, value in tlvs:
+        if kind == _PP2_TYPE_CRC32C:
+            if len(value) != 4:
+                raise BadHeader("v2 CRC32C TLV is not four bytes")
+            start = offset + 3
+            zeroed = header[:start] + b"\x00" * 4 + header[start + 4:]
+            if crc32c(zeroed) != struct.unpack("!I", value)[0]:
+                raise BadHeader("v2 header fails its CRC32C")
+        offset += 3 + len(value)
 
 
 async def read_header(sock: socket.socket) -> ProxyHeader:

@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from mailcore import listeners, servers
 from mailcore.pop3 import replies as pop3_replies
-from mailcore.proxy import BadHeader, TrustedProxies, parse_v1, parse_v2
+from mailcore.proxy import BadHeader, TrustedProxies, crc32c, parse_v1, parse_v2
 from tests.conftest import PASSWORD, require_program
 from tests.mailboxes import inbox, raw_of
 from tests.servers import RawClient, ServerThread, client_tls_context, free_port, listens
@@ -482,7 +482,7 @@ defaults
 
 listen smtp
     bind 127.0.0.1:{smtp_front}
-    server mailcore 127.0.0.1:{behind_proxy.port("smtp")} send-proxy-v2
+    server mailcore 127.0.0.1:{behind_proxy.port("smtp")} send-proxy-v2 proxy-v2-options crc32c
 
 listen imaps
     bind 127.0.0.1:{imaps_front}
@@ -504,3 +504,26 @@ listen imaps
         haproxy.terminate()
         haproxy.wait(10)
 
+
+
+def test_crc32c_is_castagnolis():
+    assert crc32c(b"123456789") == 0xE3069283  # the standard check value
+
+
+def _with_crc32c(header: bytes) -> bytes:
+    """Return header with a CRC32C TLV appended and its checksum filled in (section 2.2.5)."""
+    header = header[:14] + struct.pack("!H", len(header) - 16 + 7) + header[16:] + \
+        tlv(0x03, b"\x00" * 4)
+    return header[:-4] + struct.pack("!I", crc32c(header))
+
+
+def test_v2_accepts_a_header_whose_crc32c_matches():
+    header = parse_v2(_with_crc32c(v2(CLIENT, 40123)))
+    assert header.source == (CLIENT, 40123)
+
+
+def test_v2_refuses_a_header_whose_crc32c_does_not_match():
+    good = _with_crc32c(v2(CLIENT, 40123))
+    damaged = good[:16] + bytes([good[16] ^ 1]) + good[17:]  # one bit of the address
+    with pytest.raises(BadHeader, match="CRC32C"):
+        parse_v2(damaged)
