@@ -383,3 +383,22 @@ def test_the_setup_page_lists_servers_ports_and_security(as_alice, alice_mailbox
                  str(settings.SUBMISSION_PORT), "SSL/TLS", "STARTTLS",
                  "/mail/config-v1.1.xml?emailaddress=hello%40alice.test", "mobileconfig"):
         assert text in page, text
+
+
+# The way to webmail ---------------------------------------------------------------------------
+
+def test_the_navigation_and_the_home_page_lead_to_webmail(as_alice, alice_domain):
+    page = as_alice.get(reverse("home")).content.decode()
+    webmail = reverse("webmail:index")
+    assert f'<a href="{webmail}">Webmail</a>' in page  # the navigation, on every page
+    assert 'id="open-webmail"' in page
+    assert f'<a href="{webmail}">Webmail</a>' in Client().get(
+        reverse("account_login")).content.decode()
+
+
+def test_each_mailbox_page_opens_webmail_with_its_address(as_alice, alice_mailbox):
+    page = as_alice.get(reverse("mailbox_detail", args=[alice_mailbox.pk])).content.decode()
+    link = f'{reverse("webmail:login")}?address=hello%40alice.test'
+    assert f'href="{link}"' in page
+    login = Client().get(link).content.decode()
+    assert 'value="hello@alice.test"' in login

@@ -76,7 +76,8 @@ _SETTINGS = _form_fields(webmail_forms.SettingsForm)
 FIELDS: dict[str, dict[str, list[str]]] = {
     # webmail
     "webmail:index": {"GET": []},
-    "webmail:login": {"GET": ["next"], "POST": _form_fields(webmail_forms.LoginForm) + ["next"]},
+    "webmail:login": {"GET": ["next", "address"],
+                      "POST": _form_fields(webmail_forms.LoginForm) + ["next"]},
     "webmail:logout": {"POST": []},
     "webmail:folders": {"GET": [], "POST": _form_fields(webmail_forms.FolderCreateForm)},
     "webmail:folder": {"GET": _form_fields(webmail_forms.SearchForm) + ["sort", "page"]},

@@ -118,7 +118,9 @@ def index(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
-    form = forms.LoginForm(request.POST or None)
+    # The panel's "Open webmail" names the mailbox (?address=): the form starts with it.
+    initial = {"address": request.GET.get("address", "")[:320]}
+    form = forms.LoginForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         address = form.cleaned_data["address"].strip()
         ip = client_ip(request)
