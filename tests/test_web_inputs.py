@@ -27,6 +27,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from mailcore import directory, selfservice
 from mailcore.models import Alias, AppPassword, Domain, Folder, Mailbox
+from mailcore.sending import devoutbox
 from mailcore.store import messages as store_messages
 from mailcore.store.folders import add_folder
 from mailcore.webclient import reading
@@ -126,6 +127,9 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "dashboard": {"GET": []},
     "customer_list": {"GET": []},
     "customer_limits": {"GET": [], "POST": _form_fields(dashboard_forms.LimitsForm)},
+    "outbox": {"GET": []},
+    "outbox_message": {"GET": []},
+    "outbox_clear": {"POST": []},
     # mail clients
     "autoconfig_wellknown": {"GET": ["emailaddress"]},
     "autoconfig_mail": {"GET": ["emailaddress"]},
@@ -192,6 +196,10 @@ class World:
         self.bob_mailbox = directory.add_mailbox("mail@bob.test", PASSWORD)
         assert bob_domain.pk != alice_domain.pk
         self.users = {"alice": alice_user, "bob": bob_user, "carol": carol_user}
+        # System mail kept by the development outbox (its folder is the test's own).
+        self.outbox_key = devoutbox.keep(make_message(subject=SECRET_SUBJECT,
+                                                      to="someone@outside.test"),
+                                         "noreply@alice.test", ["someone@outside.test"])
 
     def inline_token(self, mailbox_id: int) -> str:
         return signing.dumps({"m": mailbox_id, "f": self.inbox.pk, "u": self.uid,
@@ -221,6 +229,8 @@ class World:
             values["path"] = "2"
         if "token" in wanted:
             values["token"] = self.token
+        if "key" in wanted:
+            values["key"] = self.outbox_key
         if "app_pk" in wanted:
             values["app_pk"] = self.app.pk
         if "pk" in wanted:
@@ -281,7 +291,9 @@ def _fast_web_passwords(settings) -> None:
 
 
 @pytest.fixture
-def world(alice_user, bob_user, carol_user, alice_domain, alice_mailbox, removals) -> World:  # noqa: F811
+def world(alice_user, bob_user, carol_user, alice_domain, alice_mailbox, removals,  # noqa: F811
+          settings, tmp_path) -> World:
+    settings.DEV_OUTBOX_DIR = tmp_path / "outbox"
     return World(alice_user, bob_user, carol_user, alice_domain, alice_mailbox)
 
 
@@ -338,7 +350,8 @@ def _who(name: str) -> tuple[str, bool]:
     """Return who owns a URL's objects (alice, or carol for staff pages) and if webmail."""
     if name.startswith("webmail:"):
         return "alice", True
-    if name in ("dashboard", "customer_list", "customer_limits", "domain_verify"):
+    if name in ("dashboard", "customer_list", "customer_limits", "domain_verify", "outbox",
+                "outbox_message", "outbox_clear"):
         return "carol", False
     if name.startswith("autoconfig") or name in ("autodiscover", "", "healthz"):
         return "anonymous", False

@@ -6,7 +6,6 @@ so a customer reaches only their own; staff reach everyone's.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, QuerySet, Sum
@@ -96,7 +95,6 @@ def domain_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "aliases": Alias.objects.for_domain(domain).exclude(local_part="")
                    .exclude(local_part__in=[m.local_part for m in mailboxes]),
         "catch_all": selfservice.get_catch_all(domain),
-        "development": settings.DEBUG,
     })
 
 
@@ -125,7 +123,6 @@ def domain_dns(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "panel/domain_dns.html", {
         "domain": domain, "report": report, "checked": checked,
         "zone": "\n".join(r.record.zone_line() for r in report.results),
-        "development": settings.DEBUG,
     })
 
 
