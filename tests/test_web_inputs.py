@@ -99,6 +99,9 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "webmail:suggest": {"GET": ["q"]},
     "webmail:poll": {"GET": ["folder", "modseq", "uidnext"]},
     "webmail:settings": {"GET": [], "POST": _SETTINGS},
+    "webmail:password": {"POST": _form_fields(webmail_forms.PasswordChangeForm)},
+    "webmail:app_password_add": {"POST": _form_fields(webmail_forms.AppPasswordForm)},
+    "webmail:app_password_revoke": {"POST": []},
     # customers
     "home": {"GET": []},
     "domain_add": {"GET": [], "POST": _form_fields(customer_forms.DomainForm)},
@@ -231,6 +234,8 @@ class World:
             values["token"] = self.token
         if "key" in wanted:
             values["key"] = self.outbox_key
+        if "app_id" in wanted:
+            values["app_id"] = self.app.pk
         if "app_pk" in wanted:
             values["app_pk"] = self.app.pk
         if "pk" in wanted:
@@ -262,6 +267,10 @@ class World:
                                  "vacation_body": "Away", "vacation_start": "2025-01-01",
                                  "vacation_end": "2025-01-02", "vacation_interval_days": "7"},
             "webmail:folder": {"q": "secret", "since": "2020-01-01", "until": "2030-01-01"},
+            "webmail:password": {"current_password": "not the password",
+                                 "password1": "a much longer Pass phrase 9",
+                                 "password2": "a much longer Pass phrase 9"},
+            "webmail:app_password_add": {"name": "Laptop", "current_password": "not it"},
             "webmail:poll": {"folder": str(self.inbox.pk), "modseq": "1", "uidnext": "1"},
             "domain_add": {"name": "new.test"},
             "domain_remove": {"confirm": "wrong.test"},
