@@ -208,3 +208,16 @@ def test_a_kept_message_survives_as_a_file_a_mail_program_can_open(settings) -> 
     assert data == (b"Return-Path: <a@b.test>\r\nX-Original-To: <c@d.test>\r\n"
                     b"X-Original-To: <e@f.test>\r\nSubject: one\r\n\r\nx\r\n")
     assert not list(settings.DEV_OUTBOX_DIR.glob(".tmp-*"))
+
+
+def test_a_password_reset_lands_in_the_outbox_and_the_page_says_so(client: Client,
+                                                                  alice_user) -> None:
+    alice_user.email = "alice@outside.test"
+    alice_user.save()
+    alice_user.emailaddress_set.create(email="alice@outside.test", verified=True, primary=True)
+    response = client.post(reverse("account_reset_password"), {"email": "alice@outside.test"},
+                           follow=True)
+    assert b"development outbox" in response.content
+    (kept,) = devoutbox.listing()
+    assert kept.recipients == ("alice@outside.test",)
+    assert any("/accounts/password/reset/key/" in link for link in kept.links)
