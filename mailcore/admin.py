@@ -11,9 +11,12 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
 from django.template.defaultfilters import filesizeformat
+from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
@@ -82,6 +85,12 @@ class DomainAdmin(admin.ModelAdmin):
     search_fields = ["name", "owner__username", "owner__email"]
     list_select_related = ["owner"]
     autocomplete_fields = ["owner"]
+    actions = ["mark_verified"]
+
+    def get_urls(self) -> list[URLPattern]:
+        verify = path("<int:pk>/verify/", self.admin_site.admin_view(self.verify_view),
+                      name="mailcore_domain_verify")
+        return [verify, *super().get_urls()]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Domain]:
         return super().get_queryset(request).annotate(
@@ -127,6 +136,37 @@ class DomainAdmin(admin.ModelAdmin):
         obj._state.adding = False
         if not obj.is_active:
             obj.save(update_fields=["is_active"])
+
+    @admin.action(description="Mark as verified", permissions=["change"])
+    def mark_verified(self, request: HttpRequest, queryset: QuerySet[Domain]) -> None:
+        # The rules of a DNS proof (claims.prove): the other claims on the name end, their
+        # owners are told, and a name verified for another account is refused.
+        for domain in queryset:
+            self._verify(request, domain)
+
+    def verify_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Mark one domain verified: the change page's button (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        domain = get_object_or_404(Domain, pk=pk)
+        if not self.has_change_permission(request, domain):
+            raise PermissionDenied
+        self._verify(request, domain)
+        return redirect("admin:mailcore_domain_change", domain.pk)
+
+    def _verify(self, request: HttpRequest, domain: Domain) -> None:
+        try:
+            verified = claims.prove(domain)
+        except claims.ClaimRefused:
+            self.message_user(request, f"{domain.name} (claim {domain.pk}) was not verified: "
+                              "the name is verified for another account, or the claim "
+                              "has ended.", messages.ERROR)
+            return
+        if verified:
+            self.message_user(request, f"{domain.name} is verified and receives mail; other "
+                              "claims on the name have ended.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"{domain.name} was verified already.", messages.INFO)
 
     def delete_model(self, request: HttpRequest, obj: Domain) -> None:
         directory.remove_domain(obj)

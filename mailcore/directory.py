@@ -142,6 +142,19 @@ def _expand_destinations(alias: Alias, result: Resolution, full: list[int],
             result.remote.add(f"{local}@{domain}")
 
 
+def awaits_proof(address: str) -> bool:
+    """Return whether address's domain is claimed here but nobody has proven it yet.
+
+    The MX refuses such mail as "not yet verified" rather than as relaying: the answer says
+    only that a claim exists, never whose (mailcore.claims).
+    """
+    try:
+        _, domain = split_address(address)
+    except AddressError:
+        return False
+    return Domain.objects.active().pending().filter(name=domain).exists()
+
+
 def alias_reaches(alias: Alias, address: str, mailbox_id: int) -> bool:
     """Return whether the alias (at address) delivers to this mailbox, full or not."""
     result = Resolution(Route.LOCAL)

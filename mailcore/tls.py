@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import ssl
 from pathlib import Path
@@ -26,10 +27,36 @@ def certificate_paths() -> tuple[Path, Path]:
     return cert, key
 
 
+# The names a client on this machine may use: the README's examples say 127.0.0.1, and
+# clients check it against the certificate's IP entries, never its DNS names (RFC 6125
+# section 1.7.2).
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def subject_alt_names(hostname: str) -> list[x509.GeneralName]:
+    """Return the SAN entries for a self-signed certificate: local names and hostname.
+
+    An address goes in as an IPAddress entry (RFC 5280 section 4.2.1.6), a name as a
+    DNSName; hostname may be either.
+    """
+    entries: list[x509.GeneralName] = []
+    for name in (*LOCAL_NAMES, hostname):
+        if not name:
+            continue
+        try:
+            entry: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            entry = x509.DNSName(name.lower().rstrip("."))
+        if entry not in entries:
+            entries.append(entry)
+    return entries
+
+
 def _write_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    names = ["localhost"] + ([hostname] if hostname and hostname != "localhost" else [])
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[-1])])
+    # A common name holds at most 64 characters (RFC 5280 appendix A); clients read the SANs.
+    common_name = hostname if hostname and len(hostname) <= 64 else "localhost"
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -38,7 +65,7 @@ def _write_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+        .add_extension(x509.SubjectAlternativeName(subject_alt_names(hostname)),
                        critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())

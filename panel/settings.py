@@ -232,6 +232,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "panel.context.development",
             ],
         },
     },
@@ -483,6 +484,13 @@ REQUIRE_STAFF_2FA = env_bool("REQUIRE_STAFF_2FA", not DEBUG)
 # The panel's mail (verification, password resets) goes through mailcore's own delivery.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "mailcore.sending.system.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"noreply@{MAIL_HOSTNAME}")
+# Development outbox (mailcore.sending.devoutbox): the system's own mail for addresses not
+# hosted here (sign-up confirmations, password resets, claim notices, bounces) is kept as
+# files under DEV_OUTBOX_DIR for operators to read at /dashboard/outbox/ instead of joining
+# the outbound queue, which on a machine without outside DNS could only bounce it. On with
+# DEBUG; production (DEBUG off) queues it unless DEV_OUTBOX says otherwise.
+DEV_OUTBOX = env_bool("DEV_OUTBOX", DEBUG)
+DEV_OUTBOX_DIR = Path(env_str("DEV_OUTBOX_DIR", str(DATA_DIR / "outbox")))
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # The panel's own stylesheet and script.
 STATICFILES_DIRS = [BASE_DIR / "static"]

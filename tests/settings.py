@@ -17,6 +17,9 @@ import shutil
 import tempfile
 
 os.environ.setdefault("DEBUG", "1")
+# Development's outbox is off: the suite checks that system mail joins the outbound queue,
+# as in production; the outbox's own tests (and the browser walk) turn it on.
+os.environ.setdefault("DEV_OUTBOX", "0")
 if "TEST_RUN_DIR" not in os.environ:
     os.environ["TEST_RUN_DIR"] = os.environ["DATA_DIR"] = tempfile.mkdtemp(
         prefix="mailhost-tests-")

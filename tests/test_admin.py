@@ -260,3 +260,52 @@ def test_it_shows_a_domains_change_page(carol: Client, domain: Domain) -> None:
     response = carol.get(reverse("admin:mailcore_domain_change", args=[domain.pk]))
     assert response.status_code == 200
     assert domain.verification_token in response.content.decode()
+
+
+# Mark as verified -----------------------------------------------------------------------------
+
+def _claim(owner_name: str, name: str = "claimed.test") -> Domain:
+    owner = get_user_model().objects.create_user(owner_name, f"{owner_name}@customers.test", "pw")
+    return directory.add_domain(name, owner=owner, verified=False)
+
+
+def test_the_change_page_button_marks_a_claim_verified_and_ends_the_others(
+        carol: Client, mailoutbox, django_capture_on_commit_callbacks) -> None:
+    mine, other = _claim("dan"), _claim("eve")
+    page = carol.get(reverse("admin:mailcore_domain_change", args=[mine.pk])).content.decode()
+    verify_url = reverse("admin:mailcore_domain_verify", args=[mine.pk])
+    assert f'action="{verify_url}"' in page and "Mark as verified" in page
+    assert carol.get(verify_url).status_code == 405  # a change: POST only
+    with django_capture_on_commit_callbacks(execute=True):
+        response = carol.post(verify_url, follow=True)
+    assert "is verified and receives mail" in response.content.decode()
+    mine.refresh_from_db()
+    assert mine.verified_at is not None
+    assert not Domain.objects.filter(pk=other.pk).exists()
+    assert [m.to for m in mailoutbox] == [["eve@customers.test"]]
+    page = carol.get(reverse("admin:mailcore_domain_change", args=[mine.pk])).content.decode()
+    assert "Mark as verified" not in page
+
+
+def test_the_list_action_marks_claims_verified_by_the_claims_rules(
+        carol: Client, domain: Domain) -> None:
+    fresh, held = _claim("dan"), _claim("eve", name="example.com")
+    response = carol.post(changelist("domain"), {
+        "action": "mark_verified", "_selected_action": [str(fresh.pk), str(held.pk)]},
+        follow=True)
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert "claimed.test is verified" in text, text
+    assert "example.com (claim" in text and "was not verified" in text
+    fresh.refresh_from_db()
+    held.refresh_from_db()
+    assert fresh.verified_at is not None and held.verified_at is None
+
+
+def test_only_staff_with_the_change_right_may_mark_a_domain_verified(client: Client) -> None:
+    claim = _claim("dan")
+    viewer = get_user_model().objects.create_user("vic", "vic@host.test", "pw", is_staff=True)
+    client.force_login(viewer)
+    response = client.post(reverse("admin:mailcore_domain_verify", args=[claim.pk]))
+    assert response.status_code == 403
+    claim.refresh_from_db()
+    assert claim.verified_at is None

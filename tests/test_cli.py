@@ -354,3 +354,56 @@ def test_it_removes_an_alias_and_a_catch_all(mailbox: Mailbox) -> None:
 def test_it_refuses_to_remove_a_missing_alias(domain: Domain) -> None:
     with pytest.raises(CommandError, match="no such alias"):
         run("alias", "remove", "info@example.com")
+
+
+# domain verify: a customer's claim proven by the operator ------------------------------------
+
+def _customer(name: str):
+    from django.contrib.auth import get_user_model
+    return get_user_model().objects.create_user(name, f"{name}@customers.test", "x")
+
+
+def test_it_verifies_a_pending_claim_and_ends_the_others(
+        mailoutbox, django_capture_on_commit_callbacks) -> None:
+    alice, bob = _customer("alice"), _customer("bob")
+    mine = directory.add_domain("claimed.test", owner=alice, verified=False)
+    directory.add_domain("claimed.test", owner=bob, verified=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        out = run("domain", "verify", "Claimed.test", "--owner", "ALICE@customers.test")
+    assert "Verified claimed.test for alice@customers.test" in out
+    mine.refresh_from_db()
+    assert mine.verified_at is not None
+    assert list(Domain.objects.filter(name="claimed.test")) == [mine]
+    assert [m.to for m in mailoutbox] == [["bob@customers.test"]]
+    assert directory.resolve("anyone@claimed.test").route is Route.UNKNOWN_USER
+
+
+def test_it_verifies_the_only_claim_without_naming_its_owner() -> None:
+    claim = directory.add_domain("claimed.test", owner=_customer("alice"), verified=False)
+    run("domain", "verify", "claimed.test")
+    claim.refresh_from_db()
+    assert claim.verified_at is not None
+    assert "was verified already" in run("domain", "verify", "claimed.test")
+
+
+def test_it_asks_which_claim_when_several_customers_claim_the_name() -> None:
+    directory.add_domain("claimed.test", owner=_customer("alice"), verified=False)
+    directory.add_domain("claimed.test", owner=_customer("bob"), verified=False)
+    with pytest.raises(CommandError, match="alice@customers.test, bob@customers.test"):
+        run("domain", "verify", "claimed.test")
+    assert not Domain.objects.verified().exists()
+
+
+def test_it_refuses_to_verify_a_name_nobody_claims() -> None:
+    with pytest.raises(CommandError, match="no pending claim on nobody.test"):
+        run("domain", "verify", "nobody.test")
+    with pytest.raises(CommandError):
+        run("domain", "verify", "not a name")
+
+
+def test_it_refuses_a_claim_while_another_account_holds_the_name(domain: Domain) -> None:
+    claim = directory.add_domain("example.com", owner=_customer("alice"), verified=False)
+    with pytest.raises(CommandError, match="verified for another account"):
+        run("domain", "verify", "example.com", "--owner", "alice@customers.test")
+    claim.refresh_from_db()
+    assert claim.verified_at is None

@@ -271,6 +271,26 @@ def test_curl_lists_and_fetches_over_pop3(server, alice, mode):
 
 
 
+def test_curl_fetches_a_message_over_imap_as_the_readme_shows(server, alice):
+    # The README's example: a mailbox URL with ;UID= fetches the message (a bare /INBOX
+    # only lists the folder).
+    send(server, "curl-imap", "Fetched by UID.\r\n")
+    uid = inbox(alice)[0].uid
+    url = f"imap://127.0.0.1:{server.port('imap')}/INBOX;UID={uid}"
+    fetched = subprocess.run(curl_args(url), capture_output=True, timeout=TIMEOUT,
+                             check=True).stdout
+    assert fetched == blob_store().get(inbox(alice)[0].blob_id)
+
+
+def test_curl_verifies_the_self_signed_certificate_by_address(server, alice):
+    # The certificate made on first start names 127.0.0.1: no --resolve trick needed.
+    send(server, "curl-imaps", "Over TLS, by address.\r\n")
+    uid = inbox(alice)[0].uid
+    url = f"imaps://127.0.0.1:{server.port('imaps')}/INBOX;UID={uid}"
+    fetched = run(curl_args(url, "--cacert", cert_file())).stdout
+    assert "Over TLS, by address." in fetched
+
+
 # A real process ---------------------------------------------------------------------------
 
 def test_a_real_process_serves_tls_with_the_certificate_it_made_on_first_start(

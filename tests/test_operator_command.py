@@ -42,3 +42,29 @@ def test_it_refuses_weak_passwords_and_bad_addresses():
     with pytest.raises(CommandError):
         run("not-an-address", "--password-stdin", stdin=PASSWORD + "\n")
     assert not get_user_model().objects.exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_prompt_asks_again_after_a_weak_or_mistyped_password(monkeypatch):
+    typed = iter(["123", "123", PASSWORD, "a typo", PASSWORD, PASSWORD])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(typed))
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    err = io.StringIO()
+    call_command("operator", "ops@example.test", stdout=io.StringIO(), stderr=err)
+    assert "too short" in err.getvalue() and "do not match" in err.getvalue()
+    assert next(typed, None) is None
+    assert get_user_model().objects.get(email="ops@example.test").check_password(PASSWORD)
+
+
+def test_stopping_the_prompt_creates_nobody(monkeypatch):
+    def interrupted(prompt=""):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("getpass.getpass", interrupted)
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    with pytest.raises(CommandError):
+        call_command("operator", "ops@example.test", stdout=io.StringIO())
+    assert not get_user_model().objects.exists()

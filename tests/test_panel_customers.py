@@ -7,7 +7,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from mailcore import directory
+from mailcore import directory, selfservice
 from mailcore.directory import Route
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
 from mailcore.passwords import check_password
@@ -383,3 +383,51 @@ def test_the_setup_page_lists_servers_ports_and_security(as_alice, alice_mailbox
                  str(settings.SUBMISSION_PORT), "SSL/TLS", "STARTTLS",
                  "/mail/config-v1.1.xml?emailaddress=hello%40alice.test", "mobileconfig"):
         assert text in page, text
+
+
+# The way to webmail ---------------------------------------------------------------------------
+
+def test_the_navigation_and_the_home_page_lead_to_webmail(as_alice, alice_domain):
+    page = as_alice.get(reverse("home")).content.decode()
+    webmail = reverse("webmail:index")
+    assert f'<a href="{webmail}">Webmail</a>' in page  # the navigation, on every page
+    assert 'id="open-webmail"' in page
+    assert f'<a href="{webmail}">Webmail</a>' in Client().get(
+        reverse("account_login")).content.decode()
+
+
+def test_each_mailbox_page_opens_webmail_with_its_address(as_alice, alice_mailbox):
+    page = as_alice.get(reverse("mailbox_detail", args=[alice_mailbox.pk])).content.decode()
+    link = f'{reverse("webmail:login")}?address=hello%40alice.test'
+    assert f'href="{link}"' in page
+    login = Client().get(link).content.decode()
+    assert 'value="hello@alice.test"' in login
+
+
+# A claim not yet verified ------------------------------------------------------------------------
+
+@pytest.fixture
+def claim(alice_user) -> Domain:
+    return directory.add_domain("pending.test", owner=alice_user, verified=False)
+
+
+def test_the_domain_pages_say_how_to_verify_in_development(as_alice, claim, settings):
+    settings.DEBUG = True
+    for name in ("domain_detail", "domain_dns"):
+        page = as_alice.get(reverse(name, args=[claim.pk])).content.decode()
+        assert "manage.py domain verify pending.test" in page
+    settings.DEBUG = False
+    for name in ("domain_detail", "domain_dns"):
+        response = as_alice.get(reverse(name, args=[claim.pk]))
+        assert response.status_code == 200
+        assert b"Not verified yet" in response.content
+        assert b"manage.py domain verify" not in response.content
+
+
+def test_the_mailbox_page_says_mail_will_not_arrive_yet(as_alice, claim):
+    mailbox = directory.add_mailbox("me@pending.test", NEW_PASSWORD, domain=claim)
+    page = as_alice.get(reverse("mailbox_detail", args=[mailbox.pk])).content.decode()
+    assert "mail sent to me@pending.test will not arrive" in page
+    selfservice.verify_domain(claim)
+    page = as_alice.get(reverse("mailbox_detail", args=[mailbox.pk])).content.decode()
+    assert "will not arrive" not in page

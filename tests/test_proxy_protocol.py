@@ -152,6 +152,19 @@ def test_submission_after_starttls_records_the_proxied_client(behind_proxy, clie
     assert received_line(bob).startswith(f"Received: from client.test ([{CLIENT}])".encode())
 
 
+def test_submission_behind_a_loopback_proxy_refuses_plaintext_auth_to_a_remote_client(
+        behind_proxy, clients, alice, settings):
+    settings.PLAINTEXT_AUTH = "loopback"
+    client = clients(behind_proxy, "submission", v1())
+    assert client.smtp_reply().startswith("220 ")
+    client.transact("EHLO client.test", "250 ", smtp=True)
+    client.transact(f"AUTH PLAIN {plain()}", "538 5.7.11", smtp=True)
+    proxied_loopback = clients(behind_proxy, "submission", v1("127.0.0.2"))
+    assert proxied_loopback.smtp_reply().startswith("220 ")
+    proxied_loopback.transact("EHLO client.test", "250 ", smtp=True)
+    proxied_loopback.transact(f"AUTH PLAIN {plain()}", "235 2.7.0", smtp=True)
+
+
 @pytest.mark.parametrize("version", HEADERS)
 def test_implicit_tls_submission_reads_the_header_before_the_handshake(
         behind_proxy, clients, alice, bob, version):

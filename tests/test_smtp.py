@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mailcore import directory
+from mailcore import claims, directory
 from mailcore.models import (
     Blob,
     Domain,
@@ -134,12 +134,17 @@ def test_it_refuses_relay_for_unknown_domain(connect, alice):
     client.transact("DATA", "503 5.5.1", smtp=True)
 
 
-def test_it_refuses_relay_for_a_domain_not_yet_verified(connect, transactional_db):
+def test_it_refuses_mail_for_a_domain_not_yet_verified_saying_so(connect, transactional_db):
     claim = directory.add_domain("unproven.test", verified=False)
     directory.add_mailbox("dave@unproven.test", "pw", domain=claim)
     client = connect()
     client.transact("MAIL FROM:<sender@remote.test>", "250 2.1.0", smtp=True)
-    client.transact("RCPT TO:<dave@unproven.test>", "554 5.7.1", smtp=True)
+    reply = client.transact("RCPT TO:<dave@unproven.test>", "550 5.1.2", smtp=True)
+    assert reply == "550 5.1.2 Recipient domain unproven.test is not yet verified on this server"
+    client.transact("RCPT TO:<anyone@Unproven.test>", "550 5.1.2", smtp=True)
+    client.transact("DATA", "503 5.5.1", smtp=True)
+    claims.prove(claim)
+    client.transact("RCPT TO:<dave@unproven.test>", "250 2.1.5", smtp=True)
 
 
 def test_it_refuses_relay_for_a_deactivated_domain(connect, alice):

@@ -112,27 +112,32 @@ def sink(settings):
 
 # TLS before AUTH, AUTH before mail ---------------------------------------------------------
 
-def test_auth_is_not_offered_before_starttls(connect, alice):
+def test_auth_is_not_offered_before_starttls(settings, connect, alice):
+    settings.PLAINTEXT_AUTH = "never"
     client = connect(tls=False, login=None)
     keywords = ehlo_keywords(client)
     assert "STARTTLS" in keywords
     assert "AUTH" not in keywords
 
 
-def test_auth_before_starttls_is_refused(connect, alice):
+def test_auth_before_starttls_is_refused(settings, connect, alice):
+    settings.PLAINTEXT_AUTH = "never"
     client = connect(tls=False, login=None)
     client.transact(f"AUTH PLAIN {plain()}", "538 5.7.11", smtp=True)
     client.transact("AUTH LOGIN", "538 5.7.11", smtp=True)
 
 
-def test_auth_without_tls_is_allowed_only_behind_a_tls_terminating_proxy(
-        settings, connect, alice):
-    settings.PLAINTEXT_AUTH = "loopback"  # development's setting does not open it
-    connect(tls=False, login=None).transact(f"AUTH PLAIN {plain()}", "538 5.7.11", smtp=True)
-    settings.PLAINTEXT_AUTH = "always"
+@pytest.mark.parametrize("policy", ["loopback", "always"])
+def test_auth_without_tls_is_allowed_from_loopback_or_behind_a_tls_proxy(
+        settings, connect, alice, bob, policy):
+    # PLAINTEXT_AUTH means the same for submission as for IMAP and POP3: "loopback" is
+    # development's default, and the client here is on 127.0.0.1.
+    settings.PLAINTEXT_AUTH = policy
     client = connect(tls=False, login=None)
     assert "AUTH" in ehlo_keywords(client)
     client.transact(f"AUTH PLAIN {plain()}", "235 2.7.0", smtp=True)
+    assert send_data(client, BODY).startswith("250 ")
+    assert len(inbox(bob)) == 1
 
 
 def test_auth_is_offered_after_starttls(connect, alice):
@@ -358,6 +363,7 @@ def test_a_malformed_address_before_auth_is_refused_for_want_of_auth(connect, al
 
 def test_every_submission_reply_carries_an_enhanced_status_code(settings, connect, alice):
     settings.SMTP_MAX_BAD_COMMANDS = 100
+    settings.PLAINTEXT_AUTH = "never"
     client = connect(tls=False, login=None)
     commands = ["NOOP", "HELP", "VRFY alice@example.test", f"AUTH PLAIN {plain()}",
                 f"MAIL FROM:<{ALICE}>", "RCPT TO:<bob@example.test>", "DATA", "STARTTLS"]

@@ -27,6 +27,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from mailcore import directory, selfservice
 from mailcore.models import Alias, AppPassword, Domain, Folder, Mailbox
+from mailcore.sending import devoutbox
 from mailcore.store import messages as store_messages
 from mailcore.store.folders import add_folder
 from mailcore.webclient import reading
@@ -76,7 +77,8 @@ _SETTINGS = _form_fields(webmail_forms.SettingsForm)
 FIELDS: dict[str, dict[str, list[str]]] = {
     # webmail
     "webmail:index": {"GET": []},
-    "webmail:login": {"GET": ["next"], "POST": _form_fields(webmail_forms.LoginForm) + ["next"]},
+    "webmail:login": {"GET": ["next", "address"],
+                      "POST": _form_fields(webmail_forms.LoginForm) + ["next"]},
     "webmail:logout": {"POST": []},
     "webmail:folders": {"GET": [], "POST": _form_fields(webmail_forms.FolderCreateForm)},
     "webmail:folder": {"GET": _form_fields(webmail_forms.SearchForm) + ["sort", "page"]},
@@ -97,6 +99,9 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "webmail:suggest": {"GET": ["q"]},
     "webmail:poll": {"GET": ["folder", "modseq", "uidnext"]},
     "webmail:settings": {"GET": [], "POST": _SETTINGS},
+    "webmail:password": {"POST": _form_fields(webmail_forms.PasswordChangeForm)},
+    "webmail:app_password_add": {"POST": _form_fields(webmail_forms.AppPasswordForm)},
+    "webmail:app_password_revoke": {"POST": []},
     # customers
     "home": {"GET": []},
     "domain_add": {"GET": [], "POST": _form_fields(customer_forms.DomainForm)},
@@ -125,6 +130,9 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "dashboard": {"GET": []},
     "customer_list": {"GET": []},
     "customer_limits": {"GET": [], "POST": _form_fields(dashboard_forms.LimitsForm)},
+    "outbox": {"GET": []},
+    "outbox_message": {"GET": []},
+    "outbox_clear": {"POST": []},
     # mail clients
     "autoconfig_wellknown": {"GET": ["emailaddress"]},
     "autoconfig_mail": {"GET": ["emailaddress"]},
@@ -191,6 +199,10 @@ class World:
         self.bob_mailbox = directory.add_mailbox("mail@bob.test", PASSWORD)
         assert bob_domain.pk != alice_domain.pk
         self.users = {"alice": alice_user, "bob": bob_user, "carol": carol_user}
+        # System mail kept by the development outbox (its folder is the test's own).
+        self.outbox_key = devoutbox.keep(make_message(subject=SECRET_SUBJECT,
+                                                      to="someone@outside.test"),
+                                         "noreply@alice.test", ["someone@outside.test"])
 
     def inline_token(self, mailbox_id: int) -> str:
         return signing.dumps({"m": mailbox_id, "f": self.inbox.pk, "u": self.uid,
@@ -220,6 +232,10 @@ class World:
             values["path"] = "2"
         if "token" in wanted:
             values["token"] = self.token
+        if "key" in wanted:
+            values["key"] = self.outbox_key
+        if "app_id" in wanted:
+            values["app_id"] = self.app.pk
         if "app_pk" in wanted:
             values["app_pk"] = self.app.pk
         if "pk" in wanted:
@@ -251,6 +267,10 @@ class World:
                                  "vacation_body": "Away", "vacation_start": "2025-01-01",
                                  "vacation_end": "2025-01-02", "vacation_interval_days": "7"},
             "webmail:folder": {"q": "secret", "since": "2020-01-01", "until": "2030-01-01"},
+            "webmail:password": {"current_password": "not the password",
+                                 "password1": "a much longer Pass phrase 9",
+                                 "password2": "a much longer Pass phrase 9"},
+            "webmail:app_password_add": {"name": "Laptop", "current_password": "not it"},
             "webmail:poll": {"folder": str(self.inbox.pk), "modseq": "1", "uidnext": "1"},
             "domain_add": {"name": "new.test"},
             "domain_remove": {"confirm": "wrong.test"},
@@ -280,7 +300,9 @@ def _fast_web_passwords(settings) -> None:
 
 
 @pytest.fixture
-def world(alice_user, bob_user, carol_user, alice_domain, alice_mailbox, removals) -> World:  # noqa: F811
+def world(alice_user, bob_user, carol_user, alice_domain, alice_mailbox, removals,  # noqa: F811
+          settings, tmp_path) -> World:
+    settings.DEV_OUTBOX_DIR = tmp_path / "outbox"
     return World(alice_user, bob_user, carol_user, alice_domain, alice_mailbox)
 
 
@@ -337,7 +359,8 @@ def _who(name: str) -> tuple[str, bool]:
     """Return who owns a URL's objects (alice, or carol for staff pages) and if webmail."""
     if name.startswith("webmail:"):
         return "alice", True
-    if name in ("dashboard", "customer_list", "customer_limits", "domain_verify"):
+    if name in ("dashboard", "customer_list", "customer_limits", "domain_verify", "outbox",
+                "outbox_message", "outbox_clear"):
         return "carol", False
     if name.startswith("autoconfig") or name in ("autodiscover", "", "healthz"):
         return "anonymous", False

@@ -13,6 +13,7 @@ from django.utils import timezone
 from mailcore import dsn
 from mailcore.directory import Route, resolve
 from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.sending import devoutbox
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded, deliver
 
@@ -40,17 +41,32 @@ def _report(recipient: OutboundRecipient, action: str) -> dsn.RecipientReport:
 
 
 def send_dsn(raw: bytes, sender: str) -> None:
-    """Deliver a DSN to sender: into a local mailbox, or queued with a null reverse-path."""
+    """Deliver a DSN to sender: into a local mailbox, or queued with a null reverse-path.
+
+    In development an outside sender's copy goes to the development outbox instead.
+    """
     resolution = resolve(sender)
     if resolution.route is Route.LOCAL:
+        remote = _outside(raw, resolution.remote)
+        if not resolution.mailbox_ids and not remote:
+            return
         try:
-            deliver(raw, "", resolution.mailbox_ids, resolution.remote)
+            deliver(raw, "", resolution.mailbox_ids, remote)
         except QuotaExceeded:
             log.warning("dsn to <%s> dropped: mailbox full", sender)
     elif resolution.route is Route.NOT_HOSTED:
-        deliver(raw, "", [], [sender])
+        if _outside(raw, {sender}):
+            deliver(raw, "", [], [sender])
     else:
         log.warning("dsn to <%s> dropped: %s", sender, resolution.route.value)
+
+
+def _outside(raw: bytes, remote: set[str]) -> set[str]:
+    """Return the outside addresses to queue a DSN for: none in development (the outbox)."""
+    if remote and devoutbox.enabled():
+        devoutbox.keep(raw, "", remote)
+        return set()
+    return remote
 
 
 def notify_senders(message_ids: set[int]) -> None:

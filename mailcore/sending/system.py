@@ -2,7 +2,7 @@
 
 Hosted recipients get the message in their INBOX at once; everyone else's copy joins the
 outbound queue (envelope sender DEFAULT_FROM_EMAIL), DKIM-signed when the From domain is
-one of ours.
+one of ours, or in development the development outbox (mailcore.sending.devoutbox).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from mailcore import directory, dkim
 from mailcore.addresses import AddressError, normalize_address, split_address
 from mailcore.directory import Route
 from mailcore.models import Domain
+from mailcore.sending import devoutbox
 from mailcore.store.delivery import QuotaExceeded, deliver
 
 log = logging.getLogger("mailcore.sending")
@@ -67,6 +68,12 @@ def send(message: EmailMessage) -> bool:
         raise UndeliverableMessage(", ".join(message.recipients()))
     raw = _raw(message)
     mail_from = _envelope_sender()
+    if remote and devoutbox.enabled():
+        # Development: outside addresses get nothing; the operator reads it in the outbox.
+        devoutbox.keep(raw, mail_from, remote)
+        remote = set()
+        if not mailbox_ids:
+            return True
     try:
         deliver(raw, mail_from, mailbox_ids, remote)
     except QuotaExceeded as exc:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from mailcore import dbpool, stats
-from mailcore.directory import Route, resolve
+from mailcore.directory import Resolution, Route, awaits_proof, resolve
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.message.summary import split_header_block
 from mailcore.proxy import Peer, TrustedProxies
@@ -300,7 +300,10 @@ class InboundHandler:
             return replies.TOO_MANY_RECIPIENTS.format()
         if is_unsafe(address):  # control characters, or invalid UTF-8
             return replies.BAD_RECIPIENT.format()
-        resolution = await dbpool.run(resolve, address)
+        resolution, unproven = await dbpool.run(_resolve_recipient, address)
+        if unproven:
+            stats.tally.add("rejected")
+            return replies.DOMAIN_NOT_VERIFIED.format(domain=address.rpartition("@")[2])
         refusal = _REFUSALS.get(resolution.route)
         if refusal is not None:
             stats.tally.add("rejected")
@@ -332,6 +335,12 @@ class InboundHandler:
                         len(envelope.rcpt_tos), len(raw))
         stats.tally.add("received")
         return replies.QUEUED.format(queue_id=server.session_id)
+
+
+def _resolve_recipient(address: str) -> tuple[Resolution, bool]:
+    """Resolve a recipient; for a domain not ours, say whether it awaits its owner's proof."""
+    resolution = resolve(address)
+    return resolution, resolution.route is Route.NOT_HOSTED and awaits_proof(address)
 
 
 _REFUSALS = {

@@ -10,7 +10,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, Session, syntax
 from django.conf import settings
 
 from mailcore import dbpool, logins, sasl
-from mailcore.directory import LoginRefused, Route, resolve
+from mailcore.directory import LoginRefused, Route, plaintext_allowed, resolve
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.principal import Principal
 from mailcore.proxy import Peer, TrustedProxies
@@ -45,11 +45,11 @@ class SubmissionSession(SMTPSession):
         self.implicit_tls = implicit_tls
         self.protocol = "submissions" if implicit_tls else "submission"
         self.auth_failures = 0
-        # RFC 8314 section 3: passwords only inside TLS. "always" is for a TLS-terminating
-        # proxy in front (the setting's one legitimate use).
-        # Deviation: PLAINTEXT_AUTH=loopback (development) does not open AUTH without TLS
-        # here; submission clients all speak STARTTLS.
-        self.passwords_need_tls = not (implicit_tls or settings.PLAINTEXT_AUTH == "always")
+        # RFC 8314 section 3: passwords only inside TLS, but as PLAINTEXT_AUTH says, as for
+        # IMAP and POP3: "always" is for a TLS-terminating proxy in front, "loopback" lets a
+        # client on this machine (development) log in without STARTTLS. The address is the
+        # client's: a PROXY header from a trusted balancer named it.
+        self.passwords_need_tls = not plaintext_allowed(implicit_tls, self.client.ip)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

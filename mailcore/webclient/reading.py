@@ -45,26 +45,59 @@ class Opened:
 
     def text(self) -> str:
         """Return the body as plain text (HTML reduced to its text where there is no plain)."""
-        chunks = []
-        for part in self.layout.texts:
-            value = parts.text(self.raw, part)
-            chunks.append(sanitize.html_to_text(value) if part.content_type == "text/html"
-                          else value)
-        return "\n\n".join(c.strip("\n") for c in chunks)
+        return body_text(self.raw, self.layout)
 
     def html(self, cid_url: Callable[[str], str | None], allow_remote: bool
              ) -> sanitize.CleanHtml:
         """Return the body as sanitised HTML (text parts escaped), for the message frame."""
-        chunks, blocked = [], False
-        for part in self.layout.texts:
-            value = parts.text(self.raw, part)
-            if part.content_type == "text/html":
-                clean = sanitize.clean_html(value, cid_url=cid_url, allow_remote=allow_remote)
-                chunks.append(clean.html)
-                blocked = blocked or clean.blocked_remote
-            else:
-                chunks.append(f"<pre>{sanitize.text_to_html(value)}</pre>")
-        return sanitize.CleanHtml("\n<hr>\n".join(chunks), blocked)
+        return body_html(self.raw, self.layout, cid_url, allow_remote)
+
+
+def body_text(raw: bytes, layout: parts.Layout) -> str:
+    """Return a message's body as plain text (HTML reduced to its text where no plain)."""
+    chunks = []
+    for part in layout.texts:
+        value = parts.text(raw, part)
+        chunks.append(sanitize.html_to_text(value) if part.content_type == "text/html"
+                      else value)
+    return "\n\n".join(c.strip("\n") for c in chunks)
+
+
+def body_html(raw: bytes, layout: parts.Layout, cid_url: Callable[[str], str | None],
+              allow_remote: bool) -> sanitize.CleanHtml:
+    """Return a message's body as sanitised HTML (text parts escaped, links clickable)."""
+    chunks, blocked = [], False
+    for part in layout.texts:
+        value = parts.text(raw, part)
+        if part.content_type == "text/html":
+            clean = sanitize.clean_html(value, cid_url=cid_url, allow_remote=allow_remote)
+            chunks.append(clean.html)
+            blocked = blocked or clean.blocked_remote
+        else:
+            chunks.append(f"<pre>{sanitize.text_to_html(value)}</pre>")
+    return sanitize.CleanHtml("\n<hr>\n".join(chunks), blocked)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A message that lives in no mailbox (the development outbox), ready to show."""
+
+    headers: dict[str, str]
+    text_html: str  # the plain text, escaped, its web links clickable
+    html_document: str  # the HTML part as a sanitised document for a sandboxed frame, or ""
+    attachments: list[parts.Part]
+
+
+def render(raw: bytes) -> Rendered:
+    """Return a raw message's headers, text and sanitised HTML (remote content blocked)."""
+    structure = parts.structure_of(raw, None)
+    plain = parts.layout(structure, prefer_html=False)
+    rich = parts.layout(structure, prefer_html=True)
+    text_html = sanitize.text_to_html(body_text(raw, plain))
+    document = ""
+    if rich.has_html:
+        document = sanitize.document(body_html(raw, rich, lambda url: None, False).html)
+    return Rendered(headers_of(raw), text_html, document, rich.attachments)
 
 
 def load(mailbox_id: int, folder_id: int, uid: int, prefer_html: bool = True) -> Opened:

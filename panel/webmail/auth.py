@@ -1,8 +1,10 @@
 """Webmail logins: a mailbox signed in within the browser session, apart from the panel's user.
 
 The session holds, under its own key, the mailbox id and a fingerprint of the credential
-that opened it (the mailbox password or one app password). A changed password or a
-revoked app password no longer matches, and ends the webmail session on its next request.
+that opened it (the mailbox password, or one app password together with the mailbox
+password). A changed mailbox password or a revoked app password no longer matches, and
+ends the webmail session on its next request: changing the password signs every web
+session of the mailbox out, but the one that changed it (which signs in again).
 The panel's login (django.contrib.auth) never reads or writes this key, nor does this
 module touch the panel's.
 """
@@ -33,11 +35,19 @@ def _fingerprint(kind: str, key: int, stored_hash: str) -> str:
     return salted_hmac("webmail.credential", f"{kind}:{key}:{stored_hash}").hexdigest()
 
 
+def _stored(mailbox: Mailbox, kind: str, key: int) -> str | None:
+    """Return what the session's fingerprint covers: the hashes its credential rests on."""
+    if kind == "password":
+        return mailbox.password_hash
+    app = (AppPassword.objects.for_mailbox(mailbox).filter(pk=key)
+           .values_list("password_hash", flat=True).first())
+    return None if app is None else f"{app}:{mailbox.password_hash}"
+
+
 def log_in(request: HttpRequest, principal: Principal) -> None:
     """Sign the principal in to webmail in this session (the panel's login is left alone)."""
     kind, key = principal.credential, principal.credential_id
-    hashes = Mailbox.objects if kind == "password" else AppPassword.objects
-    stored = hashes.values_list("password_hash", flat=True).get(pk=key)
+    stored = _stored(Mailbox.objects.get(pk=principal.mailbox_id), kind, key)
     # A new session key, against fixation; the panel's login, if any, carries over.
     request.session.cycle_key()
     request.session[SESSION_KEY] = {"mailbox": principal.mailbox_id, "kind": kind, "key": key,
@@ -60,17 +70,13 @@ def current_principal(request: HttpRequest) -> Principal | None:
                        domain__verified_at__isnull=False).first())
     if mailbox is None:
         return None
-    if data.get("kind") == "password":
-        stored = mailbox.password_hash
-    else:
-        stored = (AppPassword.objects.for_mailbox(mailbox).filter(pk=data.get("key"))
-                  .values_list("password_hash", flat=True).first())
-    if stored is None or not constant_time_compare(
-            _fingerprint(str(data.get("kind")), int(data.get("key") or 0), stored),
-            str(data.get("fingerprint", ""))):
-        return None
     kind = "password" if data.get("kind") == "password" else "app"
-    return Principal.of(mailbox, kind, int(data.get("key") or 0))
+    key = int(data.get("key") or 0)
+    stored = _stored(mailbox, kind, key)
+    if stored is None or not constant_time_compare(
+            _fingerprint(str(data.get("kind")), key, stored), str(data.get("fingerprint", ""))):
+        return None
+    return Principal.of(mailbox, kind, key)
 
 
 def _protect(response: HttpResponse) -> HttpResponse:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.validators import MaxLengthValidator
 
 from mailcore.principal import Principal
 from mailcore.sending.senders import sender_addresses
 from mailcore.webclient import compose, listing
+from panel.customers.forms import PasswordFields
 
 
 class LoginForm(forms.Form):
@@ -201,3 +204,45 @@ class SettingsForm(forms.Form):
         if start and end and end < start:
             self.add_error("vacation_end", "The last day comes before the first.")
         return data
+
+
+class CurrentPasswordField(forms.CharField):
+    """The mailbox's own password, asked again before its credentials change."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(label="Current password", strip=False, max_length=1024,
+                         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+                         help_text="The mailbox password (not an app password).", **kwargs)
+
+
+class PasswordChangeForm(PasswordFields):
+    """The mailbox user's new password, typed twice, after the current one."""
+
+    field_order = ["current_password", "password1", "password2"]
+    current_password = CurrentPasswordField()
+
+    def __init__(self, *args, address: str = "", **kwargs) -> None:
+        # Two forms share the settings page: their own ids (they post to their own URLs).
+        super().__init__(*args, auto_id="pw_%s", **kwargs)
+        self.address = address
+        for name in ("password1", "password2"):
+            self.fields[name].max_length = 1024
+            self.fields[name].validators.append(MaxLengthValidator(1024))
+        self.fields["password1"].label = "New password"
+        self.fields["password2"].label = "New password (again)"
+
+    def password_owner(self):
+        # An unsaved user: what UserAttributeSimilarityValidator compares the password with.
+        return get_user_model()(username=self.address.partition("@")[0], email=self.address)
+
+
+class AppPasswordForm(forms.Form):
+    """A new app password: a name for the device, after the current password."""
+
+    name = forms.CharField(label="Name", max_length=100,
+                           help_text="Which device or program uses it, e.g. “Phone”.")
+    current_password = CurrentPasswordField()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, auto_id="app_%s", **kwargs)
+

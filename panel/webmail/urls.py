@@ -32,4 +32,8 @@ urlpatterns = [
     path("suggest/", views.suggest, name="suggest"),
     path("poll/", views.poll, name="poll"),
     path("settings/", views.settings_view, name="settings"),
+    path("settings/password/", views.password_change, name="password"),
+    path("settings/app-passwords/", views.app_password_add, name="app_password_add"),
+    path("settings/app-passwords/<int:app_id>/revoke/", views.app_password_revoke,
+         name="app_password_revoke"),
 ]

@@ -37,6 +37,7 @@ from mailcore.webclient import (
     actions,
     compose,
     contacts,
+    credentials,
     folder_list,
     listing,
     parts,
@@ -118,7 +119,9 @@ def index(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
-    form = forms.LoginForm(request.POST or None)
+    # The panel's "Open webmail" names the mailbox (?address=): the form starts with it.
+    initial = {"address": request.GET.get("address", "")[:320]}
+    form = forms.LoginForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         address = form.cleaned_data["address"].strip()
         ip = client_ip(request)
@@ -617,10 +620,7 @@ VACATION_FIELDS = ("vacation_enabled", "vacation_subject", "vacation_body", "vac
 @require_http_methods(["GET", "POST"])
 def settings_view(request: HttpRequest) -> HttpResponse:
     principal = request.principal
-    current = preferences.get(principal.mailbox_id)
-    initial = {"display_name": principal.display_name, "signature": current.signature,
-               **{f: getattr(current, f) for f in VACATION_FIELDS}}
-    form = forms.SettingsForm(request.POST or None, initial=initial)
+    form = forms.SettingsForm(request.POST or None, initial=_settings_initial(principal))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         preferences.set_display_name(principal.mailbox_id, data["display_name"])
@@ -628,6 +628,103 @@ def settings_view(request: HttpRequest) -> HttpResponse:
                          **{f: data[f] for f in VACATION_FIELDS})
         messages.success(request, "Your settings are saved.")
         return redirect("webmail:settings")
+    return _settings_page(request, form=form)
+
+
+def _settings_initial(principal) -> dict:
+    current = preferences.get(principal.mailbox_id)
+    return {"display_name": principal.display_name, "signature": current.signature,
+            **{f: getattr(current, f) for f in VACATION_FIELDS}}
+
+
+def _settings_page(request: HttpRequest, **forms_given) -> HttpResponse:
+    principal = request.principal
     used, quota = preferences.storage(principal.mailbox_id)
-    return render(request, "webmail/settings.html", {**_sidebar(request), "form": form,
-                                                     "used_bytes": used, "quota_bytes": quota})
+    page_forms = {
+        "form": forms_given.get("form")
+        or forms.SettingsForm(initial=_settings_initial(principal)),
+        "password_form": forms_given.get("password_form")
+        or forms.PasswordChangeForm(address=principal.address),
+        "app_form": forms_given.get("app_form") or forms.AppPasswordForm(),
+    }
+    return render(request, "webmail/settings.html", {
+        **_sidebar(request), **page_forms, "used_bytes": used, "quota_bytes": quota,
+        "app_passwords": credentials.app_passwords(principal.mailbox_id),
+        "signed_in_with_app": principal.credential != "password",
+        "created": forms_given.get("created")})
+
+
+def _check_refused(request: HttpRequest, form, refused: LoginRefused) -> None:
+    """Put a refused current password on the form, holding the guesser as a login does."""
+    address, ip = request.principal.address, client_ip(request)
+    log.info("webmail password check failed user=%s ip=%s rate_limited=%s", address, ip,
+             refused.rate_limited)
+    if refused.rate_limited:
+        form.add_error(None, _too_many_attempts(refused.retry_after))
+    else:
+        ratelimit.hold(address, ip, refused.delay)
+        form.add_error("current_password", "The current password is wrong.")
+
+
+def _waiting(request: HttpRequest, form) -> bool:
+    """Refuse at once, unchecked, while a failed attempt's delay lasts (as the login page)."""
+    wait = ratelimit.wait_before(request.principal.address, client_ip(request))
+    if wait:
+        form.add_error(None, _too_many_attempts(wait))
+    return bool(wait)
+
+
+@auth.mailbox_required
+@sensitive_post_parameters("current_password", "password1", "password2")
+@require_POST
+def password_change(request: HttpRequest) -> HttpResponse:
+    principal = request.principal
+    form = forms.PasswordChangeForm(request.POST, address=principal.address)
+    if form.is_valid() and not _waiting(request, form):
+        try:
+            credentials.change_password(principal.mailbox_id,
+                                        form.cleaned_data["current_password"],
+                                        form.cleaned_data["password1"], client_ip(request))
+        except LoginRefused as refused:
+            _check_refused(request, form, refused)
+        else:
+            # The mailbox's other web sessions no longer match; this one signs in anew.
+            auth.log_in(request, principal)
+            log.info("webmail password changed user=%s", principal.address)
+            messages.success(request, "Your password is changed. Mail apps that use it "
+                                      "need the new one; other webmail sessions are signed "
+                                      "out.")
+            return redirect("webmail:settings")
+    return _settings_page(request, password_form=form)
+
+
+@auth.mailbox_required
+@sensitive_post_parameters("current_password")
+@require_POST
+def app_password_add(request: HttpRequest) -> HttpResponse:
+    principal = request.principal
+    form = forms.AppPasswordForm(request.POST)
+    if form.is_valid() and not _waiting(request, form):
+        try:
+            app, secret = credentials.add_app_password(
+                principal.mailbox_id, form.cleaned_data["current_password"],
+                form.cleaned_data["name"], client_ip(request))
+        except LoginRefused as refused:
+            _check_refused(request, form, refused)
+        except directory.DirectoryError as exc:
+            form.add_error("name", str(exc))
+        else:
+            # Shown once, in this response; only its hash is kept.
+            return _settings_page(request, created={"app": app, "secret": secret})
+    return _settings_page(request, app_form=form)
+
+
+@auth.mailbox_required
+@require_POST
+def app_password_revoke(request: HttpRequest, app_id: int) -> HttpResponse:
+    try:
+        app = credentials.revoke_app_password(request.principal.mailbox_id, app_id)
+    except credentials.NoSuchAppPassword:
+        raise Http404("No such app password") from None
+    messages.success(request, f"App password “{app.name}” is revoked.")
+    return redirect("webmail:settings")
