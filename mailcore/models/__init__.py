@@ -5,7 +5,7 @@ from __future__ import annotations
 from .accounts import AppPassword, CustomerLimits, MailboxSettings, VacationReply
 from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
-from .stats import TrafficCount
+from .stats import SenderCount, TrafficCount
 from .store import Blob, Expunged, Folder, Message
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "CustomerLimits",
     "MailboxSettings",
     "VacationReply",
+    "SenderCount",
     "TrafficCount",
     "Blob",
     "Domain",

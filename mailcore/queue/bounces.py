@@ -10,9 +10,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mailcore import dsn
+from mailcore import dsn, stats
 from mailcore.directory import Route, resolve
-from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.models import OutboundMessage, OutboundRecipient, TrafficCount
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded, deliver
 
@@ -44,13 +44,16 @@ def send_dsn(raw: bytes, sender: str) -> None:
     resolution = resolve(sender)
     if resolution.route is Route.LOCAL:
         try:
-            deliver(raw, "", resolution.mailbox_ids, resolution.remote)
+            deliver(raw, "", resolution.mailbox_ids, resolution.remote, system=True)
         except QuotaExceeded:
             log.warning("dsn to <%s> dropped: mailbox full", sender)
+            return
     elif resolution.route is Route.NOT_HOSTED:
-        deliver(raw, "", [], [sender])
+        deliver(raw, "", [], [sender], system=True)
     else:
         log.warning("dsn to <%s> dropped: %s", sender, resolution.route.value)
+        return
+    stats.record(TrafficCount.Kind.SYSTEM)
 
 
 def notify_senders(message_ids: set[int]) -> None:

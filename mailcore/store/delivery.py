@@ -45,14 +45,15 @@ class Delivered:
 
 def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             remote: Iterable[str] = (), folder: str = INBOX,
-            sender_mailbox_id: int | None = None) -> Delivered:
+            sender_mailbox_id: int | None = None, system: bool = False) -> Delivered:
     """Store raw in each mailbox's folder and queue it for remote recipients, durably.
 
     The blob is on disk (fsynced) before the rows that point at it are committed; when
     this returns, the message survives a crash. Raises QuotaExceeded, storing nothing,
     if it would take any mailbox over its quota. Once committed it reports the arrival
     and the queued message through mailcore.hooks (vacation replies, a delivery attempt):
-    the store schedules no worker task itself.
+    the store schedules no worker task itself. system marks the mail the system sends
+    itself (a DSN, a notice, a vacation reply, the panel's mail) in the outbound queue.
     """
     mailbox_ids = sorted(set(mailbox_ids))
     remote = sorted(set(remote))
@@ -74,7 +75,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
         outbound_id = None
         if remote:
             outbound = OutboundMessage.objects.create(
-                blob_id=key, mail_from=mail_from, sender_id=sender_mailbox_id,
+                blob_id=key, mail_from=mail_from, sender_id=sender_mailbox_id, system=system,
                 expires_at=now + timedelta(seconds=settings.OUTBOUND_LIFETIME))
             OutboundRecipient.objects.bulk_create(
                 OutboundRecipient(message=outbound, address=a, next_attempt_at=now)
