@@ -97,9 +97,17 @@ def test_charts_fit_a_phone_with_readable_labels() -> None:
     # above 9 px, and a tick every 6 hours (8 labels) keeps them apart.
     line = charts.line_chart(stats.hourly(), "per hour")
     assert 'viewBox="0 0 480 220"' in line
-    assert line.count('class="axis" text-anchor="middle"') == 8
+    assert line.count('class="axis x-label"') == 8
     bars = charts.bar_chart(stats.daily(), "per day")
-    assert bars.count('class="axis" text-anchor="middle"') == 6
+    assert bars.count('class="axis x-label"') == 6
+    # The last label (today) ends inside the drawing instead of being cut in half.
+    assert bars.removesuffix("</svg>").endswith('text-anchor="end">' + charts._x_label(
+        stats.daily().labels[-1]) + "</text>")
+
+
+def test_axis_numbers_stay_short_enough_for_the_margin() -> None:
+    assert [charts._count_label(v) for v in (0, 800, 1200, 8000, 16000)] == [
+        "0", "800", "1.2k", "8k", "16k"]
 
 
 def test_sent_counts_every_submitted_message_local_or_remote(alice_mailbox) -> None:

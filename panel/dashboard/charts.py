@@ -19,7 +19,8 @@ COLOURS = {"received": "#2563eb", "sent": "#16a34a", "system": "#7c3aed",
 DASHES = {"received": "", "sent": "6 3", "system": "1 3", "bounced": "2 2",
           "rejected": "8 3 2 3"}
 WIDTH, HEIGHT = 480, 220
-LEFT, RIGHT, TOP, BOTTOM = 36, 8, 10, 26
+LEFT, RIGHT, TOP, BOTTOM = 40, 8, 10, 26
+LABEL_HALF = 20  # about half an x label's width ("Dec 30", "18:00") at the axis font size
 HOUR_TICKS = 6  # an x label every this many hours
 
 
@@ -49,8 +50,26 @@ def _frame(top: int, title: str) -> list[SafeString]:
             '<line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>'
             '<text x="{}" y="{}" class="axis" text-anchor="end">{}</text>',
             LEFT, WIDTH - RIGHT, f"{y:.1f}", f"{y:.1f}", LEFT - 6, f"{y + 4:.1f}",
-            f"{value:g}"))
+            _count_label(value)))
     return parts
+
+
+def _count_label(value: float) -> str:
+    """Return an axis number short enough for the margin: 800, 1.2k, 16k."""
+    if value < 1000:
+        return f"{value:g}"
+    return f"{value / 1000:.1f}".removesuffix(".0") + "k"
+
+
+def _x_text(x: float, label: str) -> SafeString:
+    """Return an x-axis label centred under x, kept inside the drawing at either end."""
+    anchor, x = "middle", x
+    if x + LABEL_HALF > WIDTH:
+        anchor, x = "end", WIDTH - 1
+    elif x - LABEL_HALF < 0:
+        anchor, x = "start", 1
+    return format_html('<text x="{}" y="{}" class="axis x-label" text-anchor="{}">{}</text>',
+                       f"{x:.1f}", HEIGHT - BOTTOM + 16, anchor, label)
 
 
 def _svg(parts: list[SafeString], label: str) -> SafeString:
@@ -82,9 +101,7 @@ def line_chart(series: Series, title: str) -> SafeString:
         parts.append(format_html('<line x1="{}" x2="{}" y1="{}" y2="{}" class="tick"/>',
                                  f"{x:.1f}", f"{x:.1f}", TOP, HEIGHT - BOTTOM))
         if count % every == 0:
-            parts.append(format_html(
-                '<text x="{}" y="{}" class="axis" text-anchor="middle">{}</text>',
-                f"{x:.1f}", HEIGHT - BOTTOM + 16, _hour_label(series.labels[i])))
+            parts.append(_x_text(x, _hour_label(series.labels[i])))
     for kind, values in series.counts.items():
         points = " ".join(f"{LEFT + i * step:.1f},{_y(v, top):.1f}" for i, v in enumerate(values))
         parts.append(format_html(
@@ -123,9 +140,7 @@ def bar_chart(series: Series, title: str) -> SafeString:
                 COLOURS[kind], _x_label(label), kind, value))
             below += value
         if (n - 1 - i) % every == 0:
-            parts.append(format_html(
-                '<text x="{}" y="{}" class="axis" text-anchor="middle">{}</text>',
-                f"{LEFT + (i + 0.5) * group:.1f}", HEIGHT - BOTTOM + 16, _x_label(label)))
+            parts.append(_x_text(LEFT + (i + 0.5) * group, _x_label(label)))
     return _svg(parts, title)
 
 
