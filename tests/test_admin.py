@@ -260,3 +260,11 @@ def test_it_shows_a_domains_change_page(carol: Client, domain: Domain) -> None:
     response = carol.get(reverse("admin:mailcore_domain_change", args=[domain.pk]))
     assert response.status_code == 200
     assert domain.verification_token in response.content.decode()
+
+
+def test_admin_pages_name_the_icon_and_favicon_ico_leads_to_it(carol: Client) -> None:
+    page = carol.get(reverse("admin:index")).content.decode()
+    assert 'rel="icon" href="/static/panel/favicon.svg"' in page
+    assert "Django administration" in page  # the admin's own header stays
+    response = carol.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/panel/favicon.svg"
