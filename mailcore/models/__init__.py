@@ -6,7 +6,7 @@ from .accounts import AppPassword, CustomerLimits, MailboxSettings, VacationRepl
 from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
 from .stats import SenderCount, TrafficCount
-from .store import Blob, Expunged, Folder, Message
+from .store import Blob, Expunged, Folder, Message, MessageText
 
 __all__ = [
     "Alias",
@@ -22,6 +22,7 @@ __all__ = [
     "Folder",
     "Mailbox",
     "Message",
+    "MessageText",
     "OutboundMessage",
     "OutboundRecipient",
 ]

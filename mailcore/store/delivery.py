@@ -21,7 +21,7 @@ from mailcore.models import (
     OutboundMessage,
     OutboundRecipient,
 )
-from mailcore.store import events, sql, structure
+from mailcore.store import events, fulltext, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX
 
@@ -59,6 +59,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     remote = sorted(set(remote))
     size = len(raw)
     fields = {**summarize(raw), **structure.compute(raw)}
+    text = fulltext.searchable(raw)
     key = blob_store().put(raw)
     now = timezone.now()
     with dbpool.writing():
@@ -66,7 +67,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             full = charge(cursor, mailbox_ids, size)
             if full:
                 raise quota_exceeded(full)
-            record_blob(cursor, key, size, now)
+            record_blob(cursor, key, size, now, text)
             message_ids = [insert(cursor, (mailbox_id, folder), key, size, now,
                                   fields).message_id for mailbox_id in mailbox_ids]
         if mailbox_ids:
@@ -148,8 +149,10 @@ def quota_exceeded(mailbox_ids: list[int]) -> QuotaExceeded:
                           .select_related("domain").order_by("pk")])
 
 
-def record_blob(cursor, key: str, size: int, now) -> None:
+def record_blob(cursor, key: str, size: int, now, text: str | None = None) -> None:
+    """Record a blob (once), with its searchable text where it is kept (fulltext)."""
     cursor.execute(_sql().blob, [key, size, sql.prep(Blob, "created_at", now)])
+    fulltext.record(cursor, key, text)
 
 
 @dataclass(frozen=True)
