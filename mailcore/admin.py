@@ -5,7 +5,9 @@ It acts through the services (directory, queue operations), never on the rows be
 
 from __future__ import annotations
 
+import email.policy
 import re
+from email.parser import BytesParser
 from typing import Any
 
 from django import forms
@@ -17,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
@@ -408,6 +411,8 @@ class AliasAdmin(admin.ModelAdmin):
 
 RECIPIENT_LINES = 5  # recipients shown per message in the queue list; the rest are counted
 HEADER_PREVIEW = 8192
+TEXT_PREVIEW = 100_000  # characters of a queued message's text shown on its page
+ADDRESS_CHARS, RESPONSE_CHARS = 22, 40  # cut longer values in the list (whole in the tooltip)
 
 
 class OutboundRecipientInline(admin.TabularInline):
@@ -442,6 +447,47 @@ class QueueStateFilter(admin.SimpleListFilter):
         return queryset.filter(Exists(recipients))
 
 
+def _cut(text: str, limit: int, title: str = "") -> str:
+    """Return text cut to limit characters, the whole of it (or title) in a tooltip."""
+    if len(text) <= limit and not title:
+        return text
+    return format_html('<span title="{}">{}</span>', title or text, Truncator(text).chars(limit))
+
+
+def _when(moment) -> str:
+    """Return a short local date and time ("2 Dec 14:05"), narrower than Django's default."""
+    moment = timezone.localtime(moment)
+    return f"{moment.day} {moment:%b %H:%M}"
+
+
+def _raw(message: OutboundMessage) -> bytes | None:
+    try:
+        return blob_store().get(message.blob_id)
+    except OSError:
+        return None
+
+
+def readable_text(raw: bytes) -> str:
+    """Return a message's text parts decoded, other parts named, for the operator to read."""
+    parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
+    out = []
+    for part in parsed.walk():
+        if part.is_multipart():
+            continue
+        kind = part.get_content_type()
+        name = part.get_filename()
+        if part.get_content_maintype() == "text" and name is None:
+            try:
+                out.append(f"[{kind}]\n{part.get_content()}")
+            except (LookupError, ValueError, AssertionError):
+                out.append(f"[{kind}: cannot be decoded]")
+        else:
+            size = len(part.get_payload(decode=True) or b"")
+            out.append(f"[{kind}{f' {name}' if name else ''}, {filesizeformat(size)}]")
+    text = "\n\n".join(out)
+    return text if len(text) <= TEXT_PREVIEW else text[:TEXT_PREVIEW] + "\n[...]"
+
+
 def _lines(values: list[object], more: int) -> str:
     """Return one line per recipient, so a message's columns line up recipient by recipient."""
     html = format_html_join("", "<div>{}</div>", ((v,) for v in values))
@@ -452,19 +498,24 @@ def _lines(values: list[object], more: int) -> str:
 
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "envelope_sender", "recipient_addresses",
-                    "recipient_states", "recipient_attempts", "next_attempt",
-                    "recipient_responses", "recipient_mtas"]
-    list_display_links = ["id", "created_at"]
-    list_filter = [QueueStateFilter]
+    # Few, narrow columns, so that state, attempts, next attempt and last response fit
+    # at 1,280 px beside the filter; long values are cut short, whole in their tooltip,
+    # and the remote MTA is on the message's page.
+    list_display = ["created", "envelope_sender", "recipient_addresses", "recipient_states",
+                    "recipient_attempts", "next_attempt", "recipient_responses"]
+    list_display_links = ["created"]
+    list_filter = [QueueStateFilter, "system"]
     search_fields = ["mail_from", "recipients__address"]
     search_help_text = "Search by sender or recipient address."
     inlines = [OutboundRecipientInline]
     actions = ["retry_now", "bounce_now"]
     ordering = ["-created_at", "-pk"]
-    fields = ["mail_from", "sender", "created_at", "expires_at", "envelope_id", "dsn_return",
-              "headers"]
+    fields = ["mail_from", "sender", "system", "created_at", "expires_at", "envelope_id",
+              "dsn_return", "headers", "text"]
     readonly_fields = fields
+
+    class Media:
+        css = {"all": ["panel/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundMessage]:
         queued = OutboundRecipient.objects.pending().filter(message=OuterRef("pk"))
@@ -486,52 +537,72 @@ class OutboundMessageAdmin(admin.ModelAdmin):
                          "show_save_and_continue": False}
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # The app list beside the table would push the last columns off a 1,280 px screen;
+        # the breadcrumbs still lead back.
+        extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}
+        return super().changelist_view(request, extra_context)
+
     @staticmethod
     def _shown(message: OutboundMessage) -> tuple[list[OutboundRecipient], int]:
         recipients = list(message.recipients.all())
         return recipients[:RECIPIENT_LINES], max(len(recipients) - RECIPIENT_LINES, 0)
 
+    @admin.display(description="queued", ordering="created_at")
+    def created(self, message: OutboundMessage) -> str:
+        return _when(message.created_at)
+
     @admin.display(description="sender", ordering="mail_from")
     def envelope_sender(self, message: OutboundMessage) -> str:
-        return message.mail_from or "<> (bounce)"
+        if message.system:
+            # A DSN, a notice, a vacation reply or the panel's own mail: not a bounce.
+            return format_html('<span class="queue-system">system</span> {}',
+                               _cut(message.mail_from or "<>", ADDRESS_CHARS))
+        return _cut(message.mail_from, ADDRESS_CHARS) if message.mail_from else "<> (bounce)"
 
     @admin.display(description="recipients")
     def recipient_addresses(self, message: OutboundMessage) -> str:
         shown, more = self._shown(message)
-        return _lines([r.address for r in shown], more)
+        return _lines([_cut(r.address, ADDRESS_CHARS) for r in shown], more)
 
     @admin.display(description="state")
     def recipient_states(self, message: OutboundMessage) -> str:
         shown, more = self._shown(message)
         return _lines([r.get_state_display() for r in shown], more)
 
-    @admin.display(description="attempts")
+    @admin.display(description="tries")
     def recipient_attempts(self, message: OutboundMessage) -> str:
         shown, more = self._shown(message)
         return _lines([r.attempts for r in shown], more)
 
     @admin.display(description="next attempt", ordering="next_attempt_at")
     def next_attempt(self, message: OutboundMessage) -> object:
-        return message.next_attempt_at or "-"
+        return _when(message.next_attempt_at) if message.next_attempt_at else "-"
 
     @admin.display(description="last response")
     def recipient_responses(self, message: OutboundMessage) -> str:
         shown, more = self._shown(message)
-        return _lines([Truncator(r.last_response).chars(100) or "-" for r in shown], more)
-
-    @admin.display(description="remote MTA")
-    def recipient_mtas(self, message: OutboundMessage) -> str:
-        shown, more = self._shown(message)
-        return _lines([r.remote_mta or "-" for r in shown], more)
+        return _lines([_cut(r.last_response, RESPONSE_CHARS,
+                            f"{r.remote_mta}: {r.last_response}" if r.remote_mta else "")
+                       if r.last_response else "-" for r in shown], more)
 
     @admin.display(description="headers")
     def headers(self, message: OutboundMessage) -> str:
-        try:
-            raw = blob_store().get(message.blob_id)
-        except OSError:
+        raw = _raw(message)
+        if raw is None:
             return "(message file missing)"
         head = raw.split(b"\r\n\r\n", 1)[0][:HEADER_PREVIEW]
         return format_html("<pre>{}</pre>", head.decode("utf-8", "replace"))
+
+    @admin.display(description="text")
+    def text(self, message: OutboundMessage) -> str:
+        # The operator reads what is queued (a sign-up link that did not go out, say):
+        # the text parts decoded, shown as escaped text, never as HTML, and nothing loaded.
+        raw = _raw(message)
+        if raw is None:
+            return "(message file missing)"
+        return format_html('<pre class="queue-text">{}</pre>', readable_text(raw))
 
     @admin.action(description="Retry now", permissions=["change"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:

@@ -36,12 +36,20 @@ def listen_args(host: str, port: int) -> dict[str, object]:
 
 
 class Connections:
-    """Open sessions across all listeners, so shutdown can wait for them, then end them."""
+    """Open sessions across all listeners, so shutdown can end them, gently.
+
+    A session says when it waits for its client (between commands, or in IMAP IDLE) and
+    when it works on a command. On shutdown the waiting ones are ended at once, with
+    their farewell (IMAP's BYE, POP3's -ERR, SMTP's 421); a command in flight gets up to
+    the grace period to finish, and its session ends as soon as it waits again.
+    """
 
     def __init__(self) -> None:
         self._open: dict[object, Callable[[], None]] = {}
+        self._waiting: set[object] = set()
         self._empty = asyncio.Event()
         self._empty.set()
+        self.stopping = False
 
     def __len__(self) -> int:
         return len(self._open)
@@ -52,11 +60,34 @@ class Connections:
 
     def discard(self, key: object) -> None:
         self._open.pop(key, None)
+        self._waiting.discard(key)
         if not self._open:
             self._empty.set()
 
+    def waiting(self, key: object) -> None:
+        """The session waits for its client; once stopping, end it now."""
+        if self.stopping:
+            self._end(key)
+        else:
+            self._waiting.add(key)
+
+    def working(self, key: object) -> None:
+        """The session works on a command: a shutdown gives it the grace period."""
+        self._waiting.discard(key)
+
+    def _end(self, key: object) -> None:
+        self._waiting.discard(key)
+        abort = self._open.get(key)
+        if abort is not None:
+            abort()
+
     async def drain(self, grace: float) -> None:
-        """Wait up to grace seconds for sessions to end, then abort the rest."""
+        """End waiting sessions now; wait up to grace seconds for the rest, then abort them."""
+        self.stopping = True
+        if self._waiting:
+            log.info("mailcore ending %d idle sessions", len(self._waiting))
+        for key in list(self._waiting):
+            self._end(key)
         try:
             await asyncio.wait_for(self._empty.wait(), grace)
         except TimeoutError:
@@ -70,6 +101,8 @@ class Connections:
 
 
 class StreamSession(Protocol):
+    on_wait: Callable[[bool], None]
+
     async def run(self) -> None: ...
 
 
@@ -214,6 +247,8 @@ async def start_stream_listener(
                 task.cancel()
 
         connections.add(current, abort)
+        current.on_wait = lambda waiting: (connections.waiting(current) if waiting
+                                           else connections.working(current))
         try:
             await current.run()
         except asyncio.CancelledError:

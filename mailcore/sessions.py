@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import ssl
+from collections.abc import Callable, Iterator
 
 from mailcore.proxy import Peer
 
@@ -82,6 +84,26 @@ class StreamSession:
         self.peer_ip = peer.ip
         name = f"{self.protocol}s" if secure else self.protocol
         self.log = SessionLog(name, self.id, self.peer_ip)
+        # Told when the session waits for its client and when it works again; the
+        # listener sets it, so that a shutdown ends a waiting session at once.
+        self.on_wait: Callable[[bool], None] = lambda waiting: None
+
+    @contextlib.contextmanager
+    def waiting_for_client(self) -> Iterator[None]:
+        """Mark the wait for the client's next command (or IMAP's DONE): nothing in flight.
+
+        On shutdown the listener may end the session here: its farewell is written and the
+        task cancelled, which lands at the wait.
+        """
+        # A command already buffered is as good as in flight: it runs before any shutdown.
+        waiting = not self.reader._buffer  # noqa: SLF001 - see upgrade_to_tls
+        if waiting:
+            self.on_wait(True)
+        try:
+            yield
+        finally:
+            if waiting:
+                self.on_wait(False)
 
     async def drain_within(self, seconds: float) -> None:
         """Wait, at most seconds, for the peer to take what was written.

@@ -1,4 +1,10 @@
-"""Operator statistics: hourly traffic counters, and the read-side queries of the dashboard."""
+"""Operator statistics: hourly traffic counters, and the read-side queries of the dashboard.
+
+What each series counts: received, every message accepted on port 25; sent, every message
+a mailbox submits (submission, webmail), whether to local or remote recipients; system,
+the mail the system sends itself (DSNs, notices, vacation replies, the panel's mail);
+bounced, outbound recipients that failed for good; rejected, recipients refused at RCPT.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +23,13 @@ from mailcore.models import (
     Alias,
     Domain,
     Mailbox,
-    OutboundMessage,
     OutboundRecipient,
+    SenderCount,
     TrafficCount,
 )
 
 KINDS = [k.value for k in TrafficCount.Kind]
+LABELS = dict(TrafficCount.Kind.choices)
 
 
 def _hour(moment: datetime) -> datetime:
@@ -30,20 +37,28 @@ def _hour(moment: datetime) -> datetime:
 
 
 def record(kind: str, n: int = 1) -> None:
-    """Add n to this hour's counter of kind ('received', 'sent', 'bounced', 'rejected')."""
+    """Add n to this hour's counter of kind (one of KINDS: 'received', 'sent', ...)."""
     if kind not in KINDS:
         raise ValueError(f"unknown traffic kind {kind!r}")
-    if n <= 0:
-        return
-    hour = _hour(timezone.now())
-    rows = TrafficCount.objects.filter(hour=hour, kind=kind)
+    if n > 0:
+        _add(TrafficCount, {"hour": _hour(timezone.now()), "kind": kind}, n)
+
+
+def record_submission(mailbox_id: int) -> None:
+    """Count one message a mailbox submitted: in the 'sent' series and as its own."""
+    record(TrafficCount.Kind.SENT)
+    _add(SenderCount, {"hour": _hour(timezone.now()), "mailbox_id": mailbox_id}, 1)
+
+
+def _add(model: type[TrafficCount] | type[SenderCount], key: dict, n: int) -> None:
+    rows = model.objects.filter(**key)
     if rows.update(count=F("count") + n):
         return
     try:
         # A savepoint, so that losing the race to another process leaves the caller's
         # transaction usable for the update below.
         with transaction.atomic():
-            TrafficCount.objects.create(hour=hour, kind=kind, count=n)
+            model.objects.create(**key, count=n)
     except IntegrityError:
         rows.update(count=F("count") + n)
 
@@ -88,10 +103,14 @@ class Series:
         return {kind: sum(values) for kind, values in self.counts.items()}
 
 
-def hourly(days: int = 14, now: datetime | None = None) -> Series:
-    """Return the counters of every hour of the last days, the current hour last."""
+def hourly(hours: int = 48, now: datetime | None = None) -> Series:
+    """Return the counters of each of the last hours, the current hour last."""
+    return _hours(hours, now)
+
+
+def _hours(count: int, now: datetime | None) -> Series:
     end = _hour(now or timezone.now())
-    hours = [end - timedelta(hours=i) for i in range(days * 24 - 1, -1, -1)]
+    hours = [end - timedelta(hours=i) for i in range(count - 1, -1, -1)]
     index = {h: i for i, h in enumerate(hours)}
     counts = {kind: [0] * len(hours) for kind in KINDS}
     rows = TrafficCount.objects.filter(hour__gte=hours[0]).values_list("hour", "kind", "count")
@@ -102,9 +121,9 @@ def hourly(days: int = 14, now: datetime | None = None) -> Series:
     return Series(hours, counts)
 
 
-def daily(days: int = 14, now: datetime | None = None) -> Series:
+def daily(days: int = 30, now: datetime | None = None) -> Series:
     """Return the counters summed per (UTC) day for the last days, today last."""
-    per_hour = hourly(days + 1, now)
+    per_hour = _hours((days + 1) * 24, now)
     today = per_hour.labels[-1].date()
     labels = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
     index = {d: i for i, d in enumerate(labels)}
@@ -179,10 +198,13 @@ def recent_failures(limit: int = 20) -> QuerySet[OutboundRecipient]:
 
 
 def busiest_senders(hours: int = 24, limit: int = 10) -> list[tuple[Mailbox, int]]:
-    """Return the mailboxes that submitted the most outbound messages in the last hours."""
-    since = timezone.now() - timedelta(hours=hours)
-    rows = (OutboundMessage.objects.filter(created_at__gte=since, sender__isnull=False)
-            .values("sender").annotate(n=Count("pk")).order_by("-n", "sender")[:limit])
-    counts = {row["sender"]: row["n"] for row in rows}
+    """Return the mailboxes that submitted the most messages (to anyone) in the last hours.
+
+    The counters are hourly: the current hour and the hours - 1 before it.
+    """
+    since = _hour(timezone.now()) - timedelta(hours=hours - 1)
+    rows = (SenderCount.objects.filter(hour__gte=since).values("mailbox")
+            .annotate(n=Sum("count")).order_by("-n", "mailbox")[:limit])
+    counts = {row["mailbox"]: row["n"] for row in rows}
     mailboxes = Mailbox.objects.select_related("domain").in_bulk(list(counts))
     return [(mailboxes[pk], n) for pk, n in counts.items() if pk in mailboxes]

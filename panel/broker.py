@@ -1,4 +1,5 @@
-"""The embedded broker: kombu's filesystem transport, publishing each message atomically.
+"""The embedded broker: kombu's filesystem transport, publishing each message atomically,
+and quiet about having no host.
 
 kombu's own transport creates the message file and then writes it; a worker polling the
 folder can take the file in between, read nothing, and stop with a decoding error. Here
@@ -31,3 +32,9 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    @property
+    def default_connection_params(self) -> dict:
+        # A folder has no host: without "localhost" here, kombu stops warning "No hostname
+        # was supplied" at every start and for every task sent.
+        return {"port": self.default_port}

@@ -309,3 +309,11 @@ def test_only_staff_with_the_change_right_may_mark_a_domain_verified(client: Cli
     assert response.status_code == 403
     claim.refresh_from_db()
     assert claim.verified_at is None
+
+
+def test_admin_pages_name_the_icon_and_favicon_ico_leads_to_it(carol: Client) -> None:
+    page = carol.get(reverse("admin:index")).content.decode()
+    assert 'rel="icon" href="/static/panel/favicon.svg"' in page
+    assert "Django administration" in page  # the admin's own header stays
+    response = carol.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/panel/favicon.svg"

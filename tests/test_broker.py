@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from kombu import Connection
@@ -32,3 +33,14 @@ def test_a_message_appears_only_complete(tmp_path, monkeypatch):
         assert [n for n in seen[0] if n.endswith(".tmp")] != []
         assert queue.get(timeout=2).payload == {"hello": "world"}
         queue.close()
+
+
+def test_the_embedded_broker_does_not_warn_about_a_missing_hostname(tmp_path, caplog) -> None:
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+               "processed_folder": str(tmp_path)}
+    with caplog.at_level(logging.WARNING, logger="kombu.connection"):
+        with Connection("filesystem://", transport="panel.broker:Transport",
+                        transport_options=options) as connection:
+            connection.SimpleQueue("quiet").put({"n": 1})
+            assert connection.as_uri()
+    assert "No hostname was supplied" not in caplog.text

@@ -6,17 +6,27 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.mail import send_mail
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
 from mailcore import directory, stats
-from mailcore.models import OutboundMessage, OutboundRecipient, TrafficCount
+from mailcore.models import OutboundMessage, OutboundRecipient, SenderCount, TrafficCount
+from mailcore.queue import bounces
+from mailcore.sending import outgoing
 from mailcore.store.delivery import deliver
 from panel.dashboard import charts
 from tests.panel_cast import *  # noqa: F403
+from tests.panel_cast import PASSWORD
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def system_mail(settings) -> None:
+    """Send the panel's mail through mailcore.sending.system, as in production."""
+    settings.EMAIL_BACKEND = "mailcore.sending.system.EmailBackend"
 
 
 def test_record_adds_to_the_current_hours_counter() -> None:
@@ -47,33 +57,80 @@ def test_record_is_atomic_across_threads() -> None:
     assert TrafficCount.objects.get(kind="sent").count == 40
 
 
-def test_series_cover_14_days_per_hour_and_per_day() -> None:
+def _hour_ago(hours: int):
+    return (timezone.now() - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
+
+
+def test_series_cover_48_hours_per_hour_and_30_days_per_day() -> None:
     now = timezone.now()
-    TrafficCount.objects.create(hour=now.replace(minute=0, second=0, microsecond=0),
-                                kind="sent", count=3)
-    TrafficCount.objects.create(
-        hour=(now - timedelta(days=2)).replace(minute=0, second=0, microsecond=0),
-        kind="bounced", count=2)
-    TrafficCount.objects.create(
-        hour=(now - timedelta(days=30)).replace(minute=0, second=0, microsecond=0),
-        kind="sent", count=100)
-    hourly = stats.hourly(14)
-    assert len(hourly.labels) == 14 * 24
-    assert hourly.counts["sent"][-1] == 3
-    assert hourly.totals == {"received": 0, "sent": 3, "bounced": 2, "rejected": 0}
-    daily = stats.daily(14)
-    assert len(daily.labels) == 14 and daily.labels[-1] == now.date()
+    TrafficCount.objects.create(hour=_hour_ago(0), kind="sent", count=3)
+    TrafficCount.objects.create(hour=_hour_ago(47), kind="system", count=1)
+    TrafficCount.objects.create(hour=_hour_ago(48), kind="bounced", count=2)
+    TrafficCount.objects.create(hour=_hour_ago(24 * 29), kind="received", count=5)
+    TrafficCount.objects.create(hour=_hour_ago(24 * 31), kind="sent", count=100)
+    hourly = stats.hourly()
+    assert len(hourly.labels) == 48
+    assert hourly.counts["sent"][-1] == 3 and hourly.counts["system"][0] == 1
+    assert hourly.totals == {"received": 0, "sent": 3, "system": 1, "bounced": 0,
+                             "rejected": 0}
+    daily = stats.daily()
+    assert len(daily.labels) == 30 and daily.labels[-1] == now.date()
     assert daily.counts["sent"][-1] == 3
-    assert daily.counts["bounced"][-3] == 2
+    assert daily.totals == {"received": 5, "sent": 3, "system": 1, "bounced": 2,
+                            "rejected": 0}
 
 
-def test_charts_are_inline_svg_with_a_line_or_bar_per_kind() -> None:
+def test_charts_are_inline_svg_with_a_line_per_kind_and_a_stacked_bar_per_day() -> None:
     stats.record("received", 7)
-    line = charts.line_chart(stats.hourly(14), "per hour")
-    assert line.startswith("<svg") and line.count("<polyline") == 4
-    bars = charts.bar_chart(stats.daily(14), "per day")
-    assert bars.count("<rect") == 14 * 4
-    assert "received: 7" in bars
+    stats.record("system", 2)
+    line = charts.line_chart(stats.hourly(), "per hour")
+    assert line.startswith("<svg") and line.count("<polyline") == len(stats.KINDS)
+    bars = charts.bar_chart(stats.daily(), "per day")
+    # One segment per kind with mail today, stacked: the system segment sits on received.
+    assert bars.count("<rect") == 2
+    assert "received: 7" in bars and "system: 2" in bars
+    assert "System mail" in charts.legend(stats.daily())
+
+
+def test_charts_fit_a_phone_with_readable_labels() -> None:
+    # A 390 px phone shows the drawing about 350 px wide: 480 units keep 13-unit labels
+    # above 9 px, and a tick every 6 hours (8 labels) keeps them apart.
+    line = charts.line_chart(stats.hourly(), "per hour")
+    assert 'viewBox="0 0 480 220"' in line
+    assert line.count('class="axis x-label"') == 8
+    bars = charts.bar_chart(stats.daily(), "per day")
+    assert bars.count('class="axis x-label"') == 6
+    # The last label (today) ends inside the drawing instead of being cut in half.
+    assert bars.removesuffix("</svg>").endswith('text-anchor="end">' + charts._x_label(
+        stats.daily().labels[-1]) + "</text>")
+
+
+def test_axis_numbers_stay_short_enough_for_the_margin() -> None:
+    assert [charts._count_label(v) for v in (0, 800, 1200, 8000, 16000)] == [
+        "0", "800", "1.2k", "8k", "16k"]
+
+
+def test_sent_counts_every_submitted_message_local_or_remote(alice_mailbox) -> None:
+    principal = directory.log_in("hello@alice.test", PASSWORD, "127.0.0.1")
+    other = directory.add_mailbox("other@alice.test", PASSWORD)
+    for remote in ([], ["x@remote.test"]):
+        outgoing.submit(b"From: hello@alice.test\r\nSubject: hi\r\n\r\nhi\r\n",
+                        principal=principal, mail_from="hello@alice.test",
+                        local_ids=[other.pk], remote=remote, received=b"",
+                        return_path=b"Return-Path: <hello@alice.test>\r\n")
+    assert stats.hourly().totals["sent"] == 2
+    assert stats.hourly().totals["system"] == 0
+    assert stats.busiest_senders() == [(alice_mailbox, 2)]
+
+
+def test_system_mail_is_its_own_series_and_labelled_in_the_queue(alice_mailbox,
+                                                                 system_mail) -> None:
+    send_mail("Confirm your address", "Click", None, ["hello@alice.test", "new@remote.test"])
+    bounces.send_dsn(b"Subject: failure\r\n\r\nx\r\n", "someone@remote.test")
+    totals = stats.hourly().totals
+    assert totals["system"] == 2 and totals["sent"] == 0
+    assert stats.busiest_senders() == []
+    assert list(OutboundMessage.objects.values_list("system", flat=True)) == [True, True]
 
 
 def _queue(sender, address: str, state: str, response: str = "", age_hours: int = 0):
@@ -91,6 +148,8 @@ def test_carol_sees_the_dashboard(as_carol, alice_domain, alice_mailbox) -> None
     directory.add_domain("unverified.test", verified=False)
     _queue(alice_mailbox, "a@remote.test", "queued", age_hours=3)
     _queue(alice_mailbox, "b@remote.test", "failed", "550 5.1.1 no such user here")
+    stats.record_submission(alice_mailbox.pk)
+    stats.record_submission(alice_mailbox.pk)
     stats.record("received", 12)
     response = as_carol.get(reverse("dashboard"))
     assert response.status_code == 200
@@ -119,8 +178,18 @@ def test_storage_per_domain_is_largest_first(alice_user, alice_domain, alice_mai
 
 
 def test_busiest_senders_count_only_the_last_day(alice_mailbox) -> None:
-    _queue(alice_mailbox, "a@remote.test", "delivered", age_hours=30)
+    SenderCount.objects.create(hour=_hour_ago(24), mailbox=alice_mailbox, count=5)
     assert stats.busiest_senders() == []
+    SenderCount.objects.create(hour=_hour_ago(23), mailbox=alice_mailbox, count=2)
+    assert stats.busiest_senders() == [(alice_mailbox, 2)]
+
+
+def test_a_failed_system_message_is_shown_as_system_mail(as_carol, alice_mailbox,
+                                                        system_mail) -> None:
+    send_mail("Confirm your address", "Click", None, ["new@remote.test"])
+    OutboundRecipient.objects.update(state="failed", last_response="550 5.1.2 no domain")
+    page = as_carol.get(reverse("dashboard")).content.decode()
+    assert "550 5.1.2 no domain" in page and "system mail" in page
 
 
 def test_customers_get_404_from_the_dashboard(as_alice) -> None:

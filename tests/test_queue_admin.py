@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 from datetime import timedelta
 
 import pytest
@@ -90,9 +91,61 @@ def test_it_lists_each_recipients_state_attempts_response_and_remote_mta(carol, 
     assert row.pk == message.pk
     page = response.content.decode()
     for text in ("alice@example.test", "carol@remote.test", "dave@remote.test", "Queued",
-                 "451 4.7.1 greylisted", "mx.remote.test"):
+                 "451 4.7.1 greylisted", 'title="mx.remote.test: 451 4.7.1 greylisted"'):
         assert text in page
     assert row.next_attempt_at == message.recipients.first().next_attempt_at
+
+
+def test_the_list_keeps_to_few_columns_and_cuts_long_values(carol, alice) -> None:
+    long_response = "550 5.7.1 " + "policy text " * 30
+    message = queue(rcpts=("someone.with.a.very.long.name@subdomain.remote.test",))
+    deferred(message, long_response)
+    page = carol.get(reverse(CHANGELIST)).content.decode()
+    headers = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', page)
+    assert headers == ["created", "envelope_sender", "recipient_addresses",
+                       "recipient_states", "recipient_attempts", "next_attempt",
+                       "recipient_responses"]
+    assert long_response.strip() not in page.replace(f'title="mx.remote.test: {long_response}"',
+                                                     "")
+    assert "550 5.7.1 policy text policy text policy text" in page  # the start stays
+    assert 'title="someone.with.a.very.long.name@subdomain.remote.test"' in page
+    assert "panel/admin.css" in page
+
+
+def test_system_mail_is_labelled_as_such_not_as_a_bounce(carol, alice) -> None:
+    deliver(RAW, "", [], ["x@remote.test"], system=True)
+    deliver(RAW, "", [], ["y@remote.test"])  # a bounce relayed from outside
+    page = carol.get(reverse(CHANGELIST)).content.decode()
+    assert page.count("&lt;&gt; (bounce)") == 1
+    assert '<span class="queue-system">system</span> &lt;&gt;' in page
+    assert listed(carol, system__exact="1") == [
+        m.pk for m in OutboundMessage.objects.filter(system=True)]
+
+
+def test_the_operator_reads_a_queued_messages_text_as_escaped_text(carol, alice) -> None:
+    raw = (b"From: noreply@host.test\r\nTo: new@remote.test\r\nSubject: Confirm\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+           b"Confirm: https://host.test/accounts/confirm-email/abc=3D/\r\n"
+           b"--b\r\nContent-Type: text/html\r\n\r\n"
+           b"<script>alert(1)</script><b>Confirm</b>\r\n--b--\r\n")
+    message = OutboundMessage.objects.get(
+        pk=deliver(raw, "", [], ["new@remote.test"], system=True).outbound_id)
+    page = carol.get(reverse("admin:mailcore_outboundmessage_change",
+                             args=[message.pk])).content.decode()
+    assert "Confirm: https://host.test/accounts/confirm-email/abc=/" in page  # decoded
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert(1)" not in page
+
+
+def test_a_customer_cannot_read_a_queued_message(client: Client, alice) -> None:
+    message = queue()
+    user = get_user_model().objects.create_user("alice", "alice@example.test", "alice-pw")
+    client.force_login(user)
+    url = reverse("admin:mailcore_outboundmessage_change", args=[message.pk])
+    response = client.get(url)
+    assert response.status_code == 302 and "At noon?" not in response.content.decode()
 
 
 def test_it_shows_a_message_with_its_recipients_read_only(carol, alice) -> None:

@@ -169,7 +169,8 @@ class IMAPSession(StreamSession):
         non-synchronizing one, already on its way, is read and discarded when it is no
         bigger than MESSAGE_SIZE_LIMIT, and otherwise the connection is closed.
         """
-        line = await self.read_line()
+        with self.waiting_for_client():
+            line = await self.read_line()
         if line is None:
             return None
         data = bytearray(line)
@@ -512,8 +513,9 @@ class IMAPSession(StreamSession):
                     waiting = asyncio.ensure_future(self.changes.wait())
                     waiters.add(waiting)
                 try:
-                    await asyncio.wait(waiters, timeout=deadline - loop.time(),
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    with self.waiting_for_client():  # a shutdown says BYE here at once
+                        await asyncio.wait(waiters, timeout=deadline - loop.time(),
+                                           return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     if waiting is not None:
                         waiting.cancel()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from .accounts import AppPassword, CustomerLimits, MailboxSettings, VacationReply
 from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
-from .stats import TrafficCount
-from .store import Blob, Expunged, Folder, Message
+from .stats import SenderCount, TrafficCount
+from .store import Blob, Expunged, Folder, Message, MessageText
 
 __all__ = [
     "Alias",
@@ -14,6 +14,7 @@ __all__ = [
     "CustomerLimits",
     "MailboxSettings",
     "VacationReply",
+    "SenderCount",
     "TrafficCount",
     "Blob",
     "Domain",
@@ -21,6 +22,7 @@ __all__ = [
     "Folder",
     "Mailbox",
     "Message",
+    "MessageText",
     "OutboundMessage",
     "OutboundRecipient",
 ]

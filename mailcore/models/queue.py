@@ -20,6 +20,9 @@ class OutboundMessage(models.Model):
     dsn_return = models.CharField(max_length=4, choices=Return.choices, default=Return.HEADERS)
     expires_at = models.DateTimeField(null=True, blank=True,
                                       help_text="When undelivered recipients fail for good.")
+    system = models.BooleanField(
+        default=False, help_text="Sent by the system itself: a DSN, a notice, a vacation "
+        "reply or the panel's mail (verification, password reset).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

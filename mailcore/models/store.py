@@ -16,6 +16,20 @@ class Blob(models.Model):
         return self.key
 
 
+class MessageText(models.Model):
+    """A message's body text, kept for full-text search (Postgres indexes it with GIN).
+
+    One per blob, like the blob itself: stored once for every folder that holds the message.
+    """
+
+    blob = models.OneToOneField(Blob, primary_key=True, on_delete=models.CASCADE,
+                                related_name="text")
+    text = models.TextField()
+
+    def __str__(self) -> str:
+        return f"text of {self.blob_id}"
+
+
 class FolderQuerySet(models.QuerySet):
     def for_mailbox(self, mailbox) -> FolderQuerySet:
         return self.filter(mailbox=mailbox)

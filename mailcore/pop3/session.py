@@ -114,7 +114,8 @@ class POP3Session(StreamSession):
             await self.send(replies.GREETING.format(hostname=settings.MAIL_HOSTNAME))
             while not self.done:
                 try:
-                    line = await self.read_line()
+                    with self.waiting_for_client():
+                        line = await self.read_line()
                     if line is None:
                         self.log.info("peer closed connection")
                         return

@@ -235,9 +235,8 @@ def record(recipients: list[OutboundRecipient], outcomes: dict[int, Outcome]) ->
                      state=recipient.state, next_attempt_at=recipient.next_attempt_at)
             log.info("outbound message=%d to=<%s> attempt=%d %s: %s", recipient.message_id,
                      recipient.address, recipient.attempts, recipient.state, outcome.response)
-    states = [r.state for r in recipients]
-    stats.record("sent", states.count(OutboundRecipient.State.DELIVERED))
-    stats.record("bounced", states.count(OutboundRecipient.State.FAILED))
+    failed = [r for r in recipients if r.state == OutboundRecipient.State.FAILED]
+    stats.record("bounced", len(failed))
     notify_senders({r.message_id for r in recipients})
 
 

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mailcore import dsn
+from mailcore import dsn, stats
 from mailcore.directory import Route, resolve
-from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.models import OutboundMessage, OutboundRecipient, TrafficCount
 from mailcore.sending import devoutbox
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded, deliver
@@ -51,14 +51,17 @@ def send_dsn(raw: bytes, sender: str) -> None:
         if not resolution.mailbox_ids and not remote:
             return
         try:
-            deliver(raw, "", resolution.mailbox_ids, remote)
+            deliver(raw, "", resolution.mailbox_ids, remote, system=True)
         except QuotaExceeded:
             log.warning("dsn to <%s> dropped: mailbox full", sender)
+            return
     elif resolution.route is Route.NOT_HOSTED:
         if _outside(raw, {sender}):
-            deliver(raw, "", [], [sender])
+            deliver(raw, "", [], [sender], system=True)
     else:
         log.warning("dsn to <%s> dropped: %s", sender, resolution.route.value)
+        return
+    stats.record(TrafficCount.Kind.SYSTEM)
 
 
 def _outside(raw: bytes, remote: set[str]) -> set[str]:

@@ -14,8 +14,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from mailcore import dbpool, directory, dkim
+from mailcore import dbpool, directory, dkim, stats
 from mailcore.addresses import split_address
+from mailcore.models import TrafficCount
 from mailcore.principal import Principal
 from mailcore.sending.senders import SenderProblem, sender_problem
 from mailcore.store.delivery import deliver
@@ -54,12 +55,15 @@ def from_addresses(headers: Message) -> list[str]:
 
 
 def submit(content: bytes, *, principal: Principal, mail_from: str, local_ids: Iterable[int],
-           remote: Iterable[str], received: bytes, return_path: bytes) -> None:
+           remote: Iterable[str], received: bytes, return_path: bytes,
+           system: bool = False) -> None:
     """Check the From header, complete and sign the message, then store and queue it.
 
     Raise FromRefused if the From header names an address that is not the user's.
     Local recipients get their copy at once (with Return-Path, as final delivery); the
     remote ones are queued in the same transaction, so either both happen or neither.
+    system: the system writes it for the user (a vacation reply); it counts as system
+    mail, not as a message the user sent.
     """
     headers = parse_headers(content)
     added = []
@@ -88,11 +92,19 @@ def submit(content: bytes, *, principal: Principal, mail_from: str, local_ids: I
     sender_id = principal.mailbox_id
     with dbpool.writing():
         if local_ids:
-            deliver(return_path + message, mail_from, local_ids, sender_mailbox_id=sender_id)
+            deliver(return_path + message, mail_from, local_ids, sender_mailbox_id=sender_id,
+                    system=system)
         if remote:
             # RFC 5321 section 4.4: only final delivery adds Return-Path.
-            deliver(message, mail_from, [], remote, sender_mailbox_id=sender_id)
+            deliver(message, mail_from, [], remote, sender_mailbox_id=sender_id,
+                    system=system)
     count_sent(principal.mailbox_id)
+    # After the commit, in its own short statement: the hour's counter row is shared by
+    # every sender, so holding its lock for the delivery's transaction would serialise them.
+    if system:
+        stats.record(TrafficCount.Kind.SYSTEM)
+    else:
+        stats.record_submission(principal.mailbox_id)
 
 
 # The hourly sending limit --------------------------------------------------------------------

@@ -15,10 +15,10 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from mailcore import directory, dkim
+from mailcore import directory, dkim, stats
 from mailcore.addresses import AddressError, normalize_address, split_address
 from mailcore.directory import Route
-from mailcore.models import Domain
+from mailcore.models import Domain, TrafficCount
 from mailcore.sending import devoutbox
 from mailcore.store.delivery import QuotaExceeded, deliver
 
@@ -75,7 +75,7 @@ def send(message: EmailMessage) -> bool:
         if not mailbox_ids:
             return True
     try:
-        deliver(raw, mail_from, mailbox_ids, remote)
+        deliver(raw, mail_from, mailbox_ids, remote, system=True)
     except QuotaExceeded as exc:
         # Drop the full mailboxes rather than the whole message.
         full = set(exc.addresses)
@@ -84,7 +84,8 @@ def send(message: EmailMessage) -> bool:
         log.warning("panel mail not stored in full mailboxes: %s", ", ".join(sorted(full)))
         if not mailbox_ids and not remote:
             raise
-        deliver(raw, mail_from, mailbox_ids, remote)
+        deliver(raw, mail_from, mailbox_ids, remote, system=True)
+    stats.record(TrafficCount.Kind.SYSTEM)
     return True
 
 

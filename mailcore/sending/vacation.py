@@ -159,7 +159,8 @@ def respond(vacation: Vacation, principal: Principal, raw: bytes, envelope_sende
                 f" for <{principal.address}>;\r\n\t{format_datetime(now)}\r\n").encode()
     try:
         outgoing.submit(reply, principal=principal, mail_from="", local_ids=local_ids,
-                        remote=remote, received=received, return_path=b"Return-Path: <>\r\n")
+                        remote=remote, received=received, return_path=b"Return-Path: <>\r\n",
+                        system=True)
     except QuotaExceeded:
         return Decision(False, "recipient mailbox full")
     log.record(decision.to, now)

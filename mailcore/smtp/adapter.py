@@ -9,7 +9,8 @@ fails the tests instead of the mail:
 - ``SMTP._reader``, the stream aiosmtpd reads commands from (set in
   ``_cb_client_connected``, read in ``_handle_client``): our DATA reader (bare LF
   normalised, only CRLF.CRLF ends the data) and our AUTH challenges read their lines from
-  it. aiosmtpd's public ``challenge_auth`` sends its own replies and reads with
+  it, and input_pending() looks into its buffer (asyncio's ``StreamReader._buffer``).
+  aiosmtpd's public ``challenge_auth`` sends its own replies and reads with
   ``readline``, which has no way to drain an overlong line; no public reader exists.
 - aiosmtpd's own reply texts: they carry no enhanced status code (RFC 2034), so
   with_enhanced_status() adds one by reply code; and the reply aiosmtpd closes with after
@@ -111,3 +112,8 @@ class SMTPProtocol(SMTP):
     def line_reader(self) -> asyncio.StreamReader:
         """Return the stream aiosmtpd reads commands from, for reading DATA and AUTH lines."""
         return self._reader
+
+    def input_pending(self) -> bool:
+        """Return whether the client sent bytes not read yet (a pipelined command)."""
+        reader = getattr(self, "_reader", None)
+        return reader is not None and bool(reader._buffer)  # noqa: SLF001

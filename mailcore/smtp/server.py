@@ -73,6 +73,10 @@ class SMTPSession(adapter.SMTPProtocol):
         self.connections.discard(self)
         super().connection_lost(error)
 
+    def data_received(self, data: bytes) -> None:
+        self.connections.working(self)
+        super().data_received(data)
+
     def _abort(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             line = replies.SHUTTING_DOWN.format(hostname=self.hostname)
@@ -219,7 +223,17 @@ class SMTPSession(adapter.SMTPProtocol):
         return replies.TEMPORARY_FAILURE.format(session=self.session_id)
 
     async def push(self, status: str | bytes) -> None:
-        """Send a reply, adding an enhanced status code (RFC 2034) where aiosmtpd left none."""
+        """Send a reply, adding an enhanced status code (RFC 2034) where aiosmtpd left none.
+
+        After a final reply with nothing more sent, the session waits for the client: a
+        shutdown then says 421 at once instead of after the grace period.
+        """
+        await self._push(status)
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+        if text[3:4] == " " and text[:3] not in _INTERMEDIATE and not self.input_pending():
+            self.connections.waiting(self)
+
+    async def _push(self, status: str | bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return  # closed (for errors, a timeout, or by the peer): nothing more to say
         if isinstance(status, bytes):
@@ -342,6 +356,9 @@ def _resolve_recipient(address: str) -> tuple[Resolution, bool]:
     resolution = resolve(address)
     return resolution, resolution.route is Route.NOT_HOSTED and awaits_proof(address)
 
+
+# RFC 5321 section 4.2.1: 3yz replies ask the client for more (DATA's 354, AUTH's 334).
+_INTERMEDIATE = ("334", "354")
 
 _REFUSALS = {
     Route.INVALID: replies.BAD_RECIPIENT,

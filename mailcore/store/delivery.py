@@ -21,7 +21,7 @@ from mailcore.models import (
     OutboundMessage,
     OutboundRecipient,
 )
-from mailcore.store import events, sql, structure
+from mailcore.store import events, fulltext, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX
 
@@ -45,19 +45,21 @@ class Delivered:
 
 def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             remote: Iterable[str] = (), folder: str = INBOX,
-            sender_mailbox_id: int | None = None) -> Delivered:
+            sender_mailbox_id: int | None = None, system: bool = False) -> Delivered:
     """Store raw in each mailbox's folder and queue it for remote recipients, durably.
 
     The blob is on disk (fsynced) before the rows that point at it are committed; when
     this returns, the message survives a crash. Raises QuotaExceeded, storing nothing,
     if it would take any mailbox over its quota. Once committed it reports the arrival
     and the queued message through mailcore.hooks (vacation replies, a delivery attempt):
-    the store schedules no worker task itself.
+    the store schedules no worker task itself. system marks the mail the system sends
+    itself (a DSN, a notice, a vacation reply, the panel's mail) in the outbound queue.
     """
     mailbox_ids = sorted(set(mailbox_ids))
     remote = sorted(set(remote))
     size = len(raw)
     fields = {**summarize(raw), **structure.compute(raw)}
+    text = fulltext.searchable(raw)
     key = blob_store().put(raw)
     now = timezone.now()
     with dbpool.writing():
@@ -65,7 +67,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             full = charge(cursor, mailbox_ids, size)
             if full:
                 raise quota_exceeded(full)
-            record_blob(cursor, key, size, now)
+            record_blob(cursor, key, size, now, text)
             message_ids = [insert(cursor, (mailbox_id, folder), key, size, now,
                                   fields).message_id for mailbox_id in mailbox_ids]
         if mailbox_ids:
@@ -74,7 +76,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
         outbound_id = None
         if remote:
             outbound = OutboundMessage.objects.create(
-                blob_id=key, mail_from=mail_from, sender_id=sender_mailbox_id,
+                blob_id=key, mail_from=mail_from, sender_id=sender_mailbox_id, system=system,
                 expires_at=now + timedelta(seconds=settings.OUTBOUND_LIFETIME))
             OutboundRecipient.objects.bulk_create(
                 OutboundRecipient(message=outbound, address=a, next_attempt_at=now)
@@ -147,8 +149,10 @@ def quota_exceeded(mailbox_ids: list[int]) -> QuotaExceeded:
                           .select_related("domain").order_by("pk")])
 
 
-def record_blob(cursor, key: str, size: int, now) -> None:
+def record_blob(cursor, key: str, size: int, now, text: str | None = None) -> None:
+    """Record a blob (once), with its searchable text where it is kept (fulltext)."""
     cursor.execute(_sql().blob, [key, size, sql.prep(Blob, "created_at", now)])
+    fulltext.record(cursor, key, text)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from mailcore import dbpool
 from mailcore.message.summary import summarize
 from mailcore.models import Expunged, Folder, Mailbox, Message
-from mailcore.store import delivery, events, sql, structure
+from mailcore.store import delivery, events, fulltext, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded
 from mailcore.store.folders import FolderError, canonical_name, find_folder
@@ -425,7 +425,8 @@ def _append(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], datetime
         system, keywords = split_flags(flags)
         prepared.append((store.put(raw), len(raw), when or now,
                          {**summarize(raw), **structure.compute(raw)},
-                         {"keywords": keywords, **{SYSTEM_FLAGS[f]: True for f in system}}))
+                         {"keywords": keywords, **{SYSTEM_FLAGS[f]: True for f in system}},
+                         fulltext.searchable(raw)))
     if not prepared:
         raise ValueError("nothing to append")
     size = sum(item[1] for item in prepared)
@@ -438,8 +439,8 @@ def _append(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], datetime
         if delivery.charge(cursor, [mailbox_id], size):
             raise delivery.quota_exceeded([mailbox_id])
         states = []
-        for key, length, when, fields, flags in prepared:
-            delivery.record_blob(cursor, key, length, now)
+        for key, length, when, fields, flags, text in prepared:
+            delivery.record_blob(cursor, key, length, now, text)
             stored = delivery.insert(cursor, folder_id, key, length, when, fields, flags)
             system = tuple(name for name, field in SYSTEM_FLAGS.items() if flags.get(field))
             states.append(MessageState(stored.message_id, stored.uid, stored.modseq,

@@ -14,8 +14,6 @@ Python like the text keys: slower, never wrong.
 from __future__ import annotations
 
 import bisect
-import email
-import email.errors
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ from mailcore.message.summary import decode_text, split_header_block
 from mailcore.models import Message
 from mailcore.store import sql
 from mailcore.store.blobs import blob_store
+from mailcore.store.fulltext import body_text as _body_text
 from mailcore.store.messages import MAX_UID_RANGES, SYSTEM_FLAGS, MessageRow
 
 _CACHED_HEADERS = {"subject": "subject", "from": "from_addr", "to": "to_addrs",
@@ -308,27 +307,6 @@ class _Text:
         if self._body is None:
             self._body = _body_text(self.raw)
         return self._body
-
-
-def _body_text(raw: bytes) -> str:
-    try:
-        message = email.message_from_bytes(raw, policy=compat32)
-        texts = []
-        for part in message.walk():
-            if part.is_multipart() or part.get_content_maintype() not in ("text", "message"):
-                continue
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
-                continue
-            charset = part.get_content_charset() or "utf-8"
-            try:
-                texts.append(payload.decode(charset, "replace"))
-            except LookupError:
-                texts.append(payload.decode("utf-8", "replace"))
-        return "\n".join(texts)
-    except (email.errors.MessageError, ValueError, LookupError, AssertionError):
-        body = raw[len(split_header_block(raw)):]
-        return body.decode("utf-8", "replace")
 
 
 def _contains(haystack: str, needle: str) -> bool:

@@ -2,8 +2,10 @@
 
 Built to stay quick on a 50,000-message folder: a page is one query for its ids (sorted,
 LIMITed) and one for its rows; header searches run on the columns cached at delivery.
-Searching bodies needs the blobs, so it reads at most WEBMAIL_BODY_SEARCH_LIMIT messages,
-newest first, and says how far it got.
+Body text is searched in the full-text index on Postgres (mailcore.store.fulltext: every
+word, as a prefix). Elsewhere, and for mail stored before the index kept its text,
+searching bodies reads the blobs: at most WEBMAIL_BODY_SEARCH_LIMIT messages, newest
+first, saying how far it got (on Postgres, what it read is indexed for next time).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from datetime import time as dtime
 from email.utils import getaddresses
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from mailcore.models import Folder, Message
+from mailcore.models import Folder, Message, MessageText
+from mailcore.store import fulltext
 from mailcore.store import messages as store_messages
 from mailcore.store.blobs import blob_store
 from mailcore.webclient import parts, sanitize
@@ -39,7 +42,7 @@ BODY_SEARCH_SECONDS = 5.0  # a body search also stops after this long
 class Query:
     """A search: every given field must match (case-insensitively, as a substring)."""
 
-    text: str = ""  # sender, recipients or subject
+    text: str = ""  # sender, recipients, subject or body text
     sender: str = ""
     recipient: str = ""
     subject: str = ""
@@ -128,12 +131,35 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, dtime(), tzinfo=UTC)
 
 
+def _in_headers(text: str) -> Q:
+    return (Q(from_addr__icontains=text) | Q(to_addrs__icontains=text)
+            | Q(cc_addrs__icontains=text) | Q(subject__icontains=text))
+
+
+@dataclass
+class _BodySearch:
+    condition: Q
+    searched: int | None  # messages whose blobs were read, if any had to be
+    complete: bool
+
+
+def _in_body(candidates: QuerySet[Message], text: str) -> _BodySearch:
+    """Return the condition for messages whose body text holds text, among candidates."""
+    found = Q(pk__in=[])
+    indexed = fulltext.enabled()
+    if indexed:
+        blobs = fulltext.matching_blobs(text)
+        if blobs is not None:
+            found = Q(blob_id__in=blobs)
+        candidates = candidates.filter(~Exists(
+            MessageText.objects.filter(blob_id=OuterRef("blob_id"))))
+    matched, read, complete = _body_matches(candidates, text, remember=indexed)
+    return _BodySearch(found | Q(pk__in=matched), read if read or not indexed else None,
+                       complete)
+
+
 def _filtered(folder: Folder, query: Query) -> QuerySet[Message]:
     rows = Message.objects.filter(folder=folder)
-    if query.text:
-        rows = rows.filter(Q(from_addr__icontains=query.text) | Q(to_addrs__icontains=query.text)
-                           | Q(cc_addrs__icontains=query.text)
-                           | Q(subject__icontains=query.text))
     if query.sender:
         rows = rows.filter(from_addr__icontains=query.sender)
     if query.recipient:
@@ -165,13 +191,16 @@ def page(folder: Folder, query: Query = Query(), sort: str = "date", descending:
     number = max(1, number)
     sort = sort if sort in SORTS else "date"
     rows = _filtered(folder, query)
-    searched: int | None = None
-    complete = True
-    total: int | None = None
+    bodies = []
+    if query.text:
+        # The search box: headers, or the text of the messages whose headers do not match.
+        headers = _in_headers(query.text)
+        bodies.append(_in_body(rows.exclude(headers), query.text))
+        rows = rows.filter(headers | bodies[-1].condition)
     if query.body:
-        matched, searched, complete = _body_matches(rows, query.body)
-        rows = Message.objects.filter(pk__in=matched)
-        total = len(matched)
+        bodies.append(_in_body(rows, query.body))
+        rows = rows.filter(bodies[-1].condition)
+    read = [body.searched for body in bodies if body.searched is not None]
     # Two steps: the sort touches only the id and the sort key of each row, and the page's
     # full rows are read by primary key.
     start = (number - 1) * size
@@ -179,29 +208,31 @@ def page(folder: Folder, query: Query = Query(), sort: str = "date", descending:
                .values_list("pk", flat=True)[start:start + size + 1])
     has_next = len(ids) > size
     ids = ids[:size]
-    if total is None:
-        # The last page knows the count; a search with few matches (a full scan) is not
-        # made to scan twice.
-        total = start + len(ids) if not has_next and (ids or number == 1) else rows.count()
+    # The last page knows the count; a search with few matches (a full scan) is not made
+    # to scan twice.
+    total = start + len(ids) if not has_next and (ids or number == 1) else rows.count()
     by_id = {m.pk: m for m in Message.objects.filter(pk__in=ids).order_by().only(*_ROW_FIELDS)}
     return Page(
         rows=[row_of(by_id[pk]) for pk in ids if pk in by_id], number=number, size=size,
-        has_next=has_next, total=total, body_searched=searched,
-        body_search_complete=complete, sort=sort, descending=descending,
+        has_next=has_next, total=total, body_searched=sum(read) if read else None,
+        body_search_complete=all(body.complete for body in bodies), sort=sort,
+        descending=descending,
     )
 
 
-def _body_matches(rows: QuerySet[Message], needle: str) -> tuple[list[int], int, bool]:
+def _body_matches(rows: QuerySet[Message], needle: str, remember: bool = False
+                  ) -> tuple[list[int], int, bool]:
     """Return (ids of messages whose text holds needle, how many were read, all read?).
 
     Reads newest first, at most WEBMAIL_BODY_SEARCH_LIMIT messages and for at most
-    BODY_SEARCH_SECONDS; older mail is reached by narrowing the dates.
+    BODY_SEARCH_SECONDS; older mail is reached by narrowing the dates. remember: keep the
+    text of what was read in the full-text index.
     """
     limit = settings.WEBMAIL_BODY_SEARCH_LIMIT
     wanted = needle.casefold()
     store = blob_store()
     deadline = time.monotonic() + BODY_SEARCH_SECONDS
-    matched, read = [], 0
+    matched, read, texts = [], 0, {}
     candidates = rows.order_by("-internal_date", "-uid").values_list(
         "pk", "blob_id", "bodystructure")
     complete = True
@@ -216,6 +247,9 @@ def _body_matches(rows: QuerySet[Message], needle: str) -> tuple[list[int], int,
             continue
         if wanted in body_text(raw, structure).casefold():
             matched.append(pk)
+        if remember:
+            texts[blob_id] = fulltext.searchable(raw)
+    fulltext.remember(texts.items())
     return matched, read, complete
 
 

@@ -23,16 +23,17 @@ def _get_customer(pk: int):
 @staff_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    hourly, daily = stats.hourly(14), stats.daily(14)
+    hourly, daily = stats.hourly(48), stats.daily(30)
     return render(request, "panel/dashboard.html", {
         "totals": stats.totals(),
-        "hourly_chart": charts.line_chart(hourly, "Messages per hour, last 14 days"),
+        "hourly_chart": charts.line_chart(hourly, "Messages per hour, last 48 hours"),
         "hourly_legend": charts.legend(hourly),
-        "daily_chart": charts.bar_chart(daily, "Messages per day, last 14 days"),
+        "daily_chart": charts.bar_chart(daily, "Messages per day, last 30 days"),
+        "daily_legend": charts.legend(daily),
         "daily": daily,
         "daily_rows": [(label, [daily.counts[k][i] for k in stats.KINDS])
                        for i, label in enumerate(daily.labels)],
-        "kinds": stats.KINDS,
+        "kinds": [stats.LABELS[k] for k in stats.KINDS],
         "queue": stats.queue_state(),
         "oldest_queued": stats.oldest_queued(),
         "storage": stats.storage_by_domain(),

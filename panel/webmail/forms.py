@@ -30,7 +30,7 @@ class SearchForm(forms.Form):
     recipient = forms.CharField(label="To or Cc", required=False, max_length=200)
     subject = forms.CharField(label="Subject", required=False, max_length=200)
     body = forms.CharField(label="Text", required=False, max_length=200,
-                           help_text="Reads message bodies: newest first, up to a limit.")
+                           help_text="Words in the message text only.")
     since = forms.DateField(label="From date", required=False,
                             widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label="To date", required=False,
