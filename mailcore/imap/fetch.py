@@ -7,9 +7,6 @@ first, so the FLAGS they report are the new ones.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Callable, Sequence
 
 from mailcore import dbpool
@@ -17,6 +14,7 @@ from mailcore.imap import bodystructure, encode, replies
 from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Fetch, FetchItem, Section
 from mailcore.imap.view import View
+from mailcore.message import transfer
 from mailcore.message.mime import SectionReader
 from mailcore.sessions import BadSyntax, Refused
 from mailcore.store import messages
@@ -30,7 +28,6 @@ _COLUMNS = {
     "ENVELOPE": ("envelope",), "BODYSTRUCTURE": ("bodystructure",),
 }
 _BODY_COLUMNS = ("blob_id", "size")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _WHOLE_MESSAGE_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
 # Renders one data item of one message: (row, raw message or None) -> b"LABEL value".
@@ -239,12 +236,9 @@ def binary_content(raw: bytes, structure: dict, section: Section) -> bytes:
     if node["kind"] != "single" or encoding in ("7bit", "8bit", "binary"):
         return body
     if encoding == "base64":
-        # Tolerant, as mail readers are: line breaks and stray characters are skipped.
-        data = _NOT_BASE64.sub(b"", body.split(b"=", 1)[0])
-        data = data[:len(data) - len(data) % 4 if len(data) % 4 == 1 else len(data)]
-        return base64.b64decode(data + b"=" * (-len(data) % 4))
+        return transfer.decode_base64(body)
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(body)
+        return transfer.decode_quoted_printable(body)
     raise Refused(replies.UNKNOWN_CTE)
 
 
