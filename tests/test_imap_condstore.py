@@ -41,6 +41,7 @@ def test_fetch_changedsince(server, mail):
     client = selected(server)
     client.ok("STORE 2,4 +FLAGS.SILENT (\\Flagged)")
     assert client.ok("FETCH 1:* (FLAGS) (CHANGEDSINCE 6)") == [
+        "* OK [HIGHESTMODSEQ 7] Highest mod-sequence",  # the first CONDSTORE command
         "* 2 FETCH (FLAGS (\\Flagged) MODSEQ (7))", "* 4 FETCH (FLAGS (\\Flagged) MODSEQ (7))"]
     assert client.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 7)") == []
 
@@ -50,7 +51,8 @@ def test_store_unchangedsince_refuses_changed_messages(server, mail):
     client.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")  # message 2 now at modseq 7
     untagged, done = client.run("STORE 1:3 (UNCHANGEDSINCE 6) +FLAGS (\\Seen)")
     assert done == "OK [MODIFIED 2] Conditional STORE failed"
-    assert untagged == ["* 1 FETCH (FLAGS (\\Seen) MODSEQ (8))",
+    assert untagged == ["* OK [HIGHESTMODSEQ 7] Highest mod-sequence",
+                        "* 1 FETCH (FLAGS (\\Seen) MODSEQ (8))",
                         "* 3 FETCH (FLAGS (\\Seen) MODSEQ (8))"]
     assert not Message.objects.get(uid=2).seen
     assert client.run("UID STORE 2 (UNCHANGEDSINCE 1) +FLAGS.SILENT (\\Seen)")[1] == (
@@ -63,7 +65,8 @@ def test_store_unchangedsince_refuses_changed_messages(server, mail):
 def test_search_modseq(server, mail):
     client = selected(server)
     client.ok("STORE 3 +FLAGS.SILENT (\\Seen)")
-    assert client.ok("SEARCH MODSEQ 7") == ["* SEARCH 3 (MODSEQ 7)"]
+    assert client.ok("SEARCH MODSEQ 7") == ["* OK [HIGHESTMODSEQ 7] Highest mod-sequence",
+                                            "* SEARCH 3 (MODSEQ 7)"]
     assert client.ok('SEARCH MODSEQ "/flags/\\\\seen" all 7') == ["* SEARCH 3 (MODSEQ 7)"]
     assert client.ok("SEARCH MODSEQ 8") == ["* SEARCH"]
 

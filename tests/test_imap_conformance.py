@@ -10,7 +10,7 @@ import pytest
 
 from mailcore.message.transfer import decode_quoted_printable
 from mailcore.store.delivery import deliver
-from tests.imap_client import selected
+from tests.imap_client import message, selected
 
 
 def fetch(client, command: str) -> str:
@@ -52,3 +52,40 @@ def test_binary_decodes_quoted_printable_per_rfc_2045(server, alice):
         f"* 1 FETCH (BINARY[1] {{{len(QP_DECODED)}}}\r\n{QP_DECODED.decode()})")
     assert fetch(client, "FETCH 1 BINARY.PEEK[1]<9.14>") == (
         "* 1 FETCH (BINARY[1]<9> {14}\r\nne\r\nsoft break)")
+
+
+# CONDSTORE (RFC 7162) ---------------------------------------------------------------------
+
+@pytest.fixture
+def five(alice):
+    for n in range(1, 6):
+        deliver(message(n), "s@remote.test", [alice.pk])
+    return alice
+
+
+def test_first_condstore_command_after_select_reports_highestmodseq(server, five):
+    client = selected(server)
+    assert client.ok("FETCH 1 (MODSEQ)") == [
+        "* OK [HIGHESTMODSEQ 6] Highest mod-sequence", "* 1 FETCH (MODSEQ (2))"]
+    assert client.ok("FETCH 1 (MODSEQ)") == ["* 1 FETCH (MODSEQ (2))"]  # only the first
+
+
+def test_condstore_enabled_before_select_gets_no_extra_highestmodseq(server, five):
+    client = selected(server, enable="CONDSTORE")
+    assert client.ok("FETCH 1 (MODSEQ)") == ["* 1 FETCH (MODSEQ (2))"]
+
+
+def test_search_return_min_max_reports_the_modseq_of_that_message(server, five):
+    client = selected(server)
+    client.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")  # modseq 7
+    client.ok("STORE 4 +FLAGS.SILENT (\\Flagged)")  # modseq 8
+    assert client.ok("SEARCH RETURN (MIN) MODSEQ 2") == [
+        '* OK [HIGHESTMODSEQ 8] Highest mod-sequence',
+        '* ESEARCH (TAG "t5") MIN 1 MODSEQ 2']
+    assert client.ok("SEARCH RETURN (MAX) MODSEQ 2") == ['* ESEARCH (TAG "t6") MAX 5 MODSEQ 6']
+    assert client.ok("SEARCH RETURN (MIN MAX) MODSEQ 2") == [
+        '* ESEARCH (TAG "t7") MIN 1 MAX 5 MODSEQ 6']
+    assert client.ok("SEARCH RETURN (MAX) FLAGGED MODSEQ 2") == [
+        '* ESEARCH (TAG "t8") MAX 4 MODSEQ 8']
+    assert client.ok("SEARCH RETURN (COUNT) MODSEQ 2") == [
+        '* ESEARCH (TAG "t9") COUNT 5 MODSEQ 8']

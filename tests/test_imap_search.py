@@ -132,7 +132,9 @@ def test_saved_search_result_is_dollar(server, mail):
 def test_search_with_modseq_reports_the_highest(server, mail):
     client = selected(server)
     highest = Message.objects.get(uid=5).modseq
-    assert client.ok("SEARCH MODSEQ 1") == [f"* SEARCH 1 2 3 4 5 (MODSEQ {highest})"]
+    assert client.ok("SEARCH MODSEQ 1") == [
+        f"* OK [HIGHESTMODSEQ {highest}] Highest mod-sequence",  # RFC 7162 section 3.1
+        f"* SEARCH 1 2 3 4 5 (MODSEQ {highest})"]
     assert client.ok("SEARCH RETURN (COUNT) MODSEQ 1") == [
         f'* ESEARCH (TAG "t4") COUNT 5 MODSEQ {highest}']
 

@@ -339,7 +339,14 @@ class IMAPSession(StreamSession):
             await self.send(*lines)
 
     def enable_condstore(self) -> None:
-        """Turn CONDSTORE on, as any command using it does (RFC 7162 section 3.1)."""
+        """Turn CONDSTORE on, as any command using it does (RFC 7162 section 3.1).
+
+        The first such command while a folder is selected is told the folder's
+        HIGHESTMODSEQ first (section 3.1: the client may not have seen it at SELECT).
+        """
+        if not self.condstore and self.selected is not None:
+            self.write(encode.untagged_status("OK", replies.HIGHESTMODSEQ.format(
+                value=self.selected.modseq)))
         self.condstore = True
 
     def select(self, view: View) -> None:
