@@ -89,3 +89,18 @@ def test_search_return_min_max_reports_the_modseq_of_that_message(server, five):
         '* ESEARCH (TAG "t8") MAX 4 MODSEQ 8']
     assert client.ok("SEARCH RETURN (COUNT) MODSEQ 2") == [
         '* ESEARCH (TAG "t9") COUNT 5 MODSEQ 8']
+
+
+# Keywords are announced in FLAGS before a response uses them ------------------------------
+
+def test_fetch_announces_a_keyword_set_elsewhere_before_using_it(server, five):
+    reader = selected(server)
+    writer = selected(server)
+    writer.ok("STORE 1 +FLAGS.SILENT ($Label1)")
+    untagged = reader.ok("FETCH 1 (FLAGS)")
+    assert untagged[:3] == [
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)",
+        "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)] "
+        "Flags permitted",
+        "* 1 FETCH (FLAGS ($Label1))"]
+    assert not any(line.startswith("* FLAGS") for line in reader.ok("FETCH 1 (FLAGS)"))

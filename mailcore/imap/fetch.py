@@ -151,6 +151,11 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
             values = [render(row, raw) for render in renderers]
             if row.uid in seen_now and not with_flags:
                 values.append(b"FLAGS " + encode.flags(flags_of(row)))
+            if (with_flags or row.uid in seen_now) and view.learn_keywords(flags_of(row)):
+                # A keyword another session set: announced in FLAGS before it is used
+                # (RFC 9051 section 7.3.5; RFC 3501 section 7.2.6).
+                for line in view.flags_response():
+                    session.write(line)
             session.write(b"* %d FETCH (%s)\r\n" % (number, b" ".join(values)))
         await session.drain()
 

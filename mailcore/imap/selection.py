@@ -74,6 +74,9 @@ async def _resynchronize(session: Session, view: View, args: Select) -> None:
         session.write(encode.untagged("VANISHED", "(EARLIER)", encode.sequence_set(vanished)))
     for count, message in enumerate(changed, 1):
         number = view.seq(message.uid)
+        if number is not None and view.learn_keywords(message.flags):
+            for line in view.flags_response():  # a keyword set since SELECT read them
+                session.write(line)
         if number is not None:
             session.write(fetch_flags(number, message, uid=True, modseq=True))
         if count % 256 == 0:
