@@ -10,7 +10,7 @@ import pytest
 
 from mailcore.message.transfer import decode_quoted_printable
 from mailcore.store.delivery import deliver
-from tests.imap_client import message, selected
+from tests.imap_client import connect, message, selected
 
 
 def fetch(client, command: str) -> str:
@@ -104,3 +104,29 @@ def test_fetch_announces_a_keyword_set_elsewhere_before_using_it(server, five):
         "Flags permitted",
         "* 1 FETCH (FLAGS ($Label1))"]
     assert not any(line.startswith("* FLAGS") for line in reader.ok("FETCH 1 (FLAGS)"))
+
+
+# Mailbox names: a valid astring is never BAD (RFC 3501 section 5.1.3) ---------------------
+
+ODD_NAME = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+def test_a_name_that_is_not_modified_utf7_is_no_such_mailbox(server, alice):
+    client = connect(server, login=True)
+    assert client.run(f"SELECT {ODD_NAME}") == ([], "NO [NONEXISTENT] No such folder")
+    assert client.run(f"EXAMINE {ODD_NAME}")[1] == "NO [NONEXISTENT] No such folder"
+    assert client.run(f"STATUS {ODD_NAME} (MESSAGES)")[1].startswith("NO [NONEXISTENT]")
+    assert client.run(f'LIST "" {ODD_NAME}') == ([], "OK LIST completed")
+    assert client.run(f'LIST "" "{ODD_NAME}*"') == ([], "OK LIST completed")
+    assert client.run(f"DELETE {ODD_NAME}")[1].startswith("NO [NONEXISTENT]")
+    assert client.run("SELECT {3+}\r\na\x01b")[1] == "NO [NONEXISTENT] No such folder"
+
+
+def test_create_of_a_name_that_is_not_modified_utf7_is_refused_as_cannot(server, alice):
+    client = connect(server, login=True)
+    assert client.run(f"CREATE {ODD_NAME}") == (
+        [], "NO [CANNOT] Mailbox name is not valid modified UTF-7")
+    assert client.run(f"RENAME Junk {ODD_NAME}")[1] == (
+        "NO [CANNOT] Mailbox name is not valid modified UTF-7")
+    assert client.run("CREATE a&-b")[1] == "OK CREATE completed"  # "&-" is "&"
+    assert client.ok('LIST "" a*') == ['* LIST (\\HasNoChildren) "/" a&-b']
