@@ -130,3 +130,22 @@ def test_create_of_a_name_that_is_not_modified_utf7_is_refused_as_cannot(server,
         "NO [CANNOT] Mailbox name is not valid modified UTF-7")
     assert client.run("CREATE a&-b")[1] == "OK CREATE completed"  # "&-" is "&"
     assert client.ok('LIST "" a*') == ['* LIST (\\HasNoChildren) "/" a&-b']
+
+
+# Sent dates: the header's own calendar date (RFC 3501 section 6.4.4) ----------------------
+
+def dated(n: int, date: str) -> bytes:
+    return (f"From: a@remote.test\r\nSubject: {n}\r\nDate: {date}\r\n\r\nbody\r\n").encode()
+
+
+def test_sent_date_searches_use_the_date_as_written(server, alice):
+    deliver(dated(1, "Sun, 25 Mar 2007 00:00 +0200"), "s@remote.test", [alice.pk])
+    deliver(dated(2, "Sat, 24 Mar 2007 23:30 -0500"), "s@remote.test", [alice.pk])
+    deliver(b"From: a@remote.test\r\nSubject: undated\r\n\r\nx\r\n", "s@remote.test", [alice.pk])
+    client = selected(server)
+    assert client.ok("SEARCH SENTON 25-Mar-2007") == ["* SEARCH 1"]
+    assert client.ok("SEARCH SENTON 24-Mar-2007") == ["* SEARCH 2"]
+    assert client.ok("SEARCH SENTBEFORE 25-Mar-2007") == ["* SEARCH 2"]
+    assert client.ok("SEARCH SENTSINCE 25-Mar-2007") == ["* SEARCH 1 3"]  # 3: arrival date
+    assert client.ok("SEARCH NOT SENTBEFORE 25-Mar-2007") == ["* SEARCH 1 3"]
+    assert client.ok("SEARCH OR SENTON 24-Mar-2007 BODY nothing") == ["* SEARCH 2"]

@@ -82,6 +82,8 @@ class Message(models.Model):
     cc_addrs = models.TextField(blank=True)
     message_id = models.CharField(max_length=998, blank=True)
     sent_date = models.DateTimeField(null=True, blank=True)
+    sent_on = models.DateField(
+        null=True, blank=True, help_text="The Date: header's own calendar date (SEARCH SENT*).")
     # IMAP's ENVELOPE and BODYSTRUCTURE, computed once and kept as JSON.
     envelope = models.JSONField(null=True, blank=True)
     bodystructure = models.JSONField(null=True, blank=True)

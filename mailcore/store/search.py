@@ -52,7 +52,7 @@ _CACHED_HEADERS = {"subject": "subject", "from": "from_addr", "to": "to_addrs",
                    "cc": "cc_addrs"}  # header: Message field
 _NOTHING = ("1 = 0", [])
 _EVERYTHING = ("1 = 1", [])
-_ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_date", "blob_id",
+_ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_on", "blob_id",
                "keywords", *SYSTEM_FLAGS.values())
 
 # SQLite's parser has a fixed stack (YYSTACKDEPTH, 100 entries), which parenthesised
@@ -208,15 +208,15 @@ class _Translator:
         if isinstance(key, TextKey):
             return None
         if isinstance(key, DateKey):
-            column = (m.internal_date if key.field == "INTERNAL"
-                      else f"COALESCE({m.sent_date}, {m.internal_date})")
-            start = _day_start(key.value)
-            if key.op == "BEFORE":
-                return f"{column} < %s", [_date(start)]
-            if key.op == "SINCE":
-                return f"{column} >= %s", [_date(start)]
-            return (f"{column} >= %s AND {column} < %s",
-                    [_date(start), _date(start + timedelta(days=1))])
+            internal = self._internal_date(key)
+            if key.field == "INTERNAL":
+                return internal
+            # The Date: header's own day (RFC 3501 6.4.4); without one, the internal date.
+            # CASE, not OR: a NULL must not reach a NOT around this.
+            on = {"BEFORE": "< %s", "SINCE": ">= %s", "ON": "= %s"}[key.op]
+            return (f"CASE WHEN {m.sent_on} IS NULL THEN {internal[0]} "
+                    f"ELSE {m.sent_on} {on} END",
+                    [*internal[1], sql.prep(Message, "sent_on", key.value)])
         if isinstance(key, SizeKey):
             return (f"{m.size} > %s" if key.op == "LARGER" else f"{m.size} < %s"), [key.value]
         if isinstance(key, AgeKey):
@@ -251,6 +251,16 @@ class _Translator:
             return ("(" + joint.join(f"({text})" for text, _ in parts) + ")",
                     [param for _, params in parts for param in params])
         raise TypeError(f"unknown search key {key!r}")
+
+    def _internal_date(self, key: DateKey) -> Condition:
+        column = self.m.internal_date
+        start = _day_start(key.value)
+        if key.op == "BEFORE":
+            return f"{column} < %s", [_date(start)]
+        if key.op == "SINCE":
+            return f"{column} >= %s", [_date(start)]
+        return (f"{column} >= %s AND {column} < %s",
+                [_date(start), _date(start + timedelta(days=1))])
 
     def _flag(self, key: FlagKey) -> Condition:
         name = SYSTEM_FLAGS.get(_system_flag(key.flag))
@@ -373,9 +383,9 @@ class _Matcher:
         return _contains(text.body(), key.value)
 
     def _DateKey(self, key: DateKey, row: MessageRow, text: _Text) -> bool:
-        moment = row.internal_date if key.field == "INTERNAL" else \
-            (row.sent_date or row.internal_date)
-        day = moment.astimezone(UTC).date()
+        day = row.internal_date.astimezone(UTC).date()
+        if key.field == "SENT" and row.sent_on is not None:
+            day = row.sent_on
         if key.op == "BEFORE":
             return day < key.value
         if key.op == "SINCE":
