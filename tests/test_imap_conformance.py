@@ -149,3 +149,23 @@ def test_sent_date_searches_use_the_date_as_written(server, alice):
     assert client.ok("SEARCH SENTSINCE 25-Mar-2007") == ["* SEARCH 1 3"]  # 3: arrival date
     assert client.ok("SEARCH NOT SENTBEFORE 25-Mar-2007") == ["* SEARCH 1 3"]
     assert client.ok("SEARCH OR SENTON 24-Mar-2007 BODY nothing") == ["* SEARCH 2"]
+
+
+# Addresses with comments (RFC 5322 section 3.4.1: CFWS around the parts) ------------------
+
+def test_search_matches_addresses_split_by_comments(server, alice):
+    deliver(b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+            b"To: Some One <to@remote.test> (work)\r\n"
+            b"Cc: cc (c) @ remote.test\r\nBcc: bcc@(c)remote.test\r\nSubject: c\r\n\r\nx\r\n",
+            "s@remote.test", [alice.pk])
+    deliver(b"From: other@domain.org\r\nTo: to@remote.test\r\nSubject: plain\r\n\r\nx\r\n",
+            "s@remote.test", [alice.pk])
+    client = selected(server)
+    assert client.ok("SEARCH FROM user-from@domain.org") == ["* SEARCH 1"]
+    assert client.ok("SEARCH FROM domain.org") == ["* SEARCH 1 2"]
+    assert client.ok("SEARCH CC cc@remote.test") == ["* SEARCH 1"]
+    assert client.ok("SEARCH BCC bcc@remote.test") == ["* SEARCH 1"]
+    assert client.ok('SEARCH TO "Some One <to@remote.test>"') == ["* SEARCH 1"]
+    assert client.ok("SEARCH OR FROM user-from@domain.org SUBJECT plain") == ["* SEARCH 1 2"]
+    assert client.ok("SEARCH NOT FROM user-from@domain.org") == ["* SEARCH 2"]
+    assert client.ok("SEARCH FROM comment") == ["* SEARCH 1"]  # as written, too
