@@ -9,12 +9,14 @@ from mailcore.store import messages
 from mailcore.store.delivery import deliver
 from tests.imap_client import connect, message, selected
 from tests.mailboxes import inbox_folder as inbox
+from tests.mailboxes import seen_by_an_earlier_session
 
 
 @pytest.fixture
 def mail(alice):
     for n in range(1, 6):
         deliver(message(n), "s@remote.test", [alice.pk])
+    seen_by_an_earlier_session(alice)
     return alice
 
 

@@ -11,6 +11,7 @@ import pytest
 from mailcore.message.transfer import decode_quoted_printable
 from mailcore.store.delivery import deliver
 from tests.imap_client import connect, message, selected
+from tests.mailboxes import seen_by_an_earlier_session
 
 
 def fetch(client, command: str) -> str:
@@ -94,6 +95,7 @@ def test_search_return_min_max_reports_the_modseq_of_that_message(server, five):
 # Keywords are announced in FLAGS before a response uses them ------------------------------
 
 def test_fetch_announces_a_keyword_set_elsewhere_before_using_it(server, five):
+    seen_by_an_earlier_session(five)
     reader = selected(server)
     writer = selected(server)
     writer.ok("STORE 1 +FLAGS.SILENT ($Label1)")
@@ -169,3 +171,43 @@ def test_search_matches_addresses_split_by_comments(server, alice):
     assert client.ok("SEARCH OR FROM user-from@domain.org SUBJECT plain") == ["* SEARCH 1 2"]
     assert client.ok("SEARCH NOT FROM user-from@domain.org") == ["* SEARCH 2"]
     assert client.ok("SEARCH FROM comment") == ["* SEARCH 1"]  # as written, too
+
+
+# \Recent (RFC 3501 section 2.3.2) ---------------------------------------------------------
+
+def test_recent_belongs_to_the_first_session_that_selects(server, five):
+    watcher = connect(server, login=True)
+    untagged = watcher.ok("EXAMINE INBOX")  # EXAMINE shows \Recent but leaves it
+    assert "* 5 RECENT" in untagged
+    assert watcher.ok("FETCH 1 FLAGS") == ["* 1 FETCH (FLAGS (\\Recent))"]
+    assert watcher.ok("STATUS INBOX (RECENT)") == ["* STATUS INBOX (RECENT 5)"]
+    first = connect(server, login=True)
+    assert "* 5 RECENT" in first.ok("SELECT INBOX")
+    assert first.ok("FETCH 1 FLAGS") == ["* 1 FETCH (FLAGS (\\Recent))"]
+    assert first.ok("SEARCH RECENT") == ["* SEARCH 1 2 3 4 5"]
+    first.ok("STORE 2 +FLAGS.SILENT (\\Seen)")
+    assert first.ok("SEARCH NEW") == ["* SEARCH 1 3 4 5"]
+    assert first.ok("SEARCH OLD") == ["* SEARCH"]
+    assert first.ok("STATUS INBOX (RECENT)") == ["* STATUS INBOX (RECENT 0)"]
+    second = connect(server, login=True)
+    assert "* 0 RECENT" in second.ok("SELECT INBOX")
+    assert second.ok("FETCH 1 FLAGS") == ["* 1 FETCH (FLAGS ())"]
+    assert second.ok("SEARCH RECENT") == ["* SEARCH"]
+    assert second.ok("SEARCH OLD") == ["* SEARCH 1 2 3 4 5"]
+    # A message arriving now is \Recent in the one session that hears of it first.
+    deliver(message(6), "s@remote.test", [five.pk])
+    assert second.ok("NOOP") == ["* 6 EXISTS", "* 1 RECENT"]
+    assert second.ok("FETCH 6 FLAGS") == ["* 6 FETCH (FLAGS (\\Recent))"]
+    assert first.ok("NOOP") == ["* 6 EXISTS", "* 5 RECENT"]
+    assert first.ok("FETCH 6 FLAGS") == ["* 6 FETCH (FLAGS ())"]
+    # The \Recent of a session ends with it: a later SELECT has nothing recent.
+    assert "* 0 RECENT" in connect(server, login=True).ok("SELECT INBOX")
+
+
+def test_imap4rev2_sessions_neither_see_nor_take_recent(server, five):
+    client = connect(server, login=True)
+    client.ok("ENABLE IMAP4rev2")
+    untagged = client.ok("SELECT INBOX")
+    assert not any("RECENT" in line for line in untagged)
+    assert client.ok("FETCH 1 FLAGS") == ["* 1 FETCH (FLAGS ())"]
+    assert "* 5 RECENT" in connect(server, login=True).ok("SELECT INBOX")  # still there

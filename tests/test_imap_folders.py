@@ -175,7 +175,7 @@ def test_status_items(client, alice):
     size = len(message(1)) + len(message(2))
     assert client.run("STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE "
                       "HIGHESTMODSEQ APPENDLIMIT)") == ([
-        f"* STATUS INBOX (MESSAGES 2 RECENT 0 UIDNEXT 3 UIDVALIDITY {inbox.uidvalidity} "
+        f"* STATUS INBOX (MESSAGES 2 RECENT 2 UIDNEXT 3 UIDVALIDITY {inbox.uidvalidity} "
         f"UNSEEN 1 DELETED 1 SIZE {size} HIGHESTMODSEQ 3 APPENDLIMIT 52428800)"],
         "OK STATUS completed")
     assert client.run("STATUS Nope (MESSAGES)")[1] == "NO [NONEXISTENT] No such folder"

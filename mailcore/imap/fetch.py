@@ -85,7 +85,7 @@ async def do_fetch(session: Session, command: Command) -> str:
         columns.update(_BODY_COLUMNS)
     if any(_needs_structure(i) for i in items):
         columns.add("bodystructure")
-    renderers = [_renderer(item) for item in items]
+    renderers = [_renderer(item, view) for item in items]
     sets_seen = not view.read_only and any(_sets_seen(i) for i in items)
     found = 0
     for start in range(0, len(uids), CHUNK):
@@ -150,7 +150,7 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
                 continue
             values = [render(row, raw) for render in renderers]
             if row.uid in seen_now and not with_flags:
-                values.append(b"FLAGS " + encode.flags(flags_of(row)))
+                values.append(b"FLAGS " + encode.flags(view.flags_of(row.uid, flags_of(row))))
             if (with_flags or row.uid in seen_now) and view.learn_keywords(flags_of(row)):
                 # A keyword another session set: announced in FLAGS before it is used
                 # (RFC 9051 section 7.3.5; RFC 3501 section 7.2.6).
@@ -173,14 +173,14 @@ def _batches(rows: list[MessageRow]) -> list[list[MessageRow]]:
     return batches
 
 
-def _renderer(item: FetchItem) -> Renderer:
+def _renderer(item: FetchItem, view: View) -> Renderer:
     """Return how to render one data item, its section parsed once for every message."""
     name = item.name
     label = item.label().encode("ascii") + b" "
     if name == "UID":
         return lambda row, raw: b"UID %d" % row.uid
     if name == "FLAGS":
-        return lambda row, raw: b"FLAGS " + encode.flags(flags_of(row))
+        return lambda row, raw: b"FLAGS " + encode.flags(view.flags_of(row.uid, flags_of(row)))
     if name == "INTERNALDATE":
         return lambda row, raw: label + encode.date_time(row.internal_date)
     if name == "RFC822.SIZE":

@@ -16,12 +16,22 @@ from mailcore.imap import encode, replies
 from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Search
 from mailcore.imap.view import View
-from mailcore.message.searchkeys import AndKey, NotKey, OrKey, SearchKey, SetKey
+from mailcore.message.searchkeys import AndKey, FlagKey, NotKey, OrKey, SearchKey, SetKey
+from mailcore.message.sequenceset import SequenceSet
 from mailcore.store import search as store_search
+
+_NO_UID = SequenceSet(((0, 0),))  # UIDs start at 1: a set matching nothing
 
 
 def by_uid(key: SearchKey, view: View) -> SearchKey:
-    """Return the key with every message-number set and "$" turned into a UID set."""
+    """Return the key with every message-number set and "$" turned into a UID set.
+
+    \\Recent, which only the session knows (RFC 3501 section 2.3.2), becomes a UID set too.
+    """
+    if isinstance(key, FlagKey) and key.flag.lower() == "\\recent":
+        recent = view.recent_uids()
+        uids = SetKey(SequenceSet.from_numbers(recent) if recent else _NO_UID, uid=True)
+        return uids if key.present else NotKey(uids)
     if isinstance(key, SetKey):
         if key.uid and not key.set.saved:
             return key

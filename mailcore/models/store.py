@@ -38,6 +38,8 @@ class Folder(models.Model):
     uidvalidity = models.BigIntegerField()
     uidnext = models.BigIntegerField(default=1)
     highestmodseq = models.BigIntegerField(default=1)
+    recent_uid = models.BigIntegerField(
+        default=1, help_text="First UID no session has yet seen as \\Recent (RFC 3501 2.3.2).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FolderQuerySet.as_manager()
