@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import F
+
 from mailcore.models import Folder, Message
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX
@@ -19,3 +21,12 @@ def inbox_folder(mailbox) -> Folder:
 
 def raw_of(message: Message) -> bytes:
     return blob_store().get(message.blob_id)
+
+
+def seen_by_an_earlier_session(mailbox) -> None:
+    """Let the messages in a mailbox count as already selected by another session.
+
+    None is \\Recent then (RFC 3501 section 2.3.2), for tests about something else;
+    tests/test_imap_conformance.py covers \\Recent.
+    """
+    Folder.objects.filter(mailbox=mailbox).update(recent_uid=F("uidnext"))

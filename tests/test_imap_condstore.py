@@ -9,12 +9,14 @@ from mailcore.store import messages
 from mailcore.store.delivery import deliver
 from tests.imap_client import connect, message, selected
 from tests.mailboxes import inbox_folder as inbox
+from tests.mailboxes import seen_by_an_earlier_session
 
 
 @pytest.fixture
 def mail(alice):
     for n in range(1, 6):
         deliver(message(n), "s@remote.test", [alice.pk])
+    seen_by_an_earlier_session(alice)
     return alice
 
 
@@ -41,6 +43,7 @@ def test_fetch_changedsince(server, mail):
     client = selected(server)
     client.ok("STORE 2,4 +FLAGS.SILENT (\\Flagged)")
     assert client.ok("FETCH 1:* (FLAGS) (CHANGEDSINCE 6)") == [
+        "* OK [HIGHESTMODSEQ 7] Highest mod-sequence",  # the first CONDSTORE command
         "* 2 FETCH (FLAGS (\\Flagged) MODSEQ (7))", "* 4 FETCH (FLAGS (\\Flagged) MODSEQ (7))"]
     assert client.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 7)") == []
 
@@ -50,7 +53,8 @@ def test_store_unchangedsince_refuses_changed_messages(server, mail):
     client.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")  # message 2 now at modseq 7
     untagged, done = client.run("STORE 1:3 (UNCHANGEDSINCE 6) +FLAGS (\\Seen)")
     assert done == "OK [MODIFIED 2] Conditional STORE failed"
-    assert untagged == ["* 1 FETCH (FLAGS (\\Seen) MODSEQ (8))",
+    assert untagged == ["* OK [HIGHESTMODSEQ 7] Highest mod-sequence",
+                        "* 1 FETCH (FLAGS (\\Seen) MODSEQ (8))",
                         "* 3 FETCH (FLAGS (\\Seen) MODSEQ (8))"]
     assert not Message.objects.get(uid=2).seen
     assert client.run("UID STORE 2 (UNCHANGEDSINCE 1) +FLAGS.SILENT (\\Seen)")[1] == (
@@ -63,7 +67,8 @@ def test_store_unchangedsince_refuses_changed_messages(server, mail):
 def test_search_modseq(server, mail):
     client = selected(server)
     client.ok("STORE 3 +FLAGS.SILENT (\\Seen)")
-    assert client.ok("SEARCH MODSEQ 7") == ["* SEARCH 3 (MODSEQ 7)"]
+    assert client.ok("SEARCH MODSEQ 7") == ["* OK [HIGHESTMODSEQ 7] Highest mod-sequence",
+                                            "* SEARCH 3 (MODSEQ 7)"]
     assert client.ok('SEARCH MODSEQ "/flags/\\\\seen" all 7') == ["* SEARCH 3 (MODSEQ 7)"]
     assert client.ok("SEARCH MODSEQ 8") == ["* SEARCH"]
 

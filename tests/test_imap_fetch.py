@@ -9,6 +9,7 @@ from mailcore.models import Message
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
 from tests.imap_client import ALICE, connect, imaplib_client, message, selected
+from tests.mailboxes import seen_by_an_earlier_session
 
 MULTIPART = (
     b"From: Alice <alice@example.test>\r\n"
@@ -38,6 +39,7 @@ MULTIPART = (
 def mail(alice):
     deliver(message(1), "s@remote.test", [alice.pk])
     deliver(MULTIPART, "s@remote.test", [alice.pk])
+    seen_by_an_earlier_session(alice)
     return alice
 
 

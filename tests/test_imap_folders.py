@@ -83,7 +83,8 @@ def test_names_travel_in_modified_utf7(client, alice):
     assert client.run('CREATE "Entw&APw-rfe"')[1] == "OK CREATE completed"
     assert Folder.objects.filter(mailbox=alice, name="Entwürfe").exists()
     assert client.ok('LIST "" Entw*') == ['* LIST (\\HasNoChildren) "/" Entw&APw-rfe']
-    assert client.run('CREATE "Bad&Name"')[1].startswith("BAD Syntax error:")
+    assert client.run('CREATE "Bad&Name"')[1] == (
+        "NO [CANNOT] Mailbox name is not valid modified UTF-7")
 
 
 def test_with_imap4rev2_enabled_names_are_utf8(client, alice):
@@ -174,7 +175,7 @@ def test_status_items(client, alice):
     size = len(message(1)) + len(message(2))
     assert client.run("STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE "
                       "HIGHESTMODSEQ APPENDLIMIT)") == ([
-        f"* STATUS INBOX (MESSAGES 2 RECENT 0 UIDNEXT 3 UIDVALIDITY {inbox.uidvalidity} "
+        f"* STATUS INBOX (MESSAGES 2 RECENT 2 UIDNEXT 3 UIDVALIDITY {inbox.uidvalidity} "
         f"UNSEEN 1 DELETED 1 SIZE {size} HIGHESTMODSEQ 3 APPENDLIMIT 52428800)"],
         "OK STATUS completed")
     assert client.run("STATUS Nope (MESSAGES)")[1] == "NO [NONEXISTENT] No such folder"

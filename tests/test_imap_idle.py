@@ -23,19 +23,20 @@ def test_an_smtp_delivery_shows_up_in_idle(server, alice):
         smtp.sendmail("sender@remote.test", [ALICE], message(1))
     assert client.response() == "* 1 EXISTS"
     assert time.monotonic() - started < 2
+    assert client.response() == "* 1 RECENT"  # the first to hear of it (RFC 3501 2.3.2)
     assert done(client) == ([], "OK IDLE completed")
 
 
 def test_flag_changes_and_expunges_by_another_session_show_in_idle(server, alice):
     for n in range(1, 4):
         deliver(message(n), "s@remote.test", [alice.pk])
-    watcher = selected(server)
+    watcher = selected(server)  # selects first: the messages are \\Recent here
     actor = selected(server)
     idle(watcher)
     actor.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
-    assert watcher.response() == "* 2 FETCH (UID 2 FLAGS (\\Flagged))"
+    assert watcher.response() == "* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))"
     actor.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
-    assert watcher.response() == "* 1 FETCH (UID 1 FLAGS (\\Deleted))"
+    assert watcher.response() == "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"
     actor.ok("EXPUNGE")
     assert watcher.response() == "* 1 EXPUNGE"
     assert done(watcher) == ([], "OK IDLE completed")
@@ -54,7 +55,7 @@ def test_no_expunge_while_answering_fetch_store_or_search(server, alice):
     assert untagged == ["* 2 FETCH (UID 2)", "* 3 FETCH (UID 3)"]
     assert end == "NO [EXPUNGEISSUED] Some of the requested messages no longer exist"
     assert watcher.run("SEARCH ALL") == (["* SEARCH 2 3"], "OK SEARCH completed")
-    assert watcher.ok("STORE 3 +FLAGS (\\Seen)") == ["* 3 FETCH (FLAGS (\\Seen))"]
+    assert watcher.ok("STORE 3 +FLAGS (\\Seen)") == ["* 3 FETCH (FLAGS (\\Seen \\Recent))"]
     # A UID command may announce it.
     assert watcher.run("UID SEARCH ALL") == (["* SEARCH 2 3", "* 1 EXPUNGE"],
                                              "OK UID SEARCH completed")
@@ -65,10 +66,10 @@ def test_new_messages_are_announced_after_any_command(server, alice):
     client = selected(server)
     deliver(message(1), "s@remote.test", [alice.pk])
     time.sleep(0.1)
-    assert client.run("CHECK") == (["* 1 EXISTS"], "OK CHECK completed")
+    assert client.run("CHECK") == (["* 1 EXISTS", "* 1 RECENT"], "OK CHECK completed")
     deliver(message(2), "s@remote.test", [alice.pk])
     time.sleep(0.1)
-    assert client.run("FETCH 1 (UID)") == (["* 1 FETCH (UID 1)", "* 2 EXISTS"],
+    assert client.run("FETCH 1 (UID)") == (["* 1 FETCH (UID 1)", "* 2 EXISTS", "* 2 RECENT"],
                                            "OK FETCH completed")
 
 
@@ -119,9 +120,10 @@ def test_a_change_made_by_another_process_reaches_idle_within_a_second(server_pr
     deliver(message(1), "s@remote.test", [alice.pk])
     assert client.response() == "* 1 EXISTS"
     assert time.monotonic() - started < 1.5
+    assert client.response() == "* 1 RECENT"
     messages.store_flags(Folder.objects.get(mailbox=alice, name="INBOX").pk, [1], "add",
                          ["\\Seen"])
-    assert client.response() == "* 1 FETCH (UID 1 FLAGS (\\Seen))"
+    assert client.response() == "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))"
     assert done(client) == ([], "OK IDLE completed")
 
 

@@ -50,7 +50,8 @@ KEYS = [
     ("ALL", "1 2 3 4 5"),
     ("SEEN", "1"), ("UNSEEN", "2 3 4 5"), ("FLAGGED", "1"), ("UNFLAGGED", "2 3 4 5"),
     ("ANSWERED", "2"), ("UNANSWERED", "1 3 4 5"), ("DELETED", "3"), ("UNDELETED", "1 2 4 5"),
-    ("DRAFT", "3"), ("UNDRAFT", "1 2 4 5"), ("RECENT", ""), ("NEW", ""), ("OLD", "1 2 3 4 5"),
+    ("DRAFT", "3"), ("UNDRAFT", "1 2 4 5"),
+    ("RECENT", "1 2 3 4 5"), ("NEW", "2 3 4 5"), ("OLD", ""),  # the first SELECT takes \\Recent
     ("KEYWORD $Work", "2"), ("KEYWORD $work", "2"), ("UNKEYWORD $Work", "1 3 4 5"),
     ("SUBJECT quarterly", "1 5"), ('SUBJECT "café"', "3"), ("FROM bob@", "3"),
     ("FROM Sender", "1 2 4 5"), ("TO alice", "1 2 3 4 5"), ("CC dave", "2"), ("BCC eve", "3"),
@@ -107,8 +108,8 @@ def test_esearch_return_options(server, mail):
     assert client.run("SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN") == (
         ['* ESEARCH (TAG "t3") MIN 2 MAX 5 COUNT 4 ALL 2:5'], "OK SEARCH completed")
     assert client.ok("UID SEARCH RETURN () SEEN") == ['* ESEARCH (TAG "t4") UID ALL 1']
-    assert client.ok("SEARCH RETURN (COUNT) RECENT") == ['* ESEARCH (TAG "t5") COUNT 0']
-    assert client.ok("SEARCH RETURN (MIN MAX) RECENT") == ['* ESEARCH (TAG "t6")']
+    assert client.ok("SEARCH RETURN (COUNT) OLD") == ['* ESEARCH (TAG "t5") COUNT 0']
+    assert client.ok("SEARCH RETURN (MIN MAX) OLD") == ['* ESEARCH (TAG "t6")']
     assert client.run("SEARCH RETURN (BOGUS) ALL")[1].startswith("BAD Syntax error")
 
 
@@ -122,7 +123,8 @@ def test_saved_search_result_is_dollar(server, mail):
     assert client.ok("SEARCH RETURN (SAVE) UNSEEN") == []
     assert client.ok("FETCH $ (UID)") == [f"* {n} FETCH (UID {n})" for n in range(2, 6)]
     assert client.ok("SEARCH RETURN (SAVE MIN) UNSEEN") == ['* ESEARCH (TAG "t5") MIN 2']
-    assert client.ok("UID FETCH $ (FLAGS)") == ["* 2 FETCH (UID 2 FLAGS (\\Answered $Work))"]
+    assert client.ok("UID FETCH $ (FLAGS)") == [
+        "* 2 FETCH (UID 2 FLAGS (\\Answered $Work \\Recent))"]
     assert search(client, "$") == "2"
     assert search(client, "OR $ 1") == "1 2"
     assert client.run("SEARCH RETURN (SAVE) CHARSET KLINGON ALL")[1].startswith("NO")
@@ -132,7 +134,9 @@ def test_saved_search_result_is_dollar(server, mail):
 def test_search_with_modseq_reports_the_highest(server, mail):
     client = selected(server)
     highest = Message.objects.get(uid=5).modseq
-    assert client.ok("SEARCH MODSEQ 1") == [f"* SEARCH 1 2 3 4 5 (MODSEQ {highest})"]
+    assert client.ok("SEARCH MODSEQ 1") == [
+        f"* OK [HIGHESTMODSEQ {highest}] Highest mod-sequence",  # RFC 7162 section 3.1
+        f"* SEARCH 1 2 3 4 5 (MODSEQ {highest})"]
     assert client.ok("SEARCH RETURN (COUNT) MODSEQ 1") == [
         f'* ESEARCH (TAG "t4") COUNT 5 MODSEQ {highest}']
 

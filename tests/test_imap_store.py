@@ -9,12 +9,14 @@ from mailcore.models import Folder, Message
 from mailcore.store.delivery import deliver
 from tests.imap_client import bulk_fill, imaplib_client, message, selected
 from tests.mailboxes import inbox_folder as inbox
+from tests.mailboxes import seen_by_an_earlier_session
 
 
 @pytest.fixture
 def mail(alice):
     for n in range(1, 5):
         deliver(message(n), "s@remote.test", [alice.pk])
+    seen_by_an_earlier_session(alice)
     return alice
 
 
@@ -89,7 +91,8 @@ def test_copy_answers_copyuid(server, mail):
 
 def test_copy_into_the_selected_folder_announces_exists(server, mail):
     client = selected(server)
-    assert client.run("COPY 1 INBOX")[0] == ["* 5 EXISTS"]
+    # The copy is new to every session: \\Recent in this one, the first told of it.
+    assert client.run("COPY 1 INBOX")[0] == ["* 5 EXISTS", "* 1 RECENT"]
 
 
 def test_copy_over_quota_is_refused_whole(server, mail):

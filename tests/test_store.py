@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC
 
 import pytest
 
@@ -109,3 +110,9 @@ def test_a_recently_touched_blob_file_survives_collection(mailboxes):
     key = store.put(b"fresh")
     assert not store.discard_if_stale(key, 3600)
     assert store.get(key) == b"fresh"
+
+
+def test_the_sent_day_is_the_date_as_written_in_the_header():
+    fields = summarize(b"Date: Sun, 25 Mar 2007 00:00 +0200\r\n\r\n")
+    assert fields["sent_on"].isoformat() == "2007-03-25"
+    assert fields["sent_date"].astimezone(UTC).date().isoformat() == "2007-03-24"

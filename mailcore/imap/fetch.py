@@ -7,9 +7,6 @@ first, so the FLAGS they report are the new ones.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Callable, Sequence
 
 from mailcore import dbpool
@@ -17,6 +14,7 @@ from mailcore.imap import bodystructure, encode, replies
 from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Fetch, FetchItem, Section
 from mailcore.imap.view import View
+from mailcore.message import transfer
 from mailcore.message.mime import SectionReader
 from mailcore.sessions import BadSyntax, Refused
 from mailcore.store import messages
@@ -30,7 +28,6 @@ _COLUMNS = {
     "ENVELOPE": ("envelope",), "BODYSTRUCTURE": ("bodystructure",),
 }
 _BODY_COLUMNS = ("blob_id", "size")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _WHOLE_MESSAGE_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
 # Renders one data item of one message: (row, raw message or None) -> b"LABEL value".
@@ -88,7 +85,7 @@ async def do_fetch(session: Session, command: Command) -> str:
         columns.update(_BODY_COLUMNS)
     if any(_needs_structure(i) for i in items):
         columns.add("bodystructure")
-    renderers = [_renderer(item) for item in items]
+    renderers = [_renderer(item, view) for item in items]
     sets_seen = not view.read_only and any(_sets_seen(i) for i in items)
     found = 0
     for start in range(0, len(uids), CHUNK):
@@ -153,7 +150,12 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
                 continue
             values = [render(row, raw) for render in renderers]
             if row.uid in seen_now and not with_flags:
-                values.append(b"FLAGS " + encode.flags(flags_of(row)))
+                values.append(b"FLAGS " + encode.flags(view.flags_of(row.uid, flags_of(row))))
+            if (with_flags or row.uid in seen_now) and view.learn_keywords(flags_of(row)):
+                # A keyword another session set: announced in FLAGS before it is used
+                # (RFC 9051 section 7.3.5; RFC 3501 section 7.2.6).
+                for line in view.flags_response():
+                    session.write(line)
             session.write(b"* %d FETCH (%s)\r\n" % (number, b" ".join(values)))
         await session.drain()
 
@@ -171,14 +173,14 @@ def _batches(rows: list[MessageRow]) -> list[list[MessageRow]]:
     return batches
 
 
-def _renderer(item: FetchItem) -> Renderer:
+def _renderer(item: FetchItem, view: View) -> Renderer:
     """Return how to render one data item, its section parsed once for every message."""
     name = item.name
     label = item.label().encode("ascii") + b" "
     if name == "UID":
         return lambda row, raw: b"UID %d" % row.uid
     if name == "FLAGS":
-        return lambda row, raw: b"FLAGS " + encode.flags(flags_of(row))
+        return lambda row, raw: b"FLAGS " + encode.flags(view.flags_of(row.uid, flags_of(row)))
     if name == "INTERNALDATE":
         return lambda row, raw: label + encode.date_time(row.internal_date)
     if name == "RFC822.SIZE":
@@ -239,12 +241,9 @@ def binary_content(raw: bytes, structure: dict, section: Section) -> bytes:
     if node["kind"] != "single" or encoding in ("7bit", "8bit", "binary"):
         return body
     if encoding == "base64":
-        # Tolerant, as mail readers are: line breaks and stray characters are skipped.
-        data = _NOT_BASE64.sub(b"", body.split(b"=", 1)[0])
-        data = data[:len(data) - len(data) % 4 if len(data) % 4 == 1 else len(data)]
-        return base64.b64decode(data + b"=" * (-len(data) % 4))
+        return transfer.decode_base64(body)
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(body)
+        return transfer.decode_quoted_printable(body)
     raise Refused(replies.UNKNOWN_CTE)
 
 

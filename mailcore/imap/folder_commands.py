@@ -7,7 +7,7 @@ import re
 from django.conf import settings
 
 from mailcore import dbpool
-from mailcore.imap import encode, replies
+from mailcore.imap import encode, replies, utf7
 from mailcore.imap.context import Session
 from mailcore.imap.parser import (
     Append,
@@ -38,6 +38,8 @@ async def do_create(session: Session, command: Command) -> str:
     if len(args.special_use) > 1:
         raise Refused(replies.ONE_SPECIAL_USE)
     special_use = args.special_use[0] if args.special_use else ""
+    if utf7.is_unnameable(args.mailbox):
+        raise Refused(replies.INVALID_NAME)  # RFC 3501 section 5.1.3
     try:
         await dbpool.run(store_folders.add_folder, session.mailbox_id, args.mailbox, special_use)
     except FolderError as exc:
@@ -65,6 +67,8 @@ async def do_delete(session: Session, command: Command) -> str:
 async def do_rename(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.6: subfolders move along; renaming INBOX moves its messages.
     args: Rename = command.args
+    if utf7.is_unnameable(args.new_name) and not utf7.is_unnameable(args.mailbox):
+        raise Refused(replies.INVALID_NAME)
     try:
         await dbpool.run(store_folders.rename_folder, session.mailbox_id, args.mailbox,
                          args.new_name)

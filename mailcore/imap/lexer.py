@@ -280,10 +280,10 @@ class Reader:
         else:
             try:
                 name = utf7.decode(raw)
-            except utf7.InvalidName as e:
-                raise BadSyntax(f"{e} (modified UTF-7 expected)") from None
+            except utf7.InvalidName:
+                return utf7.unnameable(raw.decode("utf-8", "replace"))
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-            raise BadSyntax("control character in a mailbox name")
+            return utf7.unnameable(name)
         return name
 
     # Flags and dates.

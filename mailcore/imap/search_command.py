@@ -16,12 +16,22 @@ from mailcore.imap import encode, replies
 from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Search
 from mailcore.imap.view import View
-from mailcore.message.searchkeys import AndKey, NotKey, OrKey, SearchKey, SetKey
+from mailcore.message.searchkeys import AndKey, FlagKey, NotKey, OrKey, SearchKey, SetKey
+from mailcore.message.sequenceset import SequenceSet
 from mailcore.store import search as store_search
+
+_NO_UID = SequenceSet(((0, 0),))  # UIDs start at 1: a set matching nothing
 
 
 def by_uid(key: SearchKey, view: View) -> SearchKey:
-    """Return the key with every message-number set and "$" turned into a UID set."""
+    """Return the key with every message-number set and "$" turned into a UID set.
+
+    \\Recent, which only the session knows (RFC 3501 section 2.3.2), becomes a UID set too.
+    """
+    if isinstance(key, FlagKey) and key.flag.lower() == "\\recent":
+        recent = view.recent_uids()
+        uids = SetKey(SequenceSet.from_numbers(recent) if recent else _NO_UID, uid=True)
+        return uids if key.present else NotKey(uids)
     if isinstance(key, SetKey):
         if key.uid and not key.set.saved:
             return key
@@ -56,7 +66,7 @@ async def do_search(session: Session, command: Command) -> str:
     found = [(uid, modseq) for uid, modseq in found if view.seq(uid) is not None]
     uids = [uid for uid, _ in found]
     numbers = uids if command.uid else [view.seq(uid) for uid in uids]
-    modseq = max((m for _, m in found), default=0) if args.uses_modseq else 0
+    modseq = _highest_modseq(found, options) if args.uses_modseq else 0
     if saving:
         view.saved = array("I", _saved(uids, options))
     if options is None:
@@ -67,6 +77,21 @@ async def do_search(session: Session, command: Command) -> str:
     elif options != {"SAVE"}:
         await session.send(_esearch(command, options, numbers, modseq))
     return replies.COMPLETED.format(verb=command.verb)
+
+
+def _highest_modseq(found: list[tuple[int, int]], options: frozenset[str] | None) -> int:
+    """Return the MODSEQ a SEARCH reports: the highest of the messages it returns.
+
+    RFC 7162 section 3.1.5 and RFC 4731 section 3.2: RETURN (MIN) and (MAX) return one
+    message each, and the mod-sequence is that of those alone.
+    """
+    if not found:
+        return 0
+    if options is None or options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+        return max(m for _, m in found)
+    returned = ([found[0]] if "MIN" in options else []) + (
+        [found[-1]] if "MAX" in options else [])
+    return max(m for _, m in returned)
 
 
 def _saved(uids: list[int], options: frozenset[str]) -> list[int]:

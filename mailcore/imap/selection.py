@@ -25,17 +25,21 @@ async def do_select(session: Session, command: Command) -> str:
         # A failed SELECT leaves no folder selected either (RFC 9051 section 6.3.2).
         session.deselect()
         await session.send(encode.untagged_status("OK", replies.CLOSED))
+    read_only = command.name == "EXAMINE"
+    # RFC 3501 section 2.3.2: SELECT takes \Recent, EXAMINE only shows it (section 6.3.2).
+    recent = "none" if session.rev2 else "peek" if read_only else "take"
     try:
-        opened = await dbpool.run(messages.select_folder, session.mailbox_id, args.mailbox)
+        opened = await dbpool.run(messages.select_folder, session.mailbox_id, args.mailbox,
+                                  recent)
     except FolderError:
         raise Refused(replies.NO_SUCH_FOLDER) from None
     if args.condstore or args.qresync is not None:
         session.enable_condstore()
-    view = View(opened, args.mailbox, read_only=command.name == "EXAMINE")
+    view = View(opened, args.mailbox, read_only=read_only, shows_recent=not session.rev2)
     flags, permanent = view.flags_response()
     lines = [flags, encode.untagged(len(view), "EXISTS")]
     if not session.rev2:
-        lines.append(encode.untagged(0, "RECENT"))
+        lines.append(view.recent_response())
         first_unseen = view.seq(opened.first_unseen) if opened.first_unseen else None
         if first_unseen is not None:
             lines.append(encode.untagged_status("OK", replies.UNSEEN.format(value=first_unseen)))
@@ -74,8 +78,12 @@ async def _resynchronize(session: Session, view: View, args: Select) -> None:
         session.write(encode.untagged("VANISHED", "(EARLIER)", encode.sequence_set(vanished)))
     for count, message in enumerate(changed, 1):
         number = view.seq(message.uid)
+        if number is not None and view.learn_keywords(message.flags):
+            for line in view.flags_response():  # a keyword set since SELECT read them
+                session.write(line)
         if number is not None:
-            session.write(fetch_flags(number, message, uid=True, modseq=True))
+            session.write(fetch_flags(number, message, uid=True, modseq=True,
+                                      recent=view.is_recent(message.uid)))
         if count % 256 == 0:
             await session.drain()  # a big resync goes out as it is made
     await session.drain()
@@ -144,7 +152,8 @@ async def do_store(session: Session, command: Command) -> str:
         # RFC 7162 section 3.2.4: under QRESYNC, flag changes always carry the UID.
         uid = command.uid or session.qresync
         if not args.silent:
-            lines.append(fetch_flags(number, state, uid=uid, modseq=session.condstore))
+            lines.append(fetch_flags(number, state, uid=uid, modseq=session.condstore,
+                                     recent=view.is_recent(state.uid)))
         elif session.condstore and after > before and state.modseq == after:
             # RFC 7162 section 3.1.3: even .SILENT reports the new mod-sequence.
             lines.append(fetch_flags(number, state, uid=uid, modseq=True, flags=False))

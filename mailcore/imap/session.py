@@ -334,13 +334,26 @@ class IMAPSession(StreamSession):
         found = await dbpool.run(messages.sync_state, view.folder_id, view.modseq)
         if found is None:
             raise Disconnect(replies.FOLDER_DELETED)
+        arrived = [m.uid for m in found[1] if m.uid > view.max_uid]
+        if arrived and view.shows_recent:
+            # RFC 3501 section 2.3.2: the first session told of a new message has it \Recent.
+            first = await dbpool.run(messages.claim_recent, view.folder_id, arrived[-1] + 1,
+                                     not view.read_only)
+            view.add_recent(max(first, arrived[0]), arrived[-1] + 1)
         lines = view.updates(*found, expunge_allowed=expunge_allowed,
                              condstore=self.condstore, qresync=self.qresync)
         if lines:
             await self.send(*lines)
 
     def enable_condstore(self) -> None:
-        """Turn CONDSTORE on, as any command using it does (RFC 7162 section 3.1)."""
+        """Turn CONDSTORE on, as any command using it does (RFC 7162 section 3.1).
+
+        The first such command while a folder is selected is told the folder's
+        HIGHESTMODSEQ first (section 3.1: the client may not have seen it at SELECT).
+        """
+        if not self.condstore and self.selected is not None:
+            self.write(encode.untagged_status("OK", replies.HIGHESTMODSEQ.format(
+                value=self.selected.modseq)))
         self.condstore = True
 
     def select(self, view: View) -> None:

@@ -13,6 +13,23 @@ class InvalidName(ValueError):
     """A mailbox name that is not valid, canonical modified UTF-7."""
 
 
+# A name that is a valid astring but not valid modified UTF-7 (or holds control
+# characters) names no mailbox: it is not a syntax error (RFC 3501 section 5.1.3 asks
+# only that such names be refused), so it travels on marked by this prefix. No folder
+# name holds NUL, so every lookup finds nothing (NO [NONEXISTENT], LIST OK and empty),
+# and CREATE refuses it with [CANNOT].
+UNNAMEABLE = "\0"
+
+
+def unnameable(raw: str) -> str:
+    """Return the stand-in for a name no mailbox can have."""
+    return UNNAMEABLE + raw
+
+
+def is_unnameable(name: str) -> bool:
+    return name.startswith(UNNAMEABLE)
+
+
 def encode(name: str) -> str:
     """Return the modified UTF-7 form of a mailbox name."""
     out: list[str] = []

@@ -24,9 +24,10 @@ class View:
     """One session's picture of its selected folder."""
 
     __slots__ = ("folder_id", "name", "read_only", "uidvalidity", "uidnext", "modseq",
-                 "uids", "keywords", "pending", "saved")
+                 "uids", "keywords", "pending", "saved", "shows_recent", "recent")
 
-    def __init__(self, opened: OpenedFolder, name: str, read_only: bool) -> None:
+    def __init__(self, opened: OpenedFolder, name: str, read_only: bool,
+                 shows_recent: bool = False) -> None:
         self.folder_id = opened.folder.id
         self.name = name
         self.read_only = read_only
@@ -37,6 +38,11 @@ class View:
         self.keywords: list[str] = list(opened.keywords)
         self.pending: set[int] = set()  # expunged elsewhere, not yet announced
         self.saved: array = array("I")  # the SEARCH result saved as "$" (RFC 5182)
+        # \Recent (RFC 3501 section 2.3.2): the UID ranges [low, high) this session was
+        # first to see. IMAP4rev2 has no \Recent (RFC 9051 appendix E).
+        self.shows_recent = shows_recent
+        low, high = opened.recent
+        self.recent: list[tuple[int, int]] = [(low, high)] if shows_recent and low < high else []
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -86,6 +92,30 @@ class View:
                 ranges.append((self.uids[low - 1], self.uids[high - 1]))
         return SequenceSet(tuple(ranges)) if ranges else SequenceSet(((0, 0),))
 
+    # \Recent -----------------------------------------------------------------------------
+
+    def is_recent(self, uid: int) -> bool:
+        return any(low <= uid < high for low, high in self.recent)
+
+    def recent_uids(self) -> list[int]:
+        """Return the UIDs in view that are \\Recent in this session, ascending."""
+        found: list[int] = []
+        for low, high in self.recent:
+            found += self.uids[bisect.bisect_left(self.uids, low):
+                               bisect.bisect_left(self.uids, high)]
+        return sorted(found)
+
+    def add_recent(self, low: int, high: int) -> None:
+        if self.shows_recent and low < high:
+            self.recent.append((low, high))
+
+    def recent_response(self) -> bytes:
+        return encode.untagged(len(self.recent_uids()), "RECENT")
+
+    def flags_of(self, uid: int, flags: tuple[str, ...]) -> tuple[str, ...]:
+        """Return a message's flags as this session shows them (with \\Recent if so)."""
+        return (*flags, "\\Recent") if self.recent and self.is_recent(uid) else flags
+
     # Flags --------------------------------------------------------------------------------
 
     def flags_response(self) -> list[bytes]:
@@ -129,11 +159,14 @@ class View:
                 continue
             number = self.seq(message.uid)
             if number is not None:
-                out.append(fetch_flags(number, message, uid=True, modseq=condstore))
+                out.append(fetch_flags(number, message, uid=True, modseq=condstore,
+                                       recent=self.is_recent(message.uid)))
         arrived = [m.uid for m in changed if m.uid > known]
         if arrived:
             self.uids.extend(sorted(arrived))
             out.append(encode.untagged(len(self.uids), "EXISTS"))
+            if self.shows_recent:
+                out.append(self.recent_response())
         self.uidnext = max(self.uidnext, folder.uidnext)
         self.modseq = max(self.modseq, folder.highestmodseq)
         return out
@@ -181,13 +214,14 @@ class View:
 
 
 def fetch_flags(number: int, message: MessageState, *, uid: bool, modseq: bool,
-                flags: bool = True) -> bytes:
+                flags: bool = True, recent: bool = False) -> bytes:
     """Return * n FETCH (FLAGS (...) [UID u] [MODSEQ (m)]) for a message's new state."""
     items: list[tuple[str, bytes]] = []
     if uid:
         items.append(("UID", b"%d" % message.uid))
     if flags:
-        items.append(("FLAGS", encode.flags(message.flags)))
+        shown = (*message.flags, "\\Recent") if recent else message.flags
+        items.append(("FLAGS", encode.flags(shown)))
     if modseq:
         items.append(("MODSEQ", b"(%d)" % message.modseq))
     return encode.fetch_response(number, items)

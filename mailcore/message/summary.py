@@ -52,6 +52,9 @@ def summarize(raw: bytes) -> dict:
                                       < datetime(9999, 1, 1, tzinfo=UTC)):
         sent_date = None
     return {
+        # SEARCH SENT* compare the date as written, its time and zone disregarded (RFC 3501
+        # section 6.4.4): the calendar date in the header, not the UTC instant's.
+        "sent_on": sent_date and sent_date.date(),
         "subject": text("Subject"),
         "from_addr": text("From"),
         "to_addrs": text("To"),

@@ -52,6 +52,8 @@ class Folder(models.Model):
     uidvalidity = models.BigIntegerField()
     uidnext = models.BigIntegerField(default=1)
     highestmodseq = models.BigIntegerField(default=1)
+    recent_uid = models.BigIntegerField(
+        default=1, help_text="First UID no session has yet seen as \\Recent (RFC 3501 2.3.2).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FolderQuerySet.as_manager()
@@ -96,6 +98,8 @@ class Message(models.Model):
     cc_addrs = models.TextField(blank=True)
     message_id = models.CharField(max_length=998, blank=True)
     sent_date = models.DateTimeField(null=True, blank=True)
+    sent_on = models.DateField(
+        null=True, blank=True, help_text="The Date: header's own calendar date (SEARCH SENT*).")
     # IMAP's ENVELOPE and BODYSTRUCTURE, computed once and kept as JSON.
     envelope = models.JSONField(null=True, blank=True)
     bodystructure = models.JSONField(null=True, blank=True)

@@ -93,7 +93,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
 _MESSAGE_FIELDS = ("folder_id", "uid", "blob_id", "size", "internal_date", "modseq",
                    "seen", "answered", "flagged", "deleted", "draft", "keywords",
                    "pop3_hidden", "subject", "from_addr", "to_addrs", "cc_addrs",
-                   "message_id", "sent_date", "envelope", "bodystructure")
+                   "message_id", "sent_date", "sent_on", "envelope", "bodystructure")
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ def status(folder: Folder) -> dict[str, int]:
         "MESSAGES": rows.count(),
         "UNSEEN": rows.filter(seen=False).count(),
         "DELETED": rows.filter(deleted=True).count(),
-        "RECENT": 0,
+        "RECENT": rows.filter(uid__gte=folder.recent_uid).count(),  # not yet seen by any
         "UIDNEXT": folder.uidnext,
         "UIDVALIDITY": folder.uidvalidity,
         "HIGHESTMODSEQ": folder.highestmodseq,

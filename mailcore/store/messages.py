@@ -7,6 +7,7 @@ so any session can ask "what changed since modseq N" (RFC 7162) and stay in sync
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -519,6 +520,7 @@ class OpenedFolder:
     uids: array  # array("I"): 4 bytes a message, in UID order
     first_unseen: int | None  # UID of the first message without \Seen
     keywords: tuple[str, ...]  # keywords set on some message
+    recent: tuple[int, int] = (0, 0)  # [low, high): the UIDs \Recent in this session
 
 
 def open_folder(folder: int | FolderState) -> OpenedFolder:
@@ -605,9 +607,39 @@ def vanished(folder_id: int, modseq: int,
             if (i := bisect.bisect_right(lows, uid) - 1) >= 0 and uid <= ranges[i][1]]
 
 
-def select_folder(mailbox_id: int, name: str) -> OpenedFolder:
-    """Open a folder by name (SELECT/EXAMINE); raise FolderError if there is none."""
-    return open_folder(_folder_named(mailbox_id, name))
+def select_folder(mailbox_id: int, name: str, recent: str = "none") -> OpenedFolder:
+    """Open a folder by name (SELECT/EXAMINE); raise FolderError if there is none.
+
+    recent: "take" (SELECT) claims the messages no session has seen as \\Recent yet,
+    "peek" (EXAMINE) shows them so without claiming, "none" (IMAP4rev2) skips it.
+    """
+    opened = open_folder(_folder_named(mailbox_id, name))
+    if recent == "none":
+        return opened
+    below = max(opened.folder.uidnext, opened.uids[-1] + 1 if opened.uids else 0)
+    first = claim_recent(opened.folder.id, below, take=recent == "take")
+    return dataclasses.replace(opened, recent=(first, below))
+
+
+def claim_recent(folder_id: int, below: int, take: bool) -> int:
+    """Return the first UID no session has seen as \\Recent; claim those below `below`.
+
+    RFC 3501 section 2.3.2: a message is \\Recent in the one session that first learns
+    of it, by SELECT or by being told of its arrival. The folder keeps the first UID
+    not yet claimed; claiming moves it up under the folder's lock, so two sessions never
+    both claim a message. take=False (EXAMINE) only looks.
+    """
+    try:
+        if not take:
+            return Folder.objects.values_list("recent_uid", flat=True).get(pk=folder_id)
+        with dbpool.writing(durable=False):
+            first = (Folder.objects.select_for_update()
+                     .values_list("recent_uid", flat=True).get(pk=folder_id))
+            if first < below:
+                Folder.objects.filter(pk=folder_id).update(recent_uid=below)
+    except Folder.DoesNotExist:
+        return below  # deleted meanwhile: nothing to claim
+    return first
 
 
 def _folder_named(mailbox_id: int, name: str) -> FolderState:

@@ -24,6 +24,7 @@ from email.policy import compat32
 from django.db import connection
 from django.utils import timezone
 
+from mailcore.message.address import parse_addresses
 from mailcore.message.searchkeys import (
     AgeKey,
     AllKey,
@@ -49,10 +50,11 @@ from mailcore.store.messages import MAX_UID_RANGES, SYSTEM_FLAGS, MessageRow
 
 _CACHED_HEADERS = {"subject": "subject", "from": "from_addr", "to": "to_addrs",
                    "cc": "cc_addrs"}  # header: Message field
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
 _NOTHING = ("1 = 0", [])
 _EVERYTHING = ("1 = 1", [])
-_ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_date", "blob_id",
-               "keywords", *SYSTEM_FLAGS.values())
+_ROW_FIELDS = ("id", "uid", "modseq", "size", "internal_date", "sent_on", "blob_id",
+               "keywords", *SYSTEM_FLAGS.values(), *_CACHED_HEADERS.values())
 
 # SQLite's parser has a fixed stack (YYSTACKDEPTH, 100 entries), which parenthesised
 # conditions fill at two or three entries a level: "NOT (" 46 deep overflows it, and so
@@ -109,9 +111,12 @@ def search(folder_id: int, key: SearchKey, max_uid: int,
             condition = None
         if condition is None:
             residual.append(k)
-        else:
-            where.append(condition[0])
-            params += condition[1]
+            # Checked in Python, but SQL may still narrow the rows it is checked on.
+            condition = translate.superset(k)
+            if condition is None or _nesting(condition[0]) > MAX_SQL_NESTING:
+                continue
+        where.append(condition[0])
+        params += condition[1]
     condition = " AND ".join(where)
     with connection.cursor() as cursor:
         if not residual:
@@ -201,21 +206,23 @@ class _Translator:
         m = self.m
         if isinstance(key, HeaderKey):
             name = _CACHED_HEADERS.get(key.field)
-            if name is None or not key.value:
-                return None  # presence, or a field not cached: read the header
+            if name is None or not key.value or key.field in _ADDRESS_HEADERS:
+                # Presence, a field not cached, or addresses, where comments may split
+                # what is searched for ("a (c)@ (c) b.org" is a@b.org): checked in Python.
+                return None
             return sql.icontains(getattr(m, name), key.value)
         if isinstance(key, TextKey):
             return None
         if isinstance(key, DateKey):
-            column = (m.internal_date if key.field == "INTERNAL"
-                      else f"COALESCE({m.sent_date}, {m.internal_date})")
-            start = _day_start(key.value)
-            if key.op == "BEFORE":
-                return f"{column} < %s", [_date(start)]
-            if key.op == "SINCE":
-                return f"{column} >= %s", [_date(start)]
-            return (f"{column} >= %s AND {column} < %s",
-                    [_date(start), _date(start + timedelta(days=1))])
+            internal = self._internal_date(key)
+            if key.field == "INTERNAL":
+                return internal
+            # The Date: header's own day (RFC 3501 6.4.4); without one, the internal date.
+            # CASE, not OR: a NULL must not reach a NOT around this.
+            on = {"BEFORE": "< %s", "SINCE": ">= %s", "ON": "= %s"}[key.op]
+            return (f"CASE WHEN {m.sent_on} IS NULL THEN {internal[0]} "
+                    f"ELSE {m.sent_on} {on} END",
+                    [*internal[1], sql.prep(Message, "sent_on", key.value)])
         if isinstance(key, SizeKey):
             return (f"{m.size} > %s" if key.op == "LARGER" else f"{m.size} < %s"), [key.value]
         if isinstance(key, AgeKey):
@@ -250,6 +257,46 @@ class _Translator:
             return ("(" + joint.join(f"({text})" for text, _ in parts) + ")",
                     [param for _, params in parts for param in params])
         raise TypeError(f"unknown search key {key!r}")
+
+    def superset(self, key: SearchKey | AnyKey) -> Condition | None:
+        """Return a condition that every message matching key meets (others may too).
+
+        For a key checked in Python: the rows it must look at. None: all of them.
+        """
+        exact = self.sql(key)
+        if exact is not None:
+            return exact
+        if isinstance(key, HeaderKey) and key.value and key.field in _ADDRESS_HEADERS \
+                and key.field in _CACHED_HEADERS:
+            # The text as cached, or an address with a comment that may split it.
+            column = getattr(self.m, _CACHED_HEADERS[key.field])
+            text, params = sql.icontains(column, key.value)
+            comment, more = sql.icontains(column, "(")
+            return f"({text} OR {comment})", params + more
+        if isinstance(key, OrKey):
+            key = AnyKey((key.left, key.right))
+        if isinstance(key, AnyKey | AndKey):
+            parts = [self.superset(k) for k in key.keys]
+            if isinstance(key, AndKey):
+                parts = [p for p in parts if p is not None]  # None: no narrowing
+            elif any(p is None for p in parts):
+                return None
+            if not parts:
+                return None
+            joint = " OR " if isinstance(key, AnyKey) else " AND "
+            return ("(" + joint.join(f"({text})" for text, _ in parts) + ")",
+                    [param for _, params in parts for param in params])
+        return None
+
+    def _internal_date(self, key: DateKey) -> Condition:
+        column = self.m.internal_date
+        start = _day_start(key.value)
+        if key.op == "BEFORE":
+            return f"{column} < %s", [_date(start)]
+        if key.op == "SINCE":
+            return f"{column} >= %s", [_date(start)]
+        return (f"{column} >= %s AND {column} < %s",
+                [_date(start), _date(start + timedelta(days=1))])
 
     def _flag(self, key: FlagKey) -> Condition:
         name = SYSTEM_FLAGS.get(_system_flag(key.flag))
@@ -309,6 +356,16 @@ class _Text:
         return self._body
 
 
+def _address_forms(value: str) -> str:
+    """Return the addresses of a header value as "name <local@domain>", comments dropped."""
+    forms = []
+    for address in parse_addresses(value.encode("utf-8", "surrogateescape")):
+        if address.host is not None:
+            name = decode_text(address.name) if address.name else ""
+            forms.append(f"{name} <{address.mailbox}@{address.host}>")
+    return ", ".join(forms)
+
+
 def _contains(haystack: str, needle: str) -> bool:
     return needle.casefold() in haystack.casefold()
 
@@ -340,10 +397,20 @@ class _Matcher:
         return has == key.present
 
     def _HeaderKey(self, key: HeaderKey, row: MessageRow, text: _Text) -> bool:
-        values = text.header_values(key.field)
+        column = _CACHED_HEADERS.get(key.field)
+        if key.value and column is not None:
+            values = [getattr(row, column)]  # decoded at delivery, as header_values()
+        else:
+            values = text.header_values(key.field)
         if values is None:
             return False
-        return not key.value or any(_contains(v, key.value) for v in values)
+        if not key.value:
+            return True
+        if any(_contains(v, key.value) for v in values):
+            return True
+        # Addresses also match as "name <local@domain>", their comments dropped.
+        return key.field in _ADDRESS_HEADERS and any(
+            _contains(_address_forms(v), key.value) for v in values if "(" in v)
 
     def _TextKey(self, key: TextKey, row: MessageRow, text: _Text) -> bool:
         if key.part == "TEXT" and _contains(text.header_text(), key.value):
@@ -351,9 +418,9 @@ class _Matcher:
         return _contains(text.body(), key.value)
 
     def _DateKey(self, key: DateKey, row: MessageRow, text: _Text) -> bool:
-        moment = row.internal_date if key.field == "INTERNAL" else \
-            (row.sent_date or row.internal_date)
-        day = moment.astimezone(UTC).date()
+        day = row.internal_date.astimezone(UTC).date()
+        if key.field == "SENT" and row.sent_on is not None:
+            day = row.sent_on
         if key.op == "BEFORE":
             return day < key.value
         if key.op == "SINCE":
