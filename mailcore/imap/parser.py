@@ -16,6 +16,7 @@ from mailcore.imap.lexer import (
     find_literal,
 )
 from mailcore.imap.searchgrammar import BadCharset, Search, parse_search
+from mailcore.imap.sortgrammar import parse_sort, parse_thread
 from mailcore.message.sequenceset import SequenceSet
 from mailcore.sessions import BadSyntax
 
@@ -526,6 +527,8 @@ _COMMANDS: dict[str, _Parser] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": parse_fetch, "STORE": _store,
     "COPY": _copy, "MOVE": _copy,
     "GETQUOTA": _getquota, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota, "ID": _id,
+    "SORT": parse_sort, "THREAD": parse_thread,
 }
 _UID_COMMANDS = {name: _COMMANDS[name]
-                 for name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE")}
+                 for name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT",
+                              "THREAD")}

@@ -24,7 +24,15 @@ from django.conf import settings
 
 from mailcore import dbpool, logins, sasl
 from mailcore.directory import LoginRefused, plaintext_allowed
-from mailcore.imap import encode, fetch, folder_commands, replies, search_command, selection
+from mailcore.imap import (
+    encode,
+    fetch,
+    folder_commands,
+    replies,
+    search_command,
+    selection,
+    sort_command,
+)
 from mailcore.imap.parser import (
     Authenticate,
     BadCharset,
@@ -368,6 +376,7 @@ class IMAPSession(StreamSession):
             "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "QUOTA",
             "QUOTA=RES-STORAGE", "ESEARCH", "SEARCHRES", "WITHIN", "CONDSTORE", "QRESYNC",
             "MULTIAPPEND", "BINARY", "STATUS=SIZE", f"APPENDLIMIT={settings.MESSAGE_SIZE_LIMIT}",
+            *sort_command.CAPABILITIES,
         ]
 
     # Any state ----------------------------------------------------------------------------
@@ -591,4 +600,6 @@ COMMANDS: dict[str, Verb] = {
     "STORE": Verb(SELECTED, selection.do_store, numbers_stable=True),
     "COPY": Verb(SELECTED, selection.do_copy),
     "MOVE": Verb(SELECTED, selection.do_move),
+    "SORT": Verb(SELECTED, sort_command.do_sort, numbers_stable=True),  # RFC 5256
+    "THREAD": Verb(SELECTED, sort_command.do_thread, numbers_stable=True),
 }

@@ -13,6 +13,8 @@ from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from mailcore.message.sortkeys import header_sort_fields
+
 
 def split_header_block(raw: bytes) -> bytes:
     """Return the header block of a raw message (up to the first empty line)."""
@@ -35,7 +37,8 @@ def decode_text(value: str | None) -> str:
 
 def summarize(raw: bytes) -> dict:
     """Return the header fields the store keeps per message (for listing and SEARCH)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(split_header_block(raw))
+    block = split_header_block(raw)
+    headers = BytesHeaderParser(policy=compat32).parsebytes(block)
 
     def text(name: str) -> str:
         return " ".join(decode_text(headers.get(name, "")).split())
@@ -51,11 +54,13 @@ def summarize(raw: bytes) -> dict:
     if sent_date is not None and not (datetime(1900, 1, 1, tzinfo=UTC) < sent_date
                                       < datetime(9999, 1, 1, tzinfo=UTC)):
         sent_date = None
+    subject = text("Subject")
     return {
-        "subject": text("Subject"),
+        "subject": subject,
         "from_addr": text("From"),
         "to_addrs": text("To"),
         "cc_addrs": text("Cc"),
         "message_id": text("Message-ID")[:998],
         "sent_date": sent_date,
+        **header_sort_fields(block, subject),
     }
