@@ -251,3 +251,41 @@ def test_thread_response_format_is_the_rfcs():
     assert thread_lists(roots, lambda n: n) == b"(2)(3 6 (4 23)(44 7 96))"
     assert thread_lists([node(None, node(3), node(5))], lambda n: n) == b"((3)(5))"
     assert thread_lists([], lambda n: n) == b""
+
+
+# ESORT (RFC 5267 section 3) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("command,expected", [
+    # MIN and MAX are the first and the last in sort order, not the lowest numbers.
+    ("SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL", '(TAG "{tag}") MIN 2 MAX 1 COUNT 5'),
+    ("SORT RETURN (MIN) (REVERSE DATE) UTF-8 SENTBEFORE 5-Mar-2024", '(TAG "{tag}") MIN 3'),
+    # ALL lists them in sort order; only ascending runs become ranges.
+    ("SORT RETURN (ALL) (SUBJECT REVERSE DATE) UTF-8 ALL", '(TAG "{tag}") ALL 5,3:4,1:2'),
+    ("SORT RETURN () (REVERSE ARRIVAL) UTF-8 ALL", '(TAG "{tag}") ALL 5,4,3,2,1'),
+    ("UID SORT RETURN (COUNT ALL) (DATE) UTF-8 ALL", '(TAG "{tag}") UID COUNT 5 ALL 2,4:5,3,1'),
+    ("SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 SUBJECT nothing", '(TAG "{tag}") COUNT 0'),
+])
+def test_esort(server, five, command, expected):
+    client = selected(server)
+    tag = client.next_tag()
+    verb = "UID SORT" if command.startswith("UID") else "SORT"
+    assert client.run(command, tag=tag) == (
+        ["* ESEARCH " + expected.format(tag=tag)], f"OK {verb} completed")
+
+
+def test_esort_save_keeps_what_min_and_max_return(server, five):
+    client = selected(server)
+    assert client.run("SORT RETURN (SAVE MIN MAX) (DATE) UTF-8 ALL")[1] == "OK SORT completed"
+    assert answer(client, "SEARCH $", "SEARCH") == "1 2"
+    assert client.run("SORT RETURN (SAVE) (SIZE) UTF-8 LARGER 400") == (
+        [], "OK SORT completed")
+    assert answer(client, "SEARCH $", "SEARCH") == "1"
+    # A failed SORT RETURN (SAVE) empties "$" (RFC 5182 section 2.1).
+    assert client.run("SORT RETURN (SAVE) (BOGUS) UTF-8 ALL")[1].startswith("BAD")
+    assert answer(client, "SEARCH $", "SEARCH") == ""
+
+
+def test_esort_is_advertised_and_context_is_not(server, alice):
+    caps = connect(server, login=True).run("CAPABILITY")[0][0].split()
+    assert "ESORT" in caps
+    assert not [c for c in caps if c.startswith("CONTEXT")]

@@ -310,7 +310,7 @@ class IMAPSession(StreamSession):
 
     def _forget_saved_search(self, verb: str | None, data: bytes) -> None:
         # RFC 5182 section 2.1: a SEARCH RETURN (SAVE) that fails, even unparsed, empties "$".
-        if self.selected is not None and verb in ("SEARCH", "UID SEARCH") \
+        if self.selected is not None and verb in ("SEARCH", "UID SEARCH", "SORT", "UID SORT") \
                 and _SAVE_OPTION.search(data):
             self.selected.saved = array("I")
 
