@@ -23,6 +23,7 @@ class Session(Protocol):
     condstore: bool
     qresync: bool
     rev2: bool
+    utf8_accept: bool
 
     @property
     def utf8(self) -> bool: ...

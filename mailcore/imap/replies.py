@@ -54,6 +54,7 @@ BAD_SASL = "Invalid SASL response"
 ALREADY_TLS = "TLS is already active"
 QRESYNC_NOT_ENABLED = "Enable QRESYNC first (RFC 7162 section 3.2.3)"
 VANISHED_NEEDS_CHANGEDSINCE = "VANISHED needs UID FETCH with CHANGEDSINCE and QRESYNC enabled"
+CHARSET_AFTER_UTF8 = "UTF8=ACCEPT is enabled: strings are UTF-8, name no other charset"
 
 # Tagged NO.
 TLS_UNAVAILABLE = "TLS not available"

@@ -115,6 +115,7 @@ class IMAPSession(StreamSession):
         self.changes: events.Watch | None = None  # told by the change hub
         self.must_sync = False  # this command changed the selected folder itself
         self.condstore = self.qresync = self.rev2 = False
+        self.utf8_accept = False  # ENABLE UTF8=ACCEPT (RFC 6855)
         self.auth_failures = 0
         self.errors = 0
         self.done = False
@@ -136,8 +137,9 @@ class IMAPSession(StreamSession):
 
     @property
     def utf8(self) -> bool:
-        """Mailbox names and strings in UTF-8 (IMAP4rev2 enabled, RFC 9051 section 5.1)."""
-        return self.rev2
+        """Mailbox names and strings in UTF-8 (IMAP4rev2 enabled, RFC 9051 section 5.1;
+        UTF8=ACCEPT enabled, RFC 6855 section 3)."""
+        return self.rev2 or self.utf8_accept
 
     # Input --------------------------------------------------------------------------------
 
@@ -376,7 +378,7 @@ class IMAPSession(StreamSession):
             "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "QUOTA",
             "QUOTA=RES-STORAGE", "ESEARCH", "SEARCHRES", "WITHIN", "CONDSTORE", "QRESYNC",
             "MULTIAPPEND", "BINARY", "STATUS=SIZE", f"APPENDLIMIT={settings.MESSAGE_SIZE_LIMIT}",
-            *sort_command.CAPABILITIES,
+            *sort_command.CAPABILITIES, "UTF8=ACCEPT",
         ]
 
     # Any state ----------------------------------------------------------------------------
@@ -482,7 +484,7 @@ class IMAPSession(StreamSession):
 
     async def do_enable(self, command: Command) -> str:
         # RFC 5161 section 3.1; RFC 7162 section 3.2.3 (QRESYNC implies CONDSTORE);
-        # RFC 9051 section 6.3.1 (IMAP4rev2).
+        # RFC 9051 section 6.3.1 (IMAP4rev2); RFC 6855 section 3 (UTF8=ACCEPT).
         args: Enable = command.args
         enabled = []
         for name in args.capabilities:
@@ -495,6 +497,9 @@ class IMAPSession(StreamSession):
             elif name == "IMAP4REV2" and not self.rev2:
                 self.rev2 = True
                 enabled.append("IMAP4rev2")
+            elif name == "UTF8=ACCEPT" and not self.utf8_accept:
+                self.utf8_accept = True
+                enabled.append("UTF8=ACCEPT")
         if enabled:
             self.log.info("enabled %s", " ".join(enabled))
         await self.send(encode.untagged("ENABLED", *enabled))

@@ -16,6 +16,7 @@ from mailcore.imap.parser import Command
 from mailcore.imap.search_command import by_uid
 from mailcore.imap.sortgrammar import Sort, Thread
 from mailcore.message.threads import Node
+from mailcore.sessions import BadSyntax
 from mailcore.store import sorting, threading
 
 # Not CONTEXT=SEARCH or CONTEXT=SORT (RFC 5267 section 4): no UPDATE, PARTIAL or
@@ -29,6 +30,7 @@ async def do_sort(session: Session, command: Command) -> str:
     # section 3.1.5 (MODSEQ in the reply), ESORT (RFC 5267 section 3), SAVE (RFC 5182).
     view = session.selected
     args: Sort = command.args
+    _check_charset(session, args.charset)
     uses_modseq = args.uses_modseq
     if uses_modseq:
         session.enable_condstore()
@@ -96,6 +98,7 @@ async def do_thread(session: Session, command: Command) -> str:
     # RFC 5256 section 3 (THREAD, UID THREAD) and section 4 (the THREAD response).
     view = session.selected
     args: Thread = command.args
+    _check_charset(session, args.charset)
     if args.uses_modseq:
         session.enable_condstore()
     roots = await dbpool.run(threading.thread, view.folder_id, args.algorithm,
@@ -103,6 +106,12 @@ async def do_thread(session: Session, command: Command) -> str:
     body = thread_lists(roots, lambda uid: uid if command.uid else view.seq(uid))
     await session.send(encode.untagged("THREAD", *([body] if body else [])))
     return replies.COMPLETED.format(verb=command.verb)
+
+
+def _check_charset(session: Session, charset: str) -> None:
+    # RFC 6855 erratum 4029: with UTF8=ACCEPT on, SORT's and THREAD's charset is UTF-8.
+    if session.utf8_accept and charset != "UTF-8":
+        raise BadSyntax(replies.CHARSET_AFTER_UTF8)
 
 
 def thread_lists(roots: list[Node], number) -> bytes:
