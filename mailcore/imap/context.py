@@ -17,6 +17,7 @@ class Session(Protocol):
     """An IMAP session as a handler sees it (mailcore.imap.session.IMAPSession is one)."""
 
     log: SessionLog
+    user: str  # the address logged in as
     mailbox_id: int | None  # set once logged in, which every handler here requires
     selected: View | None
     must_sync: bool  # set when a command changed the selected folder itself

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailcore.imap import catenate
+from mailcore.imap.catenate import CatPart
 from mailcore.imap.fetchitems import Fetch, FetchItem, Section, parse_fetch
 from mailcore.imap.lexer import (
     LITERAL_MINUS_MAX,
@@ -153,6 +155,7 @@ class AppendMessage:
     date: datetime | None = None
     binary: bool = False  # sent as literal8 (RFC 3516)
     utf8: bool = False  # sent as UTF8 (literal8) (RFC 6855 section 4)
+    catenate: tuple[CatPart, ...] | None = None  # CATENATE's parts (RFC 4469); data b""
 
 
 @dataclass(frozen=True)
@@ -405,7 +408,8 @@ def _status_items(r: Reader) -> list[str]:
 
 
 def _append(r: Reader, uid: bool) -> Append:
-    # RFC 3501 section 6.3.11, RFC 3502 (MULTIAPPEND), RFC 3516, RFC 6855 section 4.
+    # RFC 3501 section 6.3.11, RFC 3502 (MULTIAPPEND), RFC 3516, RFC 6855 section 4,
+    # RFC 4469 section 5 (CATENATE).
     r.space()
     mailbox = r.mailbox()
     messages = []
@@ -419,6 +423,11 @@ def _append(r: Reader, uid: bool) -> Append:
         if r.peek(b'"'):
             when = r.date_time()
             r.space()
+        if r.take_word(b"CATENATE"):
+            r.space()
+            messages.append(AppendMessage(b"", tuple(flags), when,
+                                          catenate=catenate.parse_parts(r)))
+            continue
         utf8 = r.take_word(b"UTF8")
         if utf8:
             r.space()

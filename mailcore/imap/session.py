@@ -378,7 +378,7 @@ class IMAPSession(StreamSession):
             "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "QUOTA",
             "QUOTA=RES-STORAGE", "ESEARCH", "SEARCHRES", "WITHIN", "CONDSTORE", "QRESYNC",
             "MULTIAPPEND", "BINARY", "STATUS=SIZE", f"APPENDLIMIT={settings.MESSAGE_SIZE_LIMIT}",
-            *sort_command.CAPABILITIES, "UTF8=ACCEPT",
+            *sort_command.CAPABILITIES, "UTF8=ACCEPT", "CATENATE",
         ]
 
     # Any state ----------------------------------------------------------------------------
