@@ -7,6 +7,7 @@ import logging
 import secrets
 import ssl
 
+from mailcore import deflate
 from mailcore.proxy import Peer
 
 log = logging.getLogger("mailcore.session")
@@ -82,6 +83,21 @@ class StreamSession:
         self.peer_ip = peer.ip
         name = f"{self.protocol}s" if secure else self.protocol
         self.log = SessionLog(name, self.id, self.peer_ip)
+        self.inflating: asyncio.Task | None = None  # the pump once compression is on
+
+    @property
+    def compressed(self) -> bool:
+        return self.inflating is not None
+
+    def start_compression(self) -> None:
+        """Compress the rest of the connection both ways with raw DEFLATE (RFC 4978).
+
+        Call it right after writing (and draining) the reply that announces it.
+        """
+        limit = self.reader._limit  # noqa: SLF001 - the listener's line limit, kept as is
+        self.reader, self.writer, self.inflating = deflate.compressed(
+            self.reader, self.writer, limit)
+        self.log.info("compression started")
 
     async def drain_within(self, seconds: float) -> None:
         """Wait, at most seconds, for the peer to take what was written.
@@ -100,6 +116,8 @@ class StreamSession:
     async def close_connection(self) -> None:
         """Log the end and close, without waiting long for a peer that reads nothing."""
         self.log.info("disconnect")
+        if self.inflating is not None:
+            self.inflating.cancel()
         self.writer.close()
         try:
             # Closing waits for unsent data; a peer that reads nothing would keep us here.

@@ -448,6 +448,12 @@ def _expunge(r: Reader, uid: bool) -> Expunge | None:
     return Expunge(r.sequence_set())
 
 
+def _compress(r: Reader, uid: bool) -> str:
+    # RFC 4978 section 3: COMPRESS SP algorithm.
+    r.space()
+    return r.keyword()
+
+
 def _search(r: Reader, uid: bool) -> Search:
     return parse_search(r)
 
@@ -536,7 +542,7 @@ _COMMANDS: dict[str, _Parser] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": parse_fetch, "STORE": _store,
     "COPY": _copy, "MOVE": _copy,
     "GETQUOTA": _getquota, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota, "ID": _id,
-    "SORT": parse_sort, "THREAD": parse_thread,
+    "SORT": parse_sort, "THREAD": parse_thread, "COMPRESS": _compress,
 }
 _UID_COMMANDS = {name: _COMMANDS[name]
                  for name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT",

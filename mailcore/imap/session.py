@@ -25,6 +25,7 @@ from django.conf import settings
 from mailcore import dbpool, logins, sasl
 from mailcore.directory import LoginRefused, plaintext_allowed
 from mailcore.imap import (
+    compression,
     encode,
     fetch,
     folder_commands,
@@ -379,6 +380,7 @@ class IMAPSession(StreamSession):
             "QUOTA=RES-STORAGE", "ESEARCH", "SEARCHRES", "WITHIN", "CONDSTORE", "QRESYNC",
             "MULTIAPPEND", "BINARY", "STATUS=SIZE", f"APPENDLIMIT={settings.MESSAGE_SIZE_LIMIT}",
             *sort_command.CAPABILITIES, "UTF8=ACCEPT", "CATENATE",
+            compression.CAPABILITY,
         ]
 
     # Any state ----------------------------------------------------------------------------
@@ -607,4 +609,5 @@ COMMANDS: dict[str, Verb] = {
     "MOVE": Verb(SELECTED, selection.do_move),
     "SORT": Verb(SELECTED, sort_command.do_sort, numbers_stable=True),  # RFC 5256
     "THREAD": Verb(SELECTED, sort_command.do_thread, numbers_stable=True),
+    "COMPRESS": Verb(AUTHENTICATED, compression.do_compress),  # RFC 4978
 }
