@@ -9,6 +9,7 @@ import secrets
 import ssl
 from collections.abc import Callable, Iterator
 
+from mailcore import deflate
 from mailcore.proxy import Peer
 
 log = logging.getLogger("mailcore.session")
@@ -87,6 +88,7 @@ class StreamSession:
         # Told when the session waits for its client and when it works again; the
         # listener sets it, so that a shutdown ends a waiting session at once.
         self.on_wait: Callable[[bool], None] = lambda waiting: None
+        self.inflating: asyncio.Task | None = None  # the pump once compression is on
 
     @contextlib.contextmanager
     def waiting_for_client(self) -> Iterator[None]:
@@ -105,6 +107,20 @@ class StreamSession:
             if waiting:
                 self.on_wait(False)
 
+    @property
+    def compressed(self) -> bool:
+        return self.inflating is not None
+
+    def start_compression(self) -> None:
+        """Compress the rest of the connection both ways with raw DEFLATE (RFC 4978).
+
+        Call it right after writing (and draining) the reply that announces it.
+        """
+        limit = self.reader._limit  # noqa: SLF001 - the listener's line limit, kept as is
+        self.reader, self.writer, self.inflating = deflate.compressed(
+            self.reader, self.writer, limit)
+        self.log.info("compression started")
+
     async def drain_within(self, seconds: float) -> None:
         """Wait, at most seconds, for the peer to take what was written.
 
@@ -122,6 +138,8 @@ class StreamSession:
     async def close_connection(self) -> None:
         """Log the end and close, without waiting long for a peer that reads nothing."""
         self.log.info("disconnect")
+        if self.inflating is not None:
+            self.inflating.cancel()
         self.writer.close()
         try:
             # Closing waits for unsent data; a peer that reads nothing would keep us here.

@@ -240,7 +240,7 @@ def test_it_parses_multiappend():
     b"a APPEND INBOX \" 7-Feb-1994 25:52:25 -0800\" {1}\r\nx",
     b"a APPEND INBOX \" 7-Feb-1994 21:52:25 +9900\" {1}\r\nx",
     b"a APPEND INBOX {1}\r\nxy",
-    b"a APPEND INBOX CATENATE (URL \"/x\")",
+    b"a APPEND INBOX CATENATE (URL)",  # CATENATE (RFC 4469) is read, but needs its URL
 ])
 def test_it_refuses_malformed_append(data):
     with pytest.raises(CommandSyntaxError):
@@ -293,7 +293,7 @@ def test_plain_expunge_has_no_arguments():
     ("a1 xyzzy some {args} (here", "XYZZY", b"some {args} (here"),
     ("a1 UID FROB 1:2", "UID FROB", b"1:2"),
     ("a1 UID LOGIN alice", "UID LOGIN", b"alice"),
-    ("a1 COMPRESS DEFLATE", "COMPRESS", b"DEFLATE"),
+    ("a1 XCOMPRESS DEFLATE", "XCOMPRESS", b"DEFLATE"),
 ])
 def test_it_passes_unknown_commands_to_the_session(line, verb, raw):
     command = parse_command(line.encode() + b"\r\n")

@@ -23,9 +23,12 @@ SAMPLES: dict[str, bytes] = {
     "UNSELECT": b"UNSELECT", "EXPUNGE": b"EXPUNGE", "SEARCH": b"SEARCH ALL",
     "FETCH": b"FETCH 1:* FLAGS", "STORE": b"STORE 1:* +FLAGS (\\Seen)",
     "COPY": b"COPY 1:* Trash", "MOVE": b"MOVE 1:* Trash",
+    "SORT": b"SORT (SUBJECT) UTF-8 ALL", "THREAD": b"THREAD REFERENCES UTF-8 ALL",
+    "COMPRESS": b"COMPRESS DEFLATE",
 }
 UID_SAMPLES = [b"UID FETCH 1:* FLAGS", b"UID STORE 1:* +FLAGS (\\Seen)", b"UID COPY 1 Trash",
-               b"UID MOVE 1 Trash", b"UID SEARCH ALL", b"UID EXPUNGE 1"]
+               b"UID MOVE 1 Trash", b"UID SEARCH ALL", b"UID EXPUNGE 1",
+               b"UID SORT (SUBJECT) UTF-8 ALL", b"UID THREAD REFERENCES UTF-8 ALL"]
 
 
 def test_every_command_has_a_sample():

@@ -219,3 +219,73 @@ def test_on_postgres_a_word_search_uses_the_full_text_index(alice) -> None:
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert fulltext.INDEX_NAME in plan, plan
+
+
+def test_sorting_uses_base_subjects_and_display_names(signed_in, alice) -> None:
+    deliver_to(alice, make_message(subject="Re: zebra", sender="bob@remote.test"))
+    deliver_to(alice, make_message(subject="apple", sender="Carol <aaa@remote.test>"))
+    deliver_to(alice, make_message(subject="[list] Fwd: Mango", sender="amy <zzz@remote.test>"))
+    url = reverse("webmail:folder", args=[folder(alice).pk])
+    # "Re:", "Fwd:" and list tags do not count, nor does case (RFC 5256 base subject).
+    assert _uids(signed_in.get(url + "?sort=subject")) == [2, 3, 1]
+    assert _uids(signed_in.get(url + "?sort=-subject")) == [1, 3, 2]
+    # Senders by the name shown, or the address when there is none (RFC 5957).
+    assert _uids(signed_in.get(url + "?sort=from")) == [3, 1, 2]
+
+
+def test_sent_mail_sorts_by_recipient(signed_in, alice) -> None:
+    for to in ("Zed <a@x.test>", "yvonne@x.test", "Adam <z@x.test>"):
+        deliver_to(alice, make_message(subject=to, to=to), folder="Sent", flags=("\\Seen",))
+    url = reverse("webmail:folder", args=[folder(alice, "Sent").pk])
+    response = signed_in.get(url + "?sort=to")
+    assert _uids(response) == [3, 2, 1]
+    assert b"sort=-to" in response.content  # the column's link turns the order around
+
+
+def test_a_big_folder_sorts_by_sender_subject_and_size_on_an_index(alice) -> None:
+    inbox = folder(alice)
+    template = Message.objects.get(folder=inbox, uid=deliver_to(alice, make_message()))
+    now = timezone.now()
+    Message.objects.bulk_create([
+        Message(folder=inbox, uid=uid, blob_id=template.blob_id, size=100 + uid % 500,
+                internal_date=now - timedelta(minutes=5000 - uid), modseq=2,
+                subject=f"Subject {uid}", sort_subject=f"SUBJECT {uid:05d}",
+                sort_display_from=f"SENDER {uid % 7}", bodystructure=template.bodystructure)
+        for uid in range(2, 3001)], batch_size=1000)
+    for sort, first in [("subject", 3000), ("from", 2995), ("size", 2999)]:
+        with CaptureQueriesContext(connection) as queries:
+            page = listing.page(inbox, listing.Query(), sort, True, number=1, size=50)
+        assert len(queries) <= 3
+        ordered = [q["sql"] for q in queries if "ORDER BY" in q["sql"]]
+        assert ordered and all("LIMIT" in q for q in ordered)
+        assert page.rows[0].uid == first
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN QUERY PLAN " + ordered[0].replace("%s", "?"))
+                plan = " ".join(str(row) for row in cursor.fetchall())
+            assert f"message_folder_{sort}" in plan and "TEMP B-TREE" not in plan
+
+
+def _reply(subject: str, text: str, parents: str) -> bytes:
+    return make_message(subject=subject, text=text, headers={"References": parents})
+
+
+def test_a_message_shows_its_conversation(signed_in, alice, bob) -> None:
+    inbox = folder(alice)
+
+    def message_id(uid: int) -> str:
+        return Message.objects.get(folder=inbox, uid=uid).message_id
+
+    first = deliver_to(alice, make_message(subject="Plans"))
+    deliver_to(alice, make_message(subject="Something else"))
+    second = deliver_to(alice, _reply("Re: Plans", "one", message_id(first)))
+    third = deliver_to(alice, _reply("Re: Plans", "two",
+                                     f"{message_id(first)} {message_id(second)}"))
+    deliver_to(bob, _reply("Re: Plans", "bob's", message_id(first)))
+    page = signed_in.get(reverse("webmail:message", args=[inbox.pk, second])).content.decode()
+    assert "Conversation" in page
+    shown = [int(u) for u in re.findall(r'data-conversation-uid="(\d+)"', page)]
+    assert shown == [first, third]  # the others, oldest first; this one is not a link
+    assert [r.uid for r in listing.conversation(inbox, third)] == [first, second, third]
+    lone = signed_in.get(reverse("webmail:message", args=[inbox.pk, 2])).content.decode()
+    assert "wm-conversation" not in lone

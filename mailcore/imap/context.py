@@ -17,12 +17,14 @@ class Session(Protocol):
     """An IMAP session as a handler sees it (mailcore.imap.session.IMAPSession is one)."""
 
     log: SessionLog
+    user: str  # the address logged in as
     mailbox_id: int | None  # set once logged in, which every handler here requires
     selected: View | None
     must_sync: bool  # set when a command changed the selected folder itself
     condstore: bool
     qresync: bool
     rev2: bool
+    utf8_accept: bool
 
     @property
     def utf8(self) -> bool: ...
@@ -36,6 +38,11 @@ class Session(Protocol):
     async def sync(self, expunge_allowed: bool = True) -> None: ...
 
     def enable_condstore(self) -> None: ...
+
+    @property
+    def compressed(self) -> bool: ...
+
+    def start_compression(self) -> None: ...
 
     def select(self, view: View) -> None: ...
 

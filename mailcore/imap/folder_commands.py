@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from django.conf import settings
 
 from mailcore import dbpool
-from mailcore.imap import encode, replies, utf7
+from mailcore.imap import catenate, encode, replies, utf7
 from mailcore.imap.context import Session
 from mailcore.imap.parser import (
     Append,
@@ -226,11 +227,14 @@ async def do_status(session: Session, command: Command) -> str:
 
 async def do_append(session: Session, command: Command) -> str:
     # RFC 9051 section 6.3.12, MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315 section 3),
-    # APPENDLIMIT (RFC 7889), literal8 (RFC 3516).
+    # APPENDLIMIT (RFC 7889), literal8 (RFC 3516), CATENATE (RFC 4469).
     args: Append = command.args
     limit = settings.MESSAGE_SIZE_LIMIT
     items = []
     for message in args.messages:
+        if message.catenate is not None:
+            message = replace(message, data=await catenate.assemble(session,
+                                                                    message.catenate))
         if len(message.data) > limit:
             raise Refused(replies.MESSAGE_TOO_BIG.format(limit=limit))
         if not message.data:

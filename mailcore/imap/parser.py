@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailcore.imap import catenate
+from mailcore.imap.catenate import CatPart
 from mailcore.imap.fetchitems import Fetch, FetchItem, Section, parse_fetch
 from mailcore.imap.lexer import (
     LITERAL_MINUS_MAX,
@@ -16,6 +18,7 @@ from mailcore.imap.lexer import (
     find_literal,
 )
 from mailcore.imap.searchgrammar import BadCharset, Search, parse_search
+from mailcore.imap.sortgrammar import parse_sort, parse_thread
 from mailcore.message.sequenceset import SequenceSet
 from mailcore.sessions import BadSyntax
 
@@ -152,6 +155,7 @@ class AppendMessage:
     date: datetime | None = None
     binary: bool = False  # sent as literal8 (RFC 3516)
     utf8: bool = False  # sent as UTF8 (literal8) (RFC 6855 section 4)
+    catenate: tuple[CatPart, ...] | None = None  # CATENATE's parts (RFC 4469); data b""
 
 
 @dataclass(frozen=True)
@@ -404,7 +408,8 @@ def _status_items(r: Reader) -> list[str]:
 
 
 def _append(r: Reader, uid: bool) -> Append:
-    # RFC 3501 section 6.3.11, RFC 3502 (MULTIAPPEND), RFC 3516, RFC 6855 section 4.
+    # RFC 3501 section 6.3.11, RFC 3502 (MULTIAPPEND), RFC 3516, RFC 6855 section 4,
+    # RFC 4469 section 5 (CATENATE).
     r.space()
     mailbox = r.mailbox()
     messages = []
@@ -418,6 +423,11 @@ def _append(r: Reader, uid: bool) -> Append:
         if r.peek(b'"'):
             when = r.date_time()
             r.space()
+        if r.take_word(b"CATENATE"):
+            r.space()
+            messages.append(AppendMessage(b"", tuple(flags), when,
+                                          catenate=catenate.parse_parts(r)))
+            continue
         utf8 = r.take_word(b"UTF8")
         if utf8:
             r.space()
@@ -436,6 +446,12 @@ def _expunge(r: Reader, uid: bool) -> Expunge | None:
         return None
     r.space()
     return Expunge(r.sequence_set())
+
+
+def _compress(r: Reader, uid: bool) -> str:
+    # RFC 4978 section 3: COMPRESS SP algorithm.
+    r.space()
+    return r.keyword()
 
 
 def _search(r: Reader, uid: bool) -> Search:
@@ -526,6 +542,8 @@ _COMMANDS: dict[str, _Parser] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": parse_fetch, "STORE": _store,
     "COPY": _copy, "MOVE": _copy,
     "GETQUOTA": _getquota, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota, "ID": _id,
+    "SORT": parse_sort, "THREAD": parse_thread, "COMPRESS": _compress,
 }
 _UID_COMMANDS = {name: _COMMANDS[name]
-                 for name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE")}
+                 for name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT",
+                              "THREAD")}

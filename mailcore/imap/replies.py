@@ -29,6 +29,7 @@ MOVED = "[COPYUID {uidvalidity} {source} {target}] Moved"
 LITERAL_READY = "Ready for literal data"
 IDLING = "idling"
 STARTTLS_OK = "Begin TLS negotiation now"
+COMPRESSING = "DEFLATE active"
 
 # Tagged OK.
 COMPLETED = "{verb} completed"
@@ -54,6 +55,9 @@ BAD_SASL = "Invalid SASL response"
 ALREADY_TLS = "TLS is already active"
 QRESYNC_NOT_ENABLED = "Enable QRESYNC first (RFC 7162 section 3.2.3)"
 VANISHED_NEEDS_CHANGEDSINCE = "VANISHED needs UID FETCH with CHANGEDSINCE and QRESYNC enabled"
+UNKNOWN_COMPRESSION = "Unknown compression algorithm"
+COMPRESSION_ACTIVE = "[COMPRESSIONACTIVE] DEFLATE active via COMPRESS"
+CHARSET_AFTER_UTF8 = "UTF8=ACCEPT is enabled: strings are UTF-8, name no other charset"
 
 # Tagged NO.
 TLS_UNAVAILABLE = "TLS not available"

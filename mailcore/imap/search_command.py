@@ -18,6 +18,7 @@ from mailcore.imap.parser import Command, Search
 from mailcore.imap.view import View
 from mailcore.message.searchkeys import AndKey, FlagKey, NotKey, OrKey, SearchKey, SetKey
 from mailcore.message.sequenceset import SequenceSet
+from mailcore.sessions import BadSyntax
 from mailcore.store import search as store_search
 
 _NO_UID = SequenceSet(((0, 0),))  # UIDs start at 1: a set matching nothing
@@ -50,6 +51,9 @@ async def do_search(session: Session, command: Command) -> str:
     # SEARCHRES (RFC 5182 section 2), MODSEQ (RFC 7162 section 3.1.5).
     view = session.selected
     args: Search = command.args
+    if session.utf8_accept and args.charset is not None:
+        # RFC 6855 section 3 (and erratum 4029): no CHARSET once UTF8=ACCEPT is on.
+        raise BadSyntax(replies.CHARSET_AFTER_UTF8)
     if args.uses_modseq:
         session.enable_condstore()
     options = args.return_options

@@ -103,12 +103,26 @@ def parse_search(reader: Reader) -> Search:
         charset = reader.astring().upper()
         _check_charset(charset)
         reader.space()
+    return Search(parse_keys(reader, charset), charset, return_options)
+
+
+def parse_keys(reader: Reader, charset: str | None) -> SearchKey:
+    """Read 1*(SP search-key) to the end of the command (the SP before the first read)."""
     grammar = _Grammar(reader, charset or "UTF-8")
     keys = [grammar.key()]
     while reader.take(b" "):
         keys.append(grammar.key())
     reader.end()
-    return Search(keys[0] if len(keys) == 1 else AndKey(tuple(keys)), charset, return_options)
+    return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
+
+
+def parse_charset(reader: Reader) -> str:
+    """Read SP charset SP (RFC 5256's mandatory one); check it can be searched in."""
+    reader.space()
+    charset = reader.astring().upper()
+    reader.space()
+    _check_charset(charset)
+    return charset
 
 
 def _check_charset(charset: str) -> None:

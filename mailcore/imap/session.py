@@ -24,7 +24,16 @@ from django.conf import settings
 
 from mailcore import dbpool, logins, sasl
 from mailcore.directory import LoginRefused, plaintext_allowed
-from mailcore.imap import encode, fetch, folder_commands, replies, search_command, selection
+from mailcore.imap import (
+    compression,
+    encode,
+    fetch,
+    folder_commands,
+    replies,
+    search_command,
+    selection,
+    sort_command,
+)
 from mailcore.imap.parser import (
     Authenticate,
     BadCharset,
@@ -107,6 +116,7 @@ class IMAPSession(StreamSession):
         self.changes: events.Watch | None = None  # told by the change hub
         self.must_sync = False  # this command changed the selected folder itself
         self.condstore = self.qresync = self.rev2 = False
+        self.utf8_accept = False  # ENABLE UTF8=ACCEPT (RFC 6855)
         self.auth_failures = 0
         self.errors = 0
         self.done = False
@@ -128,8 +138,9 @@ class IMAPSession(StreamSession):
 
     @property
     def utf8(self) -> bool:
-        """Mailbox names and strings in UTF-8 (IMAP4rev2 enabled, RFC 9051 section 5.1)."""
-        return self.rev2
+        """Mailbox names and strings in UTF-8 (IMAP4rev2 enabled, RFC 9051 section 5.1;
+        UTF8=ACCEPT enabled, RFC 6855 section 3)."""
+        return self.rev2 or self.utf8_accept
 
     # Input --------------------------------------------------------------------------------
 
@@ -303,7 +314,7 @@ class IMAPSession(StreamSession):
 
     def _forget_saved_search(self, verb: str | None, data: bytes) -> None:
         # RFC 5182 section 2.1: a SEARCH RETURN (SAVE) that fails, even unparsed, empties "$".
-        if self.selected is not None and verb in ("SEARCH", "UID SEARCH") \
+        if self.selected is not None and verb in ("SEARCH", "UID SEARCH", "SORT", "UID SORT") \
                 and _SAVE_OPTION.search(data):
             self.selected.saved = array("I")
 
@@ -382,6 +393,8 @@ class IMAPSession(StreamSession):
             "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "QUOTA",
             "QUOTA=RES-STORAGE", "ESEARCH", "SEARCHRES", "WITHIN", "CONDSTORE", "QRESYNC",
             "MULTIAPPEND", "BINARY", "STATUS=SIZE", f"APPENDLIMIT={settings.MESSAGE_SIZE_LIMIT}",
+            *sort_command.CAPABILITIES, "UTF8=ACCEPT", "CATENATE",
+            compression.CAPABILITY,
         ]
 
     # Any state ----------------------------------------------------------------------------
@@ -487,7 +500,7 @@ class IMAPSession(StreamSession):
 
     async def do_enable(self, command: Command) -> str:
         # RFC 5161 section 3.1; RFC 7162 section 3.2.3 (QRESYNC implies CONDSTORE);
-        # RFC 9051 section 6.3.1 (IMAP4rev2).
+        # RFC 9051 section 6.3.1 (IMAP4rev2); RFC 6855 section 3 (UTF8=ACCEPT).
         args: Enable = command.args
         enabled = []
         for name in args.capabilities:
@@ -500,6 +513,9 @@ class IMAPSession(StreamSession):
             elif name == "IMAP4REV2" and not self.rev2:
                 self.rev2 = True
                 enabled.append("IMAP4rev2")
+            elif name == "UTF8=ACCEPT" and not self.utf8_accept:
+                self.utf8_accept = True
+                enabled.append("UTF8=ACCEPT")
         if enabled:
             self.log.info("enabled %s", " ".join(enabled))
         await self.send(encode.untagged("ENABLED", *enabled))
@@ -606,4 +622,7 @@ COMMANDS: dict[str, Verb] = {
     "STORE": Verb(SELECTED, selection.do_store, numbers_stable=True),
     "COPY": Verb(SELECTED, selection.do_copy),
     "MOVE": Verb(SELECTED, selection.do_move),
+    "SORT": Verb(SELECTED, sort_command.do_sort, numbers_stable=True),  # RFC 5256
+    "THREAD": Verb(SELECTED, sort_command.do_thread, numbers_stable=True),
+    "COMPRESS": Verb(AUTHENTICATED, compression.do_compress),  # RFC 4978
 }

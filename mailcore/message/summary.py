@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import email.errors
 import email.utils
+import re
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+
+from mailcore.message.sortkeys import header_sort_fields
+
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes the parser could not read as ASCII
 
 
 def split_header_block(raw: bytes) -> bytes:
@@ -23,10 +28,19 @@ def split_header_block(raw: bytes) -> bytes:
     return raw
 
 
-def decode_text(value: str | None) -> str:
-    """Decode RFC 2047 encoded words; fall back to the raw text for broken encodings."""
+def decode_text(value: str | Header | None) -> str:
+    """Decode RFC 2047 encoded words; fall back to the raw text for broken encodings.
+
+    Raw 8-bit text (RFC 6532 UTF-8 headers, as UTF8=ACCEPT clients append them) comes
+    from the compat32 parser as surrogate escapes: it is read as UTF-8.
+    """
     if not value:
         return ""
+    if not isinstance(value, str):  # a Header: the parser met 8-bit bytes ("unknown-8bit")
+        value = "".join(chunk.decode("utf-8", "replace") if isinstance(chunk, bytes)
+                        else chunk for chunk, _ in decode_header(value))
+    elif _ESCAPED.search(value):
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     try:
         return str(make_header(decode_header(value)))
     except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
@@ -35,7 +49,8 @@ def decode_text(value: str | None) -> str:
 
 def summarize(raw: bytes) -> dict:
     """Return the header fields the store keeps per message (for listing and SEARCH)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(split_header_block(raw))
+    block = split_header_block(raw)
+    headers = BytesHeaderParser(policy=compat32).parsebytes(block)
 
     def text(name: str) -> str:
         return " ".join(decode_text(headers.get(name, "")).split())
@@ -51,14 +66,16 @@ def summarize(raw: bytes) -> dict:
     if sent_date is not None and not (datetime(1900, 1, 1, tzinfo=UTC) < sent_date
                                       < datetime(9999, 1, 1, tzinfo=UTC)):
         sent_date = None
+    subject = text("Subject")
     return {
         # SEARCH SENT* compare the date as written, its time and zone disregarded (RFC 3501
         # section 6.4.4): the calendar date in the header, not the UTC instant's.
         "sent_on": sent_date and sent_date.date(),
-        "subject": text("Subject"),
+        "subject": subject,
         "from_addr": text("From"),
         "to_addrs": text("To"),
         "cc_addrs": text("Cc"),
         "message_id": text("Message-ID")[:998],
         "sent_date": sent_date,
+        **header_sort_fields(block, subject),
     }

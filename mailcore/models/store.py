@@ -100,6 +100,15 @@ class Message(models.Model):
     sent_date = models.DateTimeField(null=True, blank=True)
     sent_on = models.DateField(
         null=True, blank=True, help_text="The Date: header's own calendar date (SEARCH SENT*).")
+    # Sort and thread keys (mailcore.message.sortkeys, RFC 5256 and RFC 5957): casemapped
+    # base subject, first addresses' mailboxes and display names; the parents' msg-ids.
+    sort_subject = models.TextField(blank=True, default="")
+    sort_from = models.TextField(blank=True, default="")
+    sort_to = models.TextField(blank=True, default="")
+    sort_cc = models.TextField(blank=True, default="")
+    sort_display_from = models.TextField(blank=True, default="")
+    sort_display_to = models.TextField(blank=True, default="")
+    thread_refs = models.TextField(blank=True, default="")
     # IMAP's ENVELOPE and BODYSTRUCTURE, computed once and kept as JSON.
     envelope = models.JSONField(null=True, blank=True)
     bodystructure = models.JSONField(null=True, blank=True)
@@ -116,6 +125,12 @@ class Message(models.Model):
             models.Index(fields=["folder", "internal_date"], name="message_folder_date"),
             models.Index(fields=["folder"], condition=models.Q(seen=False),
                          name="message_folder_unseen"),
+            # The webmail's sorted pages (mailcore.store.sorting.PAGE_ORDERS).
+            models.Index(fields=["folder", "sort_subject", "uid"], name="message_folder_subject"),
+            models.Index(fields=["folder", "sort_display_from", "uid"],
+                         name="message_folder_from"),
+            models.Index(fields=["folder", "sort_display_to", "uid"], name="message_folder_to"),
+            models.Index(fields=["folder", "size", "uid"], name="message_folder_size"),
         ]
 
     def __str__(self) -> str:

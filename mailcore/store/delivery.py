@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from mailcore import dbpool, hooks
+from mailcore.message import sortkeys
 from mailcore.message.summary import summarize
 from mailcore.models import (
     Blob,
@@ -93,7 +94,8 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
 _MESSAGE_FIELDS = ("folder_id", "uid", "blob_id", "size", "internal_date", "modseq",
                    "seen", "answered", "flagged", "deleted", "draft", "keywords",
                    "pop3_hidden", "subject", "from_addr", "to_addrs", "cc_addrs",
-                   "message_id", "sent_date", "sent_on", "envelope", "bodystructure")
+                   "message_id", "sent_date", "sent_on", "envelope", "bodystructure",
+                   *sortkeys.SORT_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,14 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from mailcore.models import Folder, Message, MessageText
-from mailcore.store import fulltext
+from mailcore.store import fulltext, sorting, threading
 from mailcore.store import messages as store_messages
 from mailcore.store.blobs import blob_store
 from mailcore.webclient import parts, sanitize
 
-SORTS = {
-    "date": "internal_date",
-    "from": "from_addr",
-    "to": "to_addrs",
-    "subject": "subject",
-    "size": "size",
-}
+# Sorted by the store's indexed sort keys (mailcore.store.sorting): senders and
+# recipients by display name, subjects without "Re:" and the like, case-insensitively.
+SORTS = sorting.PAGE_ORDERS
 _ROW_FIELDS = ("pk", "uid", "size", "internal_date", "sent_date", "seen", "flagged",
                "answered", "draft", "deleted", "keywords", "subject", "from_addr", "to_addrs",
                "bodystructure")
@@ -178,12 +174,6 @@ def _filtered(folder: Folder, query: Query) -> QuerySet[Message]:
     return rows
 
 
-def _ordering(sort: str, descending: bool) -> list[str]:
-    column = SORTS.get(sort, "internal_date")
-    sign = "-" if descending else ""
-    return [sign + column, sign + "uid"]
-
-
 def page(folder: Folder, query: Query = Query(), sort: str = "date", descending: bool = True,
          number: int = 1, size: int | None = None) -> Page:
     """Return one page of a folder's messages, sorted and searched."""
@@ -204,7 +194,7 @@ def page(folder: Folder, query: Query = Query(), sort: str = "date", descending:
     # Two steps: the sort touches only the id and the sort key of each row, and the page's
     # full rows are read by primary key.
     start = (number - 1) * size
-    ids = list(rows.order_by(*_ordering(sort, descending))
+    ids = list(rows.order_by(*sorting.page_ordering(sort, descending))
                .values_list("pk", flat=True)[start:start + size + 1])
     has_next = len(ids) > size
     ids = ids[:size]
@@ -262,6 +252,16 @@ def body_text(raw: bytes, structure: dict | None) -> str:
         texts.append(sanitize.html_to_text(value) if part.content_type == "text/html"
                      else value)
     return "\n".join(texts)
+
+
+def conversation(folder: Folder, uid: int) -> list[Row]:
+    """Return the messages of uid's conversation (THREAD=REFERENCES), oldest first."""
+    uids = threading.conversation(folder.pk, uid)
+    if len(uids) < 2:
+        return []
+    by_uid = {m.uid: m for m in Message.objects.filter(folder=folder, uid__in=uids)
+              .only(*_ROW_FIELDS)}
+    return [row_of(by_uid[u]) for u in uids if u in by_uid]
 
 
 def neighbours(folder: Folder, uid: int) -> tuple[int | None, int | None]:

@@ -51,7 +51,7 @@ from panel.webmail import auth, forms
 
 INLINE_SALT = "webmail.inline"
 INLINE_MAX_AGE = 24 * 3600
-SORT_CHOICES = ("date", "from", "subject", "size")
+SORT_CHOICES = ("date", "from", "to", "subject", "size")
 
 log = logging.getLogger("panel.webmail")
 
@@ -276,6 +276,8 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
         if older else "",
         "ref": f"{folder.pk}:{uid}",
         "this_url": request.get_full_path(),
+        "conversation": listing.conversation(folder, uid),
+        "carried": carried,
     }
     return render(request, "webmail/message.html", context)
 
