@@ -11,22 +11,13 @@ session answers it with a temporary failure.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
-from mailcore.inbound.verdict import ACCEPT, Verdict
+from django.conf import settings
 
+from mailcore.inbound.authentication import authenticate
+from mailcore.inbound.verdict import ACCEPT, Incoming, Verdict
 
-@dataclass(frozen=True)
-class Incoming:
-    """A message as the end of DATA holds it: the envelope, the client, and the content."""
-
-    content: bytes  # as received: without the Return-Path and Received fields we add
-    client_ip: str
-    helo: str
-    mail_from: str  # the envelope sender; "" for the null reverse-path
-    recipients: tuple[str, ...]
-    mailbox_ids: frozenset[int]  # the local mailboxes it goes to
-    session_id: str = ""
+__all__ = ["Incoming", "Step", "judge", "steps"]
 
 
 Step = Callable[[Incoming, Verdict], Awaitable[Verdict]]
@@ -48,4 +39,7 @@ async def judge(incoming: Incoming, steps: Sequence[Step]) -> Verdict:
 
 def steps() -> list[Step]:
     """Return the steps every message received on port 25 goes through, in order."""
-    return []
+    found: list[Step] = []
+    if settings.INBOUND_AUTH:
+        found.append(authenticate)
+    return found

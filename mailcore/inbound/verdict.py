@@ -1,10 +1,24 @@
-"""Verdicts: what to do with one inbound message (accept, Junk, refuse), and why."""
+"""Verdicts: what to do with one inbound message (accept, Junk, refuse), and why; and the
+message as the checks see it."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message as the end of DATA holds it: the envelope, the client, and the content."""
+
+    content: bytes  # as received: without the Return-Path and Received fields we add
+    client_ip: str
+    helo: str
+    mail_from: str  # the envelope sender; "" for the null reverse-path
+    recipients: tuple[str, ...]
+    mailbox_ids: frozenset[int]  # the local mailboxes it goes to
+    session_id: str = ""
 
 
 class Action(enum.IntEnum):

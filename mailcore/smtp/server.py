@@ -19,6 +19,7 @@ from django.utils import timezone
 from mailcore import dbpool, stats
 from mailcore.directory import Route, resolve
 from mailcore.inbound import pipeline
+from mailcore.inbound.authresults import strip_ours
 from mailcore.inbound.verdict import Action, Verdict
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.message.summary import split_header_block
@@ -330,6 +331,8 @@ class InboundHandler:
         verdict = await self.judge(server, session, envelope)
         if verdict.refused:
             return _refusal(server, envelope, verdict)
+        # RFC 8601 section 5: only we speak for our authserv-id.
+        content = strip_ours(content, settings.MAIL_HOSTNAME)
         raw = (return_path(envelope) + b"".join(verdict.headers)
                + received_header(server, session, envelope) + content)
         junk = verdict.action == Action.JUNK
