@@ -16,7 +16,7 @@ from aiosmtpd.smtp import Envelope, Session, TLSSetupException, syntax
 from django.conf import settings
 from django.utils import timezone
 
-from mailcore import dbpool, stats
+from mailcore import dbpool, srs, stats
 from mailcore.directory import Route, resolve
 from mailcore.inbound import pipeline
 from mailcore.inbound.authresults import strip_ours
@@ -309,6 +309,10 @@ class InboundHandler:
             return replies.TOO_MANY_RECIPIENTS.format()
         if is_unsafe(address):  # control characters, or invalid UTF-8
             return replies.BAD_RECIPIENT.format()
+        if srs.looks_like(address) and _reverse_path(envelope):
+            # An SRS address of ours leads back to the sender of a message we forwarded:
+            # open to bounces only, so nobody relays through it to that sender.
+            return replies.SRS_BOUNCES_ONLY.format()
         resolution = await dbpool.run(resolve, address)
         refusal = _REFUSALS.get(resolution.route)
         if refusal is not None:
@@ -338,7 +342,7 @@ class InboundHandler:
         junk = verdict.action == Action.JUNK
         try:
             await dbpool.run(deliver, raw, _reverse_path(envelope), envelope.local_ids,
-                             envelope.remote, junk=junk)
+                             envelope.remote, junk=junk, forward_from=_forward_from(envelope))
         except QuotaExceeded as exc:
             return replies.MAILBOX_FULL_FOR_MESSAGE.format(addresses=", ".join(exc.addresses))
         except Exception:
@@ -359,6 +363,14 @@ class InboundHandler:
             recipients=tuple(envelope.rcpt_tos), mailbox_ids=frozenset(envelope.local_ids),
             session_id=server.session_id)
         return await pipeline.judge(incoming, self.steps)
+
+
+def _forward_from(envelope: Envelope) -> str | None:
+    """Return the envelope sender for the copies we forward to other domains: rewritten by
+    SRS at the domain of the first recipient (all are ours), so SPF holds at the next hop."""
+    if not envelope.remote:
+        return None
+    return srs.forward(_reverse_path(envelope), envelope.rcpt_tos[0].rpartition("@")[2].lower())
 
 
 def _refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> str:
