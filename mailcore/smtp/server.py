@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from mailcore import dbpool, srs, stats
 from mailcore.directory import Route, resolve
+from mailcore.dkim import arc_seal
 from mailcore.inbound import pipeline
 from mailcore.inbound.authresults import strip_ours
 from mailcore.inbound.verdict import Action, Verdict
@@ -341,6 +342,10 @@ class InboundHandler:
                + received_header(server, session, envelope) + content)
         junk = verdict.action == Action.JUNK
         try:
+            if envelope.remote and verdict.headers:
+                # RFC 8617: what we forward carries our authentication results, sealed.
+                raw = await dbpool.run(arc_seal, raw, _forwarding_domain(envelope),
+                                       settings.MAIL_HOSTNAME)
             await dbpool.run(deliver, raw, _reverse_path(envelope), envelope.local_ids,
                              envelope.remote, junk=junk, forward_from=_forward_from(envelope))
         except QuotaExceeded as exc:
@@ -365,12 +370,17 @@ class InboundHandler:
         return await pipeline.judge(incoming, self.steps)
 
 
+def _forwarding_domain(envelope: Envelope) -> str:
+    """Return the domain that forwards the message: the first recipient's (all are ours)."""
+    return envelope.rcpt_tos[0].rpartition("@")[2].lower()
+
+
 def _forward_from(envelope: Envelope) -> str | None:
     """Return the envelope sender for the copies we forward to other domains: rewritten by
-    SRS at the domain of the first recipient (all are ours), so SPF holds at the next hop."""
+    SRS at the forwarding domain, so SPF holds at the next hop."""
     if not envelope.remote:
         return None
-    return srs.forward(_reverse_path(envelope), envelope.rcpt_tos[0].rpartition("@")[2].lower())
+    return srs.forward(_reverse_path(envelope), _forwarding_domain(envelope))
 
 
 def _refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> str:
