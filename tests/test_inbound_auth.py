@@ -407,3 +407,18 @@ def test_only_the_first_signatures_are_verified(smtp, alice):
     assert smtp().send_mail(raw, "bob@remote.test", ("alice@example.test",)).startswith("250")
     results = authentication_results(raw_of(inbox(alice)[0]))
     assert results.count("dkim=") == 10
+
+
+def test_an_abandoned_lookup_fails_those_sharing_it_instead_of_leaving_them_waiting():
+    resolver = lookups.Resolver("127.0.0.1:1", 5)  # nothing answers: the lookup hangs
+
+    async def scenario():
+        first = asyncio.ensure_future(resolver.txt("remote.test"))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(resolver.txt("remote.test"))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(lookups.TempError):
+            await asyncio.wait_for(second, 2)
+
+    run(scenario())

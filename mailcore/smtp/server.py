@@ -388,7 +388,8 @@ def _refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> str:
     reply = replies.REFUSED if verdict.action == Action.REJECT else replies.REFUSED_FOR_NOW
     server.log.info("refused from=<%s> rcpts=%d: %s", _reverse_path(envelope),
                     len(envelope.rcpt_tos), verdict.reason)
-    stats.tally.add("rejected")
+    if verdict.action == Action.REJECT:  # a deferral may yet be delivered
+        stats.tally.add("rejected")
     return reply._replace(status=verdict.enhanced_status).format(reason=verdict.reason)
 
 
