@@ -32,6 +32,7 @@ RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 # against the sender (5.7.1, which relay refusals keep); permanent, as a proof can take days.
 DOMAIN_NOT_VERIFIED = Reply(550, "5.1.2",
                             "Recipient domain {domain} is not yet verified on this server")
+SRS_BOUNCES_ONLY = Reply(550, "5.7.1", "SRS addresses accept bounces only (null sender)")
 MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, try again later")
 MAILBOX_FULL_FOR_MESSAGE = Reply(552, "5.2.2", "Mailbox full: {addresses}")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
@@ -44,6 +45,10 @@ LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long (RFC 5321 section 4.5.3.1.6)"
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message exceeds fixed maximum message size")
 MESSAGE_HAS_NUL = Reply(554, "5.6.0", "Message contains NUL characters")
 LOOP_DETECTED = Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
+# The inbound checks' refusals at the end of DATA (mailcore.inbound): the verdict gives the
+# enhanced status code and the reason.
+REFUSED = Reply(550, "5.7.1", "{reason}")
+REFUSED_FOR_NOW = Reply(451, "4.7.1", "{reason}")
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later (session {session})")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "{hostname} Too many errors, closing connection")
 TIMEOUT = Reply(421, "4.4.2", "{hostname} Timeout exceeded, closing connection")
