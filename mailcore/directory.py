@@ -152,6 +152,13 @@ def alias_reaches(alias: Alias, address: str, mailbox_id: int) -> bool:
 
 # Logins -----------------------------------------------------------------------------------
 
+def quarantines_dmarc_rejects(domain_names: set[str]) -> bool:
+    """Return whether any of these hosted domains files mail that its sender's DMARC
+    policy rejects in Junk instead of refusing it (Domain.dmarc_reject)."""
+    return (Domain.objects.receiving().filter(name__in=domain_names)
+            .exclude(dmarc_reject=Domain.DmarcReject.FOLLOW).exists())
+
+
 class LoginRefused(Exception):
     """Bad credentials, a disabled mailbox, or a source address that failed too often.
 

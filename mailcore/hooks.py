@@ -23,6 +23,7 @@ class Arrival:
     blob_key: str
     mail_from: str  # the envelope sender; "" for a bounce
     folder: str
+    junk: bool = False  # filed in each mailbox's Junk folder instead of folder
 
 
 def _not_installed(*args: object) -> None:

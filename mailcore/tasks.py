@@ -68,7 +68,8 @@ def vacation_reply(mailbox_id: int, blob_key: str, envelope_sender: str) -> str:
 
 def _answer_arrival(arrival: hooks.Arrival) -> None:
     """Ask the worker to answer for the mailboxes whose vacation reply is on."""
-    if not arrival.mail_from or arrival.folder != INBOX:
+    # Nor for junk: answering spam sends mail to forged senders (backscatter).
+    if not arrival.mail_from or arrival.folder != INBOX or arrival.junk:
         return
     for mailbox_id in vacation.away(arrival.mailbox_ids):
         try:

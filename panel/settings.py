@@ -413,6 +413,24 @@ AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 300)
 ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 2)
 ARGON2_MEMORY_COST = env_int("ARGON2_MEMORY_COST", 19 * 1024)
 
+# Inbound trust (mailcore/inbound): sender authentication on port 25 ------------------------
+
+# SPF (MAIL FROM and HELO), DKIM, ARC and DMARC for every message received on port 25, with
+# one Authentication-Results field (authserv-id MAIL_HOSTNAME) and the DMARC policy applied.
+INBOUND_AUTH = env_bool("INBOUND_AUTH", True)
+# When DNS fails so that the sender's DMARC policy cannot be known: "defer" answers 451 4.4.3
+# (the sender tries again), "accept" delivers with "temperror" in the field.
+INBOUND_DNS_FAILURE = env_str("INBOUND_DNS_FAILURE", "defer")
+if INBOUND_DNS_FAILURE not in ("defer", "accept"):
+    raise ImproperlyConfigured("INBOUND_DNS_FAILURE must be defer or accept")
+INBOUND_DNS_TIMEOUT = env_float("INBOUND_DNS_TIMEOUT", 5)  # one lookup (DNS_RESOLVER's server)
+INBOUND_DNS_CACHE_SIZE = env_int("INBOUND_DNS_CACHE_SIZE", 10000)  # answers kept per process
+INBOUND_SPF_TIMEOUT = env_float("INBOUND_SPF_TIMEOUT", 20)  # one SPF check, all its lookups
+# Forwarders (ARC sealing domains, "lists.example.org,fwd.example.net") whose passing ARC
+# chain overrides a DMARC failure (RFC 7489 section 7.2.1): mail they forward is not refused.
+ARC_TRUSTED_SEALERS = [d.strip().lower() for d in env_str("ARC_TRUSTED_SEALERS", "").split(",")
+                       if d.strip()]
+
 # The web tier behind its TLS proxy (TRUSTED_PROXY_HOPS above) ---------------------------------
 
 # A client's X-Forwarded-Proto would let it pass for https; only our own proxy's counts.

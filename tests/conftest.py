@@ -27,6 +27,9 @@ def _fast_settings(settings, tmp_path: Path):
     settings.DNS_RESOLVER = "127.0.0.1:1"
     settings.DNS_TIMEOUT = 1
     settings.OUTBOUND_TRANSPORTS = ""
+    # Sender authentication asks DNS for every message: off, except in the tests of it
+    # (tests/test_inbound_auth.py), which publish the senders' records on a loopback server.
+    settings.INBOUND_AUTH = False
     from mailcore import passwords
     passwords._hasher = None
     from django.core.cache import cache

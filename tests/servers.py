@@ -167,6 +167,8 @@ class ServerProcess:
             "ARGON2_TIME_COST": str(settings.ARGON2_TIME_COST),
             "ARGON2_MEMORY_COST": str(settings.ARGON2_MEMORY_COST),
             "SHUTDOWN_GRACE": "5",
+            "INBOUND_AUTH": "1" if settings.INBOUND_AUTH else "0",
+            "INBOUND_DNS_FAILURE": settings.INBOUND_DNS_FAILURE,
             "MAILCORE_PORTS_FILE": str(self.ports_path),
         })
         env.update({f"{name.upper()}_PORT": str(self.ports.get(name, "auto")) for name in NAMES})

@@ -23,8 +23,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("mailcore.models",)),
     ("message model", ("mailcore.message",)),
     ("store and directory", ("mailcore.store", "mailcore.directory", "mailcore.claims")),
-    ("sending, queue and customer services", ("mailcore.sending", "mailcore.queue",
-                                              "mailcore.selfservice", "mailcore.dnscheck")),
+    ("sending, queue, inbound checks and customer services", (
+        "mailcore.sending", "mailcore.queue", "mailcore.inbound", "mailcore.selfservice",
+        "mailcore.dnscheck")),
     ("protocol servers, webmail services and tasks", (
         "mailcore.imap", "mailcore.smtp", "mailcore.pop3", "mailcore.webclient",
         "mailcore.tasks")),

@@ -48,8 +48,16 @@ class Domain(models.Model):
         null=True, blank=True,
         help_text="When ownership was proven; mail is received only once this is set.",
     )
+    class DmarcReject(models.TextChoices):
+        FOLLOW = "reject", "Refuse it, as the sender's domain asks"
+        QUARANTINE = "quarantine", "Deliver it to the Junk folder instead"
+
     dkim_selector = models.CharField(max_length=63, default="mail")
     dkim_private_key = models.TextField(blank=True, help_text="PEM, RSA 2048.")
+    # Inbound mail whose sender's DMARC policy (RFC 7489) says p=reject and that fails it.
+    dmarc_reject = models.CharField(
+        "mail the sender's DMARC policy rejects", max_length=16,
+        choices=DmarcReject.choices, default=DmarcReject.FOLLOW)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DomainQuerySet.as_manager()

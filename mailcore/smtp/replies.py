@@ -38,6 +38,10 @@ LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long (RFC 5321 section 4.5.3.1.6)"
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message exceeds fixed maximum message size")
 MESSAGE_HAS_NUL = Reply(554, "5.6.0", "Message contains NUL characters")
 LOOP_DETECTED = Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
+# The inbound checks' refusals at the end of DATA (mailcore.inbound): the verdict gives the
+# enhanced status code and the reason.
+REFUSED = Reply(550, "5.7.1", "{reason}")
+REFUSED_FOR_NOW = Reply(451, "4.7.1", "{reason}")
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later (session {session})")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "{hostname} Too many errors, closing connection")
 TIMEOUT = Reply(421, "4.4.2", "{hostname} Timeout exceeded, closing connection")

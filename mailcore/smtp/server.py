@@ -18,6 +18,9 @@ from django.utils import timezone
 
 from mailcore import dbpool, stats
 from mailcore.directory import Route, resolve
+from mailcore.inbound import pipeline
+from mailcore.inbound.authresults import strip_ours
+from mailcore.inbound.verdict import Action, Verdict
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.message.summary import split_header_block
 from mailcore.proxy import Peer, TrustedProxies
@@ -271,7 +274,13 @@ def _canonical_line(line: bytes) -> bytes:
 
 
 class InboundHandler:
-    """Receive mail for hosted domains: check each recipient at RCPT, store at DATA."""
+    """Receive mail for hosted domains: check each recipient at RCPT, judge and store at DATA.
+
+    steps: the inbound checks (mailcore.inbound.pipeline) each message goes through.
+    """
+
+    def __init__(self, steps: list[pipeline.Step] | None = None) -> None:
+        self.steps = pipeline.steps() if steps is None else steps
 
     async def handle_EHLO(self, server: SMTPSession, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
@@ -319,19 +328,46 @@ class InboundHandler:
         content: bytes = envelope.original_content
         if hop_count(content) >= settings.SMTP_MAX_RECEIVED_HEADERS:
             return replies.LOOP_DETECTED.format()
-        raw = trace_headers(server, session, envelope) + content
+        verdict = await self.judge(server, session, envelope)
+        if verdict.refused:
+            return _refusal(server, envelope, verdict)
+        # RFC 8601 section 5: only we speak for our authserv-id.
+        content = strip_ours(content, settings.MAIL_HOSTNAME)
+        raw = (return_path(envelope) + b"".join(verdict.headers)
+               + received_header(server, session, envelope) + content)
+        junk = verdict.action == Action.JUNK
         try:
             await dbpool.run(deliver, raw, _reverse_path(envelope), envelope.local_ids,
-                             envelope.remote)
+                             envelope.remote, junk=junk)
         except QuotaExceeded as exc:
             return replies.MAILBOX_FULL_FOR_MESSAGE.format(addresses=", ".join(exc.addresses))
         except Exception:
             server.log.internal_error("DATA")
             return replies.TEMPORARY_FAILURE.format(session=server.session_id)
-        server.log.info("accepted from=<%s> rcpts=%d size=%d", _reverse_path(envelope),
-                        len(envelope.rcpt_tos), len(raw))
+        server.log.info("accepted from=<%s> rcpts=%d size=%d%s", _reverse_path(envelope),
+                        len(envelope.rcpt_tos), len(raw),
+                        f" junk ({verdict.reason})" if junk else "")
         stats.tally.add("received")
         return replies.QUEUED.format(queue_id=server.session_id)
+
+    async def judge(self, server: SMTPSession, session: Session,
+                    envelope: Envelope) -> Verdict:
+        """Return what the inbound checks make of the message in the envelope."""
+        incoming = pipeline.Incoming(
+            content=envelope.original_content, client_ip=server.client.ip,
+            helo=session.host_name or "", mail_from=_reverse_path(envelope),
+            recipients=tuple(envelope.rcpt_tos), mailbox_ids=frozenset(envelope.local_ids),
+            session_id=server.session_id)
+        return await pipeline.judge(incoming, self.steps)
+
+
+def _refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> str:
+    """Return the reply that refuses a message at the end of DATA, and log why."""
+    reply = replies.REFUSED if verdict.action == Action.REJECT else replies.REFUSED_FOR_NOW
+    server.log.info("refused from=<%s> rcpts=%d: %s", _reverse_path(envelope),
+                    len(envelope.rcpt_tos), verdict.reason)
+    stats.tally.add("rejected")
+    return reply._replace(status=verdict.enhanced_status).format(reason=verdict.reason)
 
 
 _REFUSALS = {
@@ -381,11 +417,6 @@ def hop_count(content: bytes) -> int:
 def _reverse_path(envelope: Envelope) -> str:
     """Return the envelope sender, "" for a bounce's null reverse-path."""
     return "" if envelope.mail_from in (None, "<>") else envelope.mail_from
-
-
-def trace_headers(server: SMTPSession, session: Session, envelope: Envelope) -> bytes:
-    """Return the Return-Path and Received fields to put on top (RFC 5321 section 4.4)."""
-    return return_path(envelope) + received_header(server, session, envelope)
 
 
 def return_path(envelope: Envelope) -> bytes:

@@ -23,7 +23,7 @@ from mailcore.models import (
 )
 from mailcore.store import events, sql, structure
 from mailcore.store.blobs import blob_store
-from mailcore.store.folders import INBOX
+from mailcore.store.folders import INBOX, JUNK, create_folder
 
 log = logging.getLogger("mailcore.store")
 
@@ -45,8 +45,11 @@ class Delivered:
 
 def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             remote: Iterable[str] = (), folder: str = INBOX,
-            sender_mailbox_id: int | None = None) -> Delivered:
+            sender_mailbox_id: int | None = None, junk: bool = False) -> Delivered:
     """Store raw in each mailbox's folder and queue it for remote recipients, durably.
+
+    With junk, each mailbox gets it in its Junk folder (special-use \\Junk, RFC 6154)
+    instead of folder; a mailbox without one gets the standard Junk folder made for it.
 
     The blob is on disk (fsynced) before the rows that point at it are committed; when
     this returns, the message survives a crash. Raises QuotaExceeded, storing nothing,
@@ -66,10 +69,11 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             if full:
                 raise quota_exceeded(full)
             record_blob(cursor, key, size, now)
-            message_ids = [insert(cursor, (mailbox_id, folder), key, size, now,
-                                  fields).message_id for mailbox_id in mailbox_ids]
+            message_ids = [insert(cursor, _Junk(mailbox_id) if junk else (mailbox_id, folder),
+                                  key, size, now, fields).message_id
+                           for mailbox_id in mailbox_ids]
         if mailbox_ids:
-            arrival = hooks.Arrival(mailbox_ids, key, mail_from, folder)
+            arrival = hooks.Arrival(mailbox_ids, key, mail_from, folder, junk=junk)
             transaction.on_commit(lambda: hooks.arrived(arrival))
         outbound_id = None
         if remote:
@@ -100,6 +104,7 @@ class _Statements:
     blob: str
     allocate_by_name: str
     allocate_by_id: str
+    allocate_junk: str
     message: str
 
 
@@ -123,6 +128,11 @@ def _sql() -> _Statements:
             folder=Folder),
         allocate_by_id=sql.render(bump + " WHERE {folder.id} = %s " + allocated,
                                   folder=Folder),
+        # The mailbox's first folder marked \\Junk, whatever its name (RFC 6154).
+        allocate_junk=sql.render(
+            bump + " WHERE {folder.id} = (SELECT MIN({folder.id}) FROM {folder} "
+            "WHERE {folder.mailbox_id} = %s AND {folder.special_use} = %s) " + allocated,
+            folder=Folder),
         message=(f"INSERT INTO {sql.table(Message)} ({sql.columns(Message, _MESSAGE_FIELDS)}) "
                  f"VALUES ({', '.join(['%s'] * len(_MESSAGE_FIELDS))}) "
                  f"RETURNING {sql.column(Message, 'id')}"),
@@ -161,18 +171,22 @@ class Stored:
     modseq: int
 
 
-def insert(cursor, folder: tuple[int, str] | int, key: str, size: int, internal_date,
-           fields: dict, flags: dict | None = None) -> Stored:
-    """Allocate a UID in a folder (an id, or (mailbox id, name)) and add the message row.
+@dataclass(frozen=True)
+class _Junk:
+    """A mailbox's Junk folder, as a place to insert into."""
+
+    mailbox_id: int
+
+
+def insert(cursor, folder: tuple[int, str] | int | _Junk, key: str, size: int,
+           internal_date, fields: dict, flags: dict | None = None) -> Stored:
+    """Allocate a UID in a folder (an id, (mailbox id, name), or a mailbox's Junk folder)
+    and add the message row.
 
     flags: Message field values to set (seen, keywords, ...) other than the defaults.
     The folder's sessions hear of it once the transaction commits.
     """
-    if isinstance(folder, int):
-        cursor.execute(_sql().allocate_by_id, [folder])
-    else:
-        cursor.execute(_sql().allocate_by_name, list(folder))
-    row = cursor.fetchone()
+    row = _allocate(cursor, folder)
     if row is None:
         raise Folder.DoesNotExist(f"no folder {folder}")
     folder_id, mailbox_id, uidvalidity, uid, modseq = row
@@ -183,6 +197,34 @@ def insert(cursor, folder: tuple[int, str] | int, key: str, size: int, internal_
     cursor.execute(_sql().message, [sql.prep(Message, f, values[f]) for f in _MESSAGE_FIELDS])
     events.changed(mailbox_id, folder_id, modseq)
     return Stored(cursor.fetchone()[0], mailbox_id, folder_id, uidvalidity, uid, modseq)
+
+
+def _allocate(cursor, folder: tuple[int, str] | int | _Junk) -> tuple | None:
+    """Take a folder's next UID and modseq; return (folder id, mailbox id, UIDVALIDITY,
+    UID, modseq), or None if there is no such folder."""
+    if isinstance(folder, int):
+        cursor.execute(_sql().allocate_by_id, [folder])
+    elif isinstance(folder, _Junk):
+        cursor.execute(_sql().allocate_junk, [folder.mailbox_id, Folder.SpecialUse.JUNK.value])
+        row = cursor.fetchone()
+        if row is not None:
+            return row
+        # None marked \\Junk (deleted over IMAP, or the mark removed): the standard one.
+        cursor.execute(_sql().allocate_by_id, [_junk_folder_id(folder.mailbox_id)])
+    else:
+        cursor.execute(_sql().allocate_by_name, list(folder))
+    return cursor.fetchone()
+
+
+def _junk_folder_id(mailbox_id: int) -> int:
+    """Return the id of the folder named Junk, made (special-use \\Junk) if missing.
+
+    The caller holds the mailbox's row lock (charge()), so no other writer makes it meanwhile.
+    """
+    found = Folder.objects.filter(mailbox_id=mailbox_id, name=JUNK).values_list("pk", flat=True)
+    if found:
+        return found[0]
+    return create_folder(Mailbox.objects.get(pk=mailbox_id), JUNK, Folder.SpecialUse.JUNK).pk
 
 
 def _kick(outbound_id: int) -> None:

@@ -13,12 +13,13 @@ from mailcore.models import Expunged, Folder, Mailbox, Message
 from mailcore.store import events
 
 INBOX = "INBOX"
+JUNK = "Junk"  # the standard Junk folder's name (special-use \\Junk)
 DEFAULT_FOLDERS: list[tuple[str, str]] = [
     (INBOX, Folder.SpecialUse.NONE),
     ("Sent", Folder.SpecialUse.SENT),
     ("Drafts", Folder.SpecialUse.DRAFTS),
     ("Trash", Folder.SpecialUse.TRASH),
-    ("Junk", Folder.SpecialUse.JUNK),
+    (JUNK, Folder.SpecialUse.JUNK),
     ("Archive", Folder.SpecialUse.ARCHIVE),
 ]
 
