@@ -131,6 +131,13 @@ class RspamdServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
+    def forget_greylisting(self) -> None:
+        """Forget the senders greylisting has seen (its triplets), so tests start afresh."""
+        db = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+        keys = list(db.scan_iter("rg*"))
+        if keys:
+            db.delete(*keys)
+
     def check(self, message: bytes, **headers: str) -> dict:
         """Ask the scanner about a message (a test's direct look, not mailcore's client)."""
         reply = httpx.post(f"{self.url}/checkv2", content=message, headers=headers, timeout=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .accounts import AppPassword, CustomerLimits, MailboxSettings, VacationReply
 from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
+from .spam import Refusal, SenderRule
 from .stats import TrafficCount
 from .store import Blob, Expunged, Folder, Message
 
@@ -23,4 +24,6 @@ __all__ = [
     "Message",
     "OutboundMessage",
     "OutboundRecipient",
+    "Refusal",
+    "SenderRule",
 ]
