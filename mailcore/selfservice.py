@@ -304,6 +304,15 @@ def set_catch_all(domain: Domain, destinations: list[str]) -> None:
         directory.set_alias_destinations(alias, cleaned)
 
 
+def set_dmarc_reject(domain: Domain, action: str) -> None:
+    """Choose what becomes of inbound mail that its sender's DMARC policy rejects: refused
+    ("reject", as the policy asks) or delivered to the recipient's Junk ("quarantine")."""
+    if action not in Domain.DmarcReject.values:
+        raise DirectoryError("Choose one of the offered actions.")
+    Domain.objects.filter(pk=domain.pk).update(dmarc_reject=action)
+    domain.dmarc_reject = action
+
+
 def forwards_of(domain: Domain) -> set[str]:
     """Return the local parts of the domain's mailboxes that have a forward."""
     mailbox_names = set(Mailbox.objects.for_domain(domain).values_list("local_part", flat=True))

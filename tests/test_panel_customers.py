@@ -42,6 +42,8 @@ def _urls(domain: Domain, mailbox: Mailbox, alias: Alias, app: AppPassword
         ("post", reverse("domain_remove", args=[d])),
         ("get", reverse("catch_all", args=[d])),
         ("post", reverse("catch_all", args=[d])),
+        ("get", reverse("sender_checks", args=[d])),
+        ("post", reverse("sender_checks", args=[d])),
         ("get", reverse("mailbox_add", args=[d])),
         ("post", reverse("mailbox_add", args=[d])),
         ("get", reverse("alias_add", args=[d])),
@@ -204,6 +206,29 @@ def test_catch_all_is_set_and_cleared(as_alice: Client, alice_domain, alice_mail
     assert directory.resolve("anything@alice.test").mailbox_ids == {alice_mailbox.pk}
     as_alice.post(url, {"destinations": ""})
     assert directory.resolve("anything@alice.test").route is Route.UNKNOWN_USER
+
+
+def test_the_owner_chooses_to_quarantine_what_dmarc_would_reject(
+        as_alice: Client, alice_domain) -> None:
+    url = reverse("sender_checks", args=[alice_domain.pk])
+    assert b"Refuse it, as the sender" in as_alice.get(url).content
+    response = as_alice.post(url, {"dmarc_reject": "quarantine"})
+    assert response.status_code == 302
+    alice_domain.refresh_from_db()
+    assert alice_domain.dmarc_reject == Domain.DmarcReject.QUARANTINE
+    assert directory.quarantines_dmarc_rejects({"alice.test"})
+    detail = as_alice.get(reverse("domain_detail", args=[alice_domain.pk])).content
+    assert b"rejects goes to the recipient's Junk folder" in detail
+    as_alice.post(url, {"dmarc_reject": "reject"})
+    assert not directory.quarantines_dmarc_rejects({"alice.test"})
+
+
+def test_a_dmarc_choice_not_offered_is_a_form_error(as_alice: Client, alice_domain) -> None:
+    url = reverse("sender_checks", args=[alice_domain.pk])
+    response = as_alice.post(url, {"dmarc_reject": "deliver"})
+    assert response.status_code == 200 and b"Select a valid choice" in response.content
+    alice_domain.refresh_from_db()
+    assert alice_domain.dmarc_reject == Domain.DmarcReject.FOLLOW
 
 
 # Mailboxes -------------------------------------------------------------------------------------

@@ -328,6 +328,25 @@ class CatchAllForm(ServiceForm):
         return self.domain
 
 
+class SenderChecksForm(ServiceForm):
+    error_field = "dmarc_reject"
+    dmarc_reject = forms.ChoiceField(
+        label="Mail that its sender's DMARC policy says to reject",
+        choices=Domain.DmarcReject.choices, widget=forms.RadioSelect,
+        help_text="A sender's domain publishes DMARC to say what to do with mail that "
+                  "claims to come from it but cannot prove it (a forgery, or mail broken "
+                  "by a forwarder). Refusing it tells the sending server at once.")
+
+    def __init__(self, *args: Any, domain: Domain, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"dmarc_reject": domain.dmarc_reject})
+        super().__init__(*args, **kwargs)
+        self.domain = domain
+
+    def perform(self) -> Domain:
+        selfservice.set_dmarc_reject(self.domain, self.cleaned_data["dmarc_reject"])
+        return self.domain
+
+
 class AppPasswordForm(ServiceForm):
     error_field = "name"
     name = forms.CharField(label="Name", max_length=100,

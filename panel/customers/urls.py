@@ -14,6 +14,7 @@ urlpatterns = [
     path("domains/<int:pk>/verify/", views.domain_verify, name="domain_verify"),
     path("domains/<int:pk>/remove/", views.domain_remove, name="domain_remove"),
     path("domains/<int:pk>/catch-all/", views.catch_all, name="catch_all"),
+    path("domains/<int:pk>/sender-checks/", views.sender_checks, name="sender_checks"),
     path("domains/<int:pk>/mailboxes/add/", views.mailbox_add, name="mailbox_add"),
     path("domains/<int:pk>/aliases/add/", views.alias_add, name="alias_add"),
     path("mailboxes/<int:pk>/", views.mailbox_detail, name="mailbox_detail"),

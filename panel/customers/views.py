@@ -175,6 +175,22 @@ def catch_all(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "panel/catch_all.html", {"domain": domain, "form": form})
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def sender_checks(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = _get_domain_for_user(request, pk)
+    form = forms.SenderChecksForm(request.POST or None, domain=domain)
+    if request.method == "POST" and form.is_valid() and form.save():
+        if domain.dmarc_reject == Domain.DmarcReject.QUARANTINE:
+            messages.success(request, "Mail that its sender's DMARC policy rejects now goes "
+                                      "to the recipient's Junk folder.")
+        else:
+            messages.success(request, "Mail that its sender's DMARC policy rejects is now "
+                                      "refused.")
+        return redirect("domain_detail", domain.pk)
+    return render(request, "panel/sender_checks.html", {"domain": domain, "form": form})
+
+
 # Mailboxes ------------------------------------------------------------------------------------
 
 @login_required
