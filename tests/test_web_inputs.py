@@ -106,6 +106,8 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "domain_remove": {"GET": [], "POST": _form_fields(customer_forms.ConfirmNameForm)},
     "catch_all": {"GET": [], "POST": _form_fields(customer_forms.CatchAllForm)},
     "sender_checks": {"GET": [], "POST": _form_fields(customer_forms.SenderChecksForm)},
+    "spam_filter": {"GET": [], "POST": _form_fields(customer_forms.SpamFilterForm)},
+    "refused_mail": {"GET": []},
     "mailbox_add": {"GET": [], "POST": _form_fields(customer_forms.MailboxCreateForm)},
     "alias_add": {"GET": [], "POST": _form_fields(customer_forms.AliasForm)},
     "mailbox_detail": {"GET": []},
@@ -224,8 +226,8 @@ class World:
         if "app_pk" in wanted:
             values["app_pk"] = self.app.pk
         if "pk" in wanted:
-            if name.startswith(("domain_", "catch_all", "sender_checks", "mailbox_add",
-                                "alias_add")):
+            if name.startswith(("domain_", "catch_all", "sender_checks", "spam_filter",
+                                "refused_mail", "mailbox_add", "alias_add")):
                 values["pk"] = self.domain.pk
             elif name.startswith(("mailbox_", "app_password_")):
                 values["pk"] = self.mailbox.pk
@@ -258,6 +260,7 @@ class World:
             "domain_remove": {"confirm": "wrong.test"},
             "catch_all": {"destinations": "hello@alice.test"},
             "sender_checks": {"dmarc_reject": "quarantine"},
+            "spam_filter": {"spam_sensitivity": "strict", "greylisting": "on"},
             "mailbox_add": {"local_part": "new", "display_name": "New",
                             "password1": "a much longer Pass phrase 9",
                             "password2": "a much longer Pass phrase 9", "quota_mb": "10"},
