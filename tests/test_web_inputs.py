@@ -29,7 +29,7 @@ from mailcore import directory, selfservice
 from mailcore.models import Alias, AppPassword, Domain, Folder, Mailbox
 from mailcore.store import messages as store_messages
 from mailcore.store.folders import add_folder
-from mailcore.webclient import reading
+from mailcore.webclient import reading, sender_lists
 from panel.customers import forms as customer_forms
 from panel.dashboard import forms as dashboard_forms
 from panel.webmail import forms as webmail_forms
@@ -97,6 +97,8 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "webmail:suggest": {"GET": ["q"]},
     "webmail:poll": {"GET": ["folder", "modseq", "uidnext"]},
     "webmail:settings": {"GET": [], "POST": _SETTINGS},
+    "webmail:sender_add": {"POST": _form_fields(webmail_forms.SenderRuleForm)},
+    "webmail:sender_remove": {"POST": []},
     # customers
     "home": {"GET": []},
     "domain_add": {"GET": [], "POST": _form_fields(customer_forms.DomainForm)},
@@ -186,6 +188,7 @@ class World:
         self.inbox = Folder.objects.get(mailbox=alice_mailbox, name="INBOX")
         self.trash = Folder.objects.get(mailbox=alice_mailbox, special_use="\\Trash")
         self.projects = add_folder(alice_mailbox.pk, "Projects")
+        self.rule = sender_lists.add(alice_mailbox.pk, "block", "spam@remote.test")
         opened = reading.load(alice_mailbox.pk, self.inbox.pk, self.uid)
         self.inline_path = next(iter(opened.layout.inline.values())).path
         self.token = self.inline_token(alice_mailbox.pk)
@@ -223,6 +226,8 @@ class World:
             values["path"] = "2"
         if "token" in wanted:
             values["token"] = self.token
+        if "rule_id" in wanted:
+            values["rule_id"] = self.rule.pk
         if "app_pk" in wanted:
             values["app_pk"] = self.app.pk
         if "pk" in wanted:
@@ -254,6 +259,7 @@ class World:
             "webmail:settings": {"display_name": "Hello", "vacation_enabled": "on",
                                  "vacation_body": "Away", "vacation_start": "2025-01-01",
                                  "vacation_end": "2025-01-02", "vacation_interval_days": "7"},
+            "webmail:sender_add": {"kind": "allow", "sender": "friend@remote.test"},
             "webmail:folder": {"q": "secret", "since": "2020-01-01", "until": "2030-01-01"},
             "webmail:poll": {"folder": str(self.inbox.pk), "modseq": "1", "uidnext": "1"},
             "domain_add": {"name": "new.test"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from mailcore.models import SenderRule
 from mailcore.principal import Principal
 from mailcore.sending.senders import sender_addresses
 from mailcore.webclient import compose, listing
@@ -201,3 +202,13 @@ class SettingsForm(forms.Form):
         if start and end and end < start:
             self.add_error("vacation_end", "The last day comes before the first.")
         return data
+
+
+class SenderRuleForm(forms.Form):
+    kind = forms.ChoiceField(label="List", choices=SenderRule.Kind.choices,
+                             widget=forms.RadioSelect, initial=SenderRule.Kind.BLOCK)
+    sender = forms.CharField(
+        label="Sender", max_length=254,
+        help_text="An address (someone@example.com) or a whole domain (example.com). "
+                  "Mail from a blocked sender is refused; mail from an allowed one is never "
+                  "treated as spam.")

@@ -32,4 +32,6 @@ urlpatterns = [
     path("suggest/", views.suggest, name="suggest"),
     path("poll/", views.poll, name="poll"),
     path("settings/", views.settings_view, name="settings"),
+    path("settings/senders/", views.sender_add, name="sender_add"),
+    path("settings/senders/<int:rule_id>/remove/", views.sender_remove, name="sender_remove"),
 ]

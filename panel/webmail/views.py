@@ -43,6 +43,7 @@ from mailcore.webclient import (
     preferences,
     reading,
     sanitize,
+    sender_lists,
 )
 from panel.clientip import client_ip
 from panel.inputs import local_url, parse_id
@@ -628,6 +629,45 @@ def settings_view(request: HttpRequest) -> HttpResponse:
                          **{f: data[f] for f in VACATION_FIELDS})
         messages.success(request, "Your settings are saved.")
         return redirect("webmail:settings")
-    used, quota = preferences.storage(principal.mailbox_id)
-    return render(request, "webmail/settings.html", {**_sidebar(request), "form": form,
-                                                     "used_bytes": used, "quota_bytes": quota})
+    return _settings_page(request, form, forms.SenderRuleForm())
+
+
+def _settings_page(request: HttpRequest, form: forms.SettingsForm,
+                   rule_form: forms.SenderRuleForm) -> HttpResponse:
+    mailbox_id = request.principal.mailbox_id
+    used, quota = preferences.storage(mailbox_id)
+    return render(request, "webmail/settings.html", {
+        **_sidebar(request), "form": form, "used_bytes": used, "quota_bytes": quota,
+        "rule_form": rule_form, "rules": sender_lists.rules(mailbox_id)})
+
+
+@auth.mailbox_required
+@require_POST
+def sender_add(request: HttpRequest) -> HttpResponse:
+    """Put a sender on the mailbox's always-allow or always-block list."""
+    rule_form = forms.SenderRuleForm(request.POST)
+    if rule_form.is_valid():
+        data = rule_form.cleaned_data
+        try:
+            rule = sender_lists.add(request.principal.mailbox_id, data["kind"], data["sender"])
+        except sender_lists.ListError as exc:
+            rule_form.add_error("sender", str(exc))
+        else:
+            messages.success(request, f"{rule.pattern} is now on your "
+                                      f"{rule.get_kind_display().lower()} list.")
+            return redirect(reverse("webmail:settings") + "#senders")
+    principal = request.principal
+    current = preferences.get(principal.mailbox_id)
+    form = forms.SettingsForm(initial={
+        "display_name": principal.display_name, "signature": current.signature,
+        **{f: getattr(current, f) for f in VACATION_FIELDS}})
+    return _settings_page(request, form, rule_form)
+
+
+@auth.mailbox_required
+@require_POST
+def sender_remove(request: HttpRequest, rule_id: int) -> HttpResponse:
+    if not sender_lists.remove(request.principal.mailbox_id, rule_id):
+        raise Http404("No such entry")
+    messages.success(request, "Taken off the list.")
+    return redirect(reverse("webmail:settings") + "#senders")
