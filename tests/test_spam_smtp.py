@@ -7,6 +7,7 @@ import pytest
 
 from mailcore import stats
 from mailcore.models import Domain, Folder, Message, Refusal, SenderRule
+from mailcore.webclient.trust import Trust, trust_of
 from tests.conftest import REMOTE_IP
 from tests.mailboxes import inbox, raw_of
 from tests.rspamd_server import GTUBE
@@ -23,6 +24,8 @@ DOUBTFUL = (b"From: Offers <deals@unknown-sender.test>\r\nTo: alice@example.test
 
 @pytest.fixture
 def spam_server(rspamd, settings, alice):
+    """mailcore as on the internet: sender authentication, then Rspamd."""
+    settings.INBOUND_AUTH = True
     settings.RSPAMD_URL = rspamd.url
     settings.DNS_RESOLVER = rspamd.dns.address
     settings.INBOUND_DNS_TIMEOUT = 2
@@ -62,6 +65,8 @@ def test_ham_lands_in_the_inbox_marked_as_scanned(spam_server, alice):
     (message,) = inbox(alice)
     assert b"\r\nX-Spam-Status: No, score=" in raw_of(message)
     assert junk_of(alice) == []
+    # Webmail's trust line reads the Authentication-Results the listener added.
+    assert trust_of(raw_of(message)) == Trust(True, "remote.test")
 
 
 def test_gtube_is_refused_at_data_and_the_domain_owner_can_see_why(spam_server, alice):

@@ -78,3 +78,59 @@ def test_the_list_forms_need_the_csrf_token(alice):
     assert client.post(url, {"kind": "block", "sender": "a@b.test"}).status_code == 403
     assert client.post(url, {"kind": "block", "sender": "a@b.test",
                              "csrfmiddlewaretoken": token}).status_code == 302
+
+
+# The trust line ----------------------------------------------------------------------------
+
+def _arrived(settings, results: str, from_: str = "Bob <bob@remote.test>",
+             extra: bytes = b"") -> bytes:
+    return (b"Return-Path: <bob@remote.test>\r\n"
+            + f"Authentication-Results: {settings.MAIL_HOSTNAME};\r\n\t".encode()
+            + results.encode() + b"\r\n" + extra
+            + b"Received: from mail.remote.test\r\n"
+            + f"From: {from_}\r\nTo: alice@example.test\r\nSubject: Hi\r\n\r\nHello\r\n".encode())
+
+
+@pytest.mark.parametrize(("results", "expected"), [
+    ("spf=pass smtp.mailfrom=remote.test;\r\n\tdkim=pass header.d=remote.test header.s=s;"
+     "\r\n\tdmarc=pass (p=reject) header.from=remote.test", (True, "remote.test")),
+    ("spf=fail smtp.mailfrom=remote.test;\r\n\tdkim=none;\r\n\t"
+     "dmarc=fail (p=quarantine) header.from=remote.test", (False, "remote.test")),
+    # No DMARC record: a signature of the From domain (or a parent of it) still verifies.
+    ("spf=none smtp.mailfrom=remote.test;\r\n\tdkim=pass header.d=remote.test;\r\n\t"
+     "dmarc=none header.from=mail.remote.test", (True, "mail.remote.test")),
+    ("spf=softfail smtp.mailfrom=remote.test;\r\n\tdkim=pass header.d=other.test;\r\n\t"
+     "dmarc=none header.from=remote.test", (False, "remote.test")),
+])
+def test_the_trust_line_reads_our_authentication_results(settings, results, expected):
+    from mailcore.webclient.trust import trust_of
+
+    found = trust_of(_arrived(settings, results))
+    assert (found.verified, found.domain) == expected
+
+
+def test_another_servers_authentication_results_on_top_are_not_believed(settings):
+    from mailcore.webclient.trust import trust_of
+
+    forged = (b"Authentication-Results: mx.elsewhere.test; dmarc=pass "
+              b"header.from=remote.test\r\nFrom: bob@remote.test\r\n\r\nHi\r\n")
+    assert trust_of(forged) is None
+    assert trust_of(b"From: bob@remote.test\r\nSubject: sent by us\r\n\r\nHi\r\n") is None
+
+
+def test_webmail_shows_the_trust_line_on_the_message(alice, settings):
+    from mailcore.models import Folder
+    from mailcore.store.delivery import deliver
+
+    deliver(_arrived(settings, "spf=fail smtp.mailfrom=remote.test;\r\n\tdkim=none;\r\n\t"
+                               "dmarc=fail (p=none) header.from=remote.test"),
+            "bob@remote.test", [alice.pk])
+    deliver(_arrived(settings, "spf=pass smtp.mailfrom=remote.test;\r\n\t"
+                               "dmarc=pass header.from=remote.test"), "bob@remote.test",
+            [alice.pk])
+    client = sign_in(Client(), "alice@example.test")
+    inbox = Folder.objects.get(mailbox=alice, name="INBOX")
+    page = client.get(reverse("webmail:message", args=[inbox.pk, 1])).content.decode()
+    assert "Could not verify that this came from remote.test" in page
+    page = client.get(reverse("webmail:message", args=[inbox.pk, 2])).content.decode()
+    assert "Verified: this message comes from remote.test" in page

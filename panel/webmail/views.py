@@ -44,6 +44,7 @@ from mailcore.webclient import (
     reading,
     sanitize,
     sender_lists,
+    trust,
 )
 from panel.clientip import client_ip
 from panel.inputs import local_url, parse_id
@@ -274,6 +275,7 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
         if older else "",
         "ref": f"{folder.pk}:{uid}",
         "this_url": request.get_full_path(),
+        "trust": trust.trust_of(opened.raw),
     }
     return render(request, "webmail/message.html", context)
 
