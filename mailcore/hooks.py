@@ -26,6 +26,15 @@ class Arrival:
     junk: bool = False  # filed in each mailbox's Junk folder instead of folder
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A user filed messages into Junk (spam) or out of it (ham), after the transaction."""
+
+    mailbox_id: int
+    blob_keys: list[str]
+    spam: bool
+
+
 def _not_installed(*args: object) -> None:
     raise RuntimeError("mailcore hooks are not installed: is mailcore in INSTALLED_APPS?")
 
@@ -41,6 +50,8 @@ class Hooks:
     outbound_due: Callable[[list[int]], None] = _not_installed
     # A customer's domain was deactivated for removal: delete its data.
     domain_deactivated: Callable[[int], None] = _not_installed
+    # A user moved (or copied) messages into Junk or out of it: teach the spam filter.
+    judged: Callable[[Judged], None] = _not_installed
 
 
 installed = Hooks()
@@ -51,6 +62,7 @@ def install(hooks: Hooks) -> None:
     installed.arrived = hooks.arrived
     installed.outbound_due = hooks.outbound_due
     installed.domain_deactivated = hooks.domain_deactivated
+    installed.judged = hooks.judged
 
 
 def arrived(arrival: Arrival) -> None:
@@ -63,3 +75,7 @@ def outbound_due(message_ids: list[int]) -> None:
 
 def domain_deactivated(domain_id: int) -> None:
     installed.domain_deactivated(domain_id)
+
+
+def judged(judgement: Judged) -> None:
+    installed.judged(judgement)

@@ -313,6 +313,15 @@ def set_dmarc_reject(domain: Domain, action: str) -> None:
     domain.dmarc_reject = action
 
 
+def set_spam_filter(domain: Domain, sensitivity: str, greylisting: bool) -> None:
+    """Set a domain's spam sensitivity (Rspamd's thresholds for its mail) and greylisting."""
+    if sensitivity not in Domain.SpamSensitivity.values:
+        raise DirectoryError("Choose one of the offered sensitivities.")
+    Domain.objects.filter(pk=domain.pk).update(spam_sensitivity=sensitivity,
+                                               greylisting=greylisting)
+    domain.spam_sensitivity, domain.greylisting = sensitivity, greylisting
+
+
 def forwards_of(domain: Domain) -> set[str]:
     """Return the local parts of the domain's mailboxes that have a forward."""
     mailbox_names = set(Mailbox.objects.for_domain(domain).values_list("local_part", flat=True))

@@ -28,8 +28,11 @@ from mailcore.models import (
     TrafficCount,
 )
 
-KINDS = [k.value for k in TrafficCount.Kind]
+# The traffic the charts show, and (counted beside it) inbound mail on port 25 by verdict.
+KINDS = ["received", "sent", "system", "bounced", "rejected"]
+VERDICTS = ["inbox", "junk", "rejected", "deferred", "unscanned"]
 LABELS = dict(TrafficCount.Kind.choices)
+_ALL_KINDS = {k.value for k in TrafficCount.Kind}
 
 
 def _hour(moment: datetime) -> datetime:
@@ -37,8 +40,8 @@ def _hour(moment: datetime) -> datetime:
 
 
 def record(kind: str, n: int = 1) -> None:
-    """Add n to this hour's counter of kind (one of KINDS: 'received', 'sent', ...)."""
-    if kind not in KINDS:
+    """Add n to this hour's counter of kind (TrafficCount.Kind: traffic, or a verdict)."""
+    if kind not in _ALL_KINDS:
         raise ValueError(f"unknown traffic kind {kind!r}")
     if n > 0:
         _add(TrafficCount, {"hour": _hour(timezone.now()), "kind": kind}, n)
@@ -135,6 +138,15 @@ def daily(days: int = 30, now: datetime | None = None) -> Series:
         for kind in KINDS:
             counts[kind][i] += per_hour.counts[kind][position]
     return Series(labels, counts)
+
+
+def verdicts(days: int = 7) -> dict[str, int]:
+    """Return how many inbound messages got each verdict over the last days (VERDICTS)."""
+    since = _hour(timezone.now()) - timedelta(days=days)
+    rows = (TrafficCount.objects.filter(hour__gt=since, kind__in=VERDICTS)
+            .values_list("kind").annotate(total=Sum("count")))
+    found = dict(rows)
+    return {kind: found.get(kind, 0) for kind in VERDICTS}
 
 
 # Totals and the queue -------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from mailcore import claims, hooks, selfservice
+from mailcore.inbound import refusals, rspamd
 from mailcore.queue.attempts import attempt, due_message_ids
 from mailcore.sending import vacation
 from mailcore.store.blobs import blob_store, collect_orphans
@@ -64,6 +66,30 @@ def vacation_reply(mailbox_id: int, blob_key: str, envelope_sender: str) -> str:
     return vacation.answer(mailbox_id, blob_store().get(blob_key), envelope_sender)
 
 
+@shared_task(bind=True, acks_late=True, max_retries=12)
+def learn(self, blob_keys: list[str], spam: bool) -> int:
+    """Teach Rspamd's controller that these messages are spam (or ham); return how many it
+    learned. Rspamd unreachable: try again later, backing off up to an hour."""
+    store = blob_store()
+    learned = 0
+    for key in blob_keys:
+        try:
+            raw = store.get(key)
+        except FileNotFoundError:  # deleted for good meanwhile: nothing to learn from
+            continue
+        try:
+            learned += rspamd.learn("spam" if spam else "ham", raw)
+        except rspamd.Unavailable as exc:
+            raise self.retry(exc=exc, countdown=min(60 * 2 ** self.request.retries, 3600)) from exc
+    return learned
+
+
+@shared_task
+def prune_refusals() -> int:
+    """Forget refused mail older than INBOUND_REFUSALS_DAYS days."""
+    return refusals.prune()
+
+
 # Hooks: the work the lower layers ask for, scheduled on the worker ---------------------------
 
 def _answer_arrival(arrival: hooks.Arrival) -> None:
@@ -79,6 +105,12 @@ def _answer_arrival(arrival: hooks.Arrival) -> None:
                         exc_info=True)
 
 
+def _learn(judgement: hooks.Judged) -> None:
+    """Ask the worker to teach Rspamd, if there is a controller to teach."""
+    if settings.RSPAMD_CONTROLLER_URL and judgement.blob_keys:
+        learn.delay(judgement.blob_keys, judgement.spam)
+
+
 def _deliver_outbound(message_ids: list[int]) -> None:
     deliver_outbound.delay(message_ids)
 
@@ -88,4 +120,4 @@ def _remove_domain_data(domain_id: int) -> None:
 
 
 HOOKS = hooks.Hooks(arrived=_answer_arrival, outbound_due=_deliver_outbound,
-                    domain_deactivated=_remove_domain_data)
+                    domain_deactivated=_remove_domain_data, judged=_learn)

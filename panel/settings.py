@@ -340,6 +340,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailcore.tasks.expire_domain_claims",
         "schedule": 3600.0,
     },
+    "prune-refusals": {
+        "task": "mailcore.tasks.prune_refusals",
+        "schedule": 3600.0,
+    },
 }
 
 # Mail -------------------------------------------------------------------------------------
@@ -444,6 +448,24 @@ SRS_PREVIOUS_SECRETS = [s.strip() for s in env_str("SRS_PREVIOUS_SECRETS", "").s
                         if s.strip()]
 SRS_DOMAIN = env_str("SRS_DOMAIN", "").strip().lower()
 SRS_VALIDITY_DAYS = env_int("SRS_VALIDITY_DAYS", 21)
+
+# Spam filtering with Rspamd (mailcore/inbound/spam.py) --------------------------------------
+
+# Rspamd's scanner (its normal worker, e.g. http://rspamd:11333): mailcore asks /checkv2 at
+# the end of DATA. Empty: no spam scoring (the dashboard says so).
+RSPAMD_URL = env_str("RSPAMD_URL", "").rstrip("/")
+# Rspamd's controller (e.g. http://rspamd:11334): the worker teaches it spam and ham
+# (/learnspam, /learnham) when users move mail into or out of Junk. Empty: no learning.
+RSPAMD_CONTROLLER_URL = env_str("RSPAMD_CONTROLLER_URL", "").rstrip("/")
+RSPAMD_PASSWORD = env_str("RSPAMD_PASSWORD", "")  # the controller's, if it asks one
+RSPAMD_TIMEOUT = env_float("RSPAMD_TIMEOUT", 20)  # one scan, seconds
+# When Rspamd cannot be asked: "accept" delivers the message marked as not scanned
+# (X-Spam-Status: unscanned), "defer" answers 451 4.7.1 so the sender tries again later.
+RSPAMD_DOWN = env_str("RSPAMD_DOWN", "accept")
+if RSPAMD_DOWN not in ("accept", "defer"):
+    raise ImproperlyConfigured("RSPAMD_DOWN must be accept or defer")
+# How many days the panel keeps the mail refused for each domain (and shows it its owner).
+INBOUND_REFUSALS_DAYS = env_int("INBOUND_REFUSALS_DAYS", 7)
 
 # The web tier behind its TLS proxy (TRUSTED_PROXY_HOPS above) ---------------------------------
 

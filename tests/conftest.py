@@ -143,3 +143,33 @@ def signed_in(alice):
     from tests.test_webmail_helpers import sign_in
 
     return sign_in(Client(), "alice@example.test")
+
+
+# A sending domain in good standing: its mail server has matching forward and reverse DNS, an
+# MX, and an SPF record naming it (the loopback DNS server that Rspamd asks publishes them).
+REMOTE_IP = "203.0.113.5"
+REMOTE_RECORDS = {
+    ("remote.test", "MX"): ["10 mail.remote.test."],
+    ("remote.test", "TXT"): ['"v=spf1 ip4:203.0.113.5 -all"'],
+    ("mail.remote.test", "A"): [REMOTE_IP],
+    ("5.113.0.203.in-addr.arpa", "PTR"): ["mail.remote.test."],
+    ("_dmarc.remote.test", "TXT"): ['"v=DMARC1; p=none"'],
+}
+
+
+@pytest.fixture(scope="session")
+def rspamd(tmp_path_factory):
+    """Debian's rspamd on loopback ports, DNS from a loopback server, for the whole run.
+
+    Fails (never skips) without /usr/bin/rspamd: .ci/run installs it.
+    """
+    from tests.dns_server import DNSServer
+    from tests.rspamd_server import RspamdServer
+
+    with DNSServer(REMOTE_RECORDS) as dns:
+        server = RspamdServer(tmp_path_factory.mktemp("rspamd"), dns.address)
+        server.dns = dns
+        try:
+            yield server.start()
+        finally:
+            server.stop()

@@ -146,3 +146,20 @@ def test_ci_runs_the_readme_test_command_then_postgres_and_redis():
     assert "DATABASE_URL=postgres://postgres@127.0.0.1:5432/test" in ci
     assert "CELERY_BROKER_URL=redis://127.0.0.1:6379" in ci
     assert "ruff check" in ci
+
+
+def test_compose_runs_rspamd_and_points_mailcore_and_the_worker_at_it():
+    services = compose()["services"]
+    rspamd = services["rspamd"]
+    assert rspamd["image"].startswith("rspamd/rspamd:")
+    assert "ports" not in rspamd  # scanner and controller stay on the compose network
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in rspamd["volumes"]}
+    for folder in ("local.d", "override.d"):
+        assert mounted[f"./deploy/rspamd/{folder}"] == f"/etc/rspamd/{folder}"
+        assert (ROOT / "deploy" / "rspamd" / folder).is_dir()
+    for name in ("mailcore", "worker"):
+        env = services[name]["environment"]
+        assert env["RSPAMD_URL"] == "http://rspamd:11333"
+        assert env["RSPAMD_CONTROLLER_URL"] == "http://rspamd:11334"
+    redis_conf = (ROOT / "deploy" / "rspamd" / "local.d" / "redis.conf").read_text()
+    assert 'servers = "redis:6379"' in redis_conf

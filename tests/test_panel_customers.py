@@ -44,6 +44,9 @@ def _urls(domain: Domain, mailbox: Mailbox, alias: Alias, app: AppPassword
         ("post", reverse("catch_all", args=[d])),
         ("get", reverse("sender_checks", args=[d])),
         ("post", reverse("sender_checks", args=[d])),
+        ("get", reverse("spam_filter", args=[d])),
+        ("post", reverse("spam_filter", args=[d])),
+        ("get", reverse("refused_mail", args=[d])),
         ("get", reverse("mailbox_add", args=[d])),
         ("post", reverse("mailbox_add", args=[d])),
         ("get", reverse("alias_add", args=[d])),
@@ -229,6 +232,50 @@ def test_a_dmarc_choice_not_offered_is_a_form_error(as_alice: Client, alice_doma
     assert response.status_code == 200 and b"Select a valid choice" in response.content
     alice_domain.refresh_from_db()
     assert alice_domain.dmarc_reject == Domain.DmarcReject.FOLLOW
+
+
+def test_the_owner_sets_spam_sensitivity_and_greylisting(as_alice: Client,
+                                                        alice_domain) -> None:
+    url = reverse("spam_filter", args=[alice_domain.pk])
+    assert b"Spam sensitivity" in as_alice.get(url).content
+    response = as_alice.post(url, {"spam_sensitivity": "strict"})  # greylisting unticked
+    assert response.status_code == 302
+    alice_domain.refresh_from_db()
+    assert alice_domain.spam_sensitivity == Domain.SpamSensitivity.STRICT
+    assert not alice_domain.greylisting
+    detail = as_alice.get(reverse("domain_detail", args=[alice_domain.pk])).content
+    assert b"Greylisting is off" in detail
+    response = as_alice.post(url, {"spam_sensitivity": "loud", "greylisting": "on"})
+    assert response.status_code == 200 and b"Select a valid choice" in response.content
+    alice_domain.refresh_from_db()
+    assert alice_domain.spam_sensitivity == Domain.SpamSensitivity.STRICT
+
+
+def test_the_owner_sees_mail_refused_for_the_domain_and_why(
+        as_alice: Client, alice_domain, bob_user, settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailcore.inbound import refusals
+    from mailcore.models import Refusal
+
+    bob_domain = directory.add_domain("bob.test", owner=bob_user)
+    refusals.record(["hello@alice.test", "x@bob.test"], "spammer@remote.test", "192.0.2.9",
+                    False, "Message refused as spam (spam score 16.2)")
+    refusals.record(["hello@alice.test"], "", "192.0.2.10", True, "Greylisted, try again later")
+    old = Refusal.objects.create(domain=alice_domain, at=timezone.now() - timedelta(days=30),
+                                 sender="old@remote.test", recipients="hello@alice.test",
+                                 client_ip="192.0.2.1", reason="long ago")
+    page = as_alice.get(reverse("refused_mail", args=[alice_domain.pk])).content.decode()
+    assert "&lt;spammer@remote.test&gt;" in page and "spam score 16.2" in page
+    assert "Refused (550)" in page and "Deferred (451)" in page and "(a bounce)" in page
+    assert "old@remote.test" not in page and "x@bob.test" not in page
+    # bob's domain has its own row; alice never sees it, bob never sees alice's.
+    assert Refusal.objects.filter(domain=bob_domain).count() == 1
+    settings.INBOUND_REFUSALS_DAYS = 7
+    assert refusals.prune() == 1
+    assert not Refusal.objects.filter(pk=old.pk).exists()
 
 
 # Mailboxes -------------------------------------------------------------------------------------

@@ -200,3 +200,27 @@ def test_anonymous_visitors_are_sent_to_log_in(client) -> None:
     response = client.get(reverse("dashboard"))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("account_login"))
+
+
+def test_the_dashboard_counts_inbound_mail_by_verdict(as_carol, settings) -> None:
+    settings.RSPAMD_URL = "http://127.0.0.1:11333"
+    stats.record("inbox", 5)
+    stats.record("junk", 2)
+    stats.record("rejected", 3)
+    stats.record("deferred", 1)
+    old = (timezone.now() - timedelta(days=9)).replace(minute=0, second=0, microsecond=0)
+    TrafficCount.objects.create(hour=old, kind="junk", count=50)  # older than the 7 days
+    assert stats.verdicts(7) == {"inbox": 5, "junk": 2, "rejected": 3, "deferred": 1,
+                                 "unscanned": 0}
+    response = as_carol.get(reverse("dashboard"))
+    assert response.context["verdicts"][:2] == [("Inbox", 5), ("Junk", 2)]
+    assert "Inbound mail by verdict" in response.content.decode()
+    assert "No spam scoring" not in response.content.decode()
+    # The verdicts are not traffic: the charts' totals leave them out.
+    assert set(stats.hourly(1).totals) == {"received", "sent", "bounced", "rejected"}
+
+
+def test_the_dashboard_says_when_there_is_no_spam_scoring(as_carol, settings) -> None:
+    settings.RSPAMD_URL = ""
+    page = as_carol.get(reverse("dashboard")).content.decode()
+    assert "No spam scoring: RSPAMD_URL is not set" in page

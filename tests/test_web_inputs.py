@@ -30,7 +30,7 @@ from mailcore.models import Alias, AppPassword, Domain, Folder, Mailbox
 from mailcore.sending import devoutbox
 from mailcore.store import messages as store_messages
 from mailcore.store.folders import add_folder
-from mailcore.webclient import reading
+from mailcore.webclient import reading, sender_lists
 from panel.customers import forms as customer_forms
 from panel.dashboard import forms as dashboard_forms
 from panel.webmail import forms as webmail_forms
@@ -102,6 +102,8 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "webmail:password": {"POST": _form_fields(webmail_forms.PasswordChangeForm)},
     "webmail:app_password_add": {"POST": _form_fields(webmail_forms.AppPasswordForm)},
     "webmail:app_password_revoke": {"POST": []},
+    "webmail:sender_add": {"POST": _form_fields(webmail_forms.SenderRuleForm)},
+    "webmail:sender_remove": {"POST": []},
     # customers
     "home": {"GET": []},
     "domain_add": {"GET": [], "POST": _form_fields(customer_forms.DomainForm)},
@@ -111,6 +113,8 @@ FIELDS: dict[str, dict[str, list[str]]] = {
     "domain_remove": {"GET": [], "POST": _form_fields(customer_forms.ConfirmNameForm)},
     "catch_all": {"GET": [], "POST": _form_fields(customer_forms.CatchAllForm)},
     "sender_checks": {"GET": [], "POST": _form_fields(customer_forms.SenderChecksForm)},
+    "spam_filter": {"GET": [], "POST": _form_fields(customer_forms.SpamFilterForm)},
+    "refused_mail": {"GET": []},
     "mailbox_add": {"GET": [], "POST": _form_fields(customer_forms.MailboxCreateForm)},
     "alias_add": {"GET": [], "POST": _form_fields(customer_forms.AliasForm)},
     "mailbox_detail": {"GET": []},
@@ -192,6 +196,7 @@ class World:
         self.inbox = Folder.objects.get(mailbox=alice_mailbox, name="INBOX")
         self.trash = Folder.objects.get(mailbox=alice_mailbox, special_use="\\Trash")
         self.projects = add_folder(alice_mailbox.pk, "Projects")
+        self.rule = sender_lists.add(alice_mailbox.pk, "block", "spam@remote.test")
         opened = reading.load(alice_mailbox.pk, self.inbox.pk, self.uid)
         self.inline_path = next(iter(opened.layout.inline.values())).path
         self.token = self.inline_token(alice_mailbox.pk)
@@ -237,11 +242,13 @@ class World:
             values["key"] = self.outbox_key
         if "app_id" in wanted:
             values["app_id"] = self.app.pk
+        if "rule_id" in wanted:
+            values["rule_id"] = self.rule.pk
         if "app_pk" in wanted:
             values["app_pk"] = self.app.pk
         if "pk" in wanted:
-            if name.startswith(("domain_", "catch_all", "sender_checks", "mailbox_add",
-                                "alias_add")):
+            if name.startswith(("domain_", "catch_all", "sender_checks", "spam_filter",
+                                "refused_mail", "mailbox_add", "alias_add")):
                 values["pk"] = self.domain.pk
             elif name.startswith(("mailbox_", "app_password_")):
                 values["pk"] = self.mailbox.pk
@@ -268,6 +275,7 @@ class World:
             "webmail:settings": {"display_name": "Hello", "vacation_enabled": "on",
                                  "vacation_body": "Away", "vacation_start": "2025-01-01",
                                  "vacation_end": "2025-01-02", "vacation_interval_days": "7"},
+            "webmail:sender_add": {"kind": "allow", "sender": "friend@remote.test"},
             "webmail:folder": {"q": "secret", "since": "2020-01-01", "until": "2030-01-01"},
             "webmail:password": {"current_password": "not the password",
                                  "password1": "a much longer Pass phrase 9",
@@ -278,6 +286,7 @@ class World:
             "domain_remove": {"confirm": "wrong.test"},
             "catch_all": {"destinations": "hello@alice.test"},
             "sender_checks": {"dmarc_reject": "quarantine"},
+            "spam_filter": {"spam_sensitivity": "strict", "greylisting": "on"},
             "mailbox_add": {"local_part": "new", "display_name": "New",
                             "password1": "a much longer Pass phrase 9",
                             "password2": "a much longer Pass phrase 9", "quota_mb": "10"},

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from django.conf import settings
 
 from mailcore.inbound.authentication import authenticate
+from mailcore.inbound.spam import check_spam
 from mailcore.inbound.verdict import ACCEPT, Incoming, Verdict
 
 __all__ = ["Incoming", "Step", "judge", "steps"]
@@ -42,4 +43,6 @@ def steps() -> list[Step]:
     found: list[Step] = []
     if settings.INBOUND_AUTH:
         found.append(authenticate)
+    if settings.RSPAMD_URL:
+        found.append(check_spam)  # after authentication: it reads the results
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .accounts import AppPassword, CustomerLimits, MailboxSettings, VacationReply
 from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
+from .spam import Refusal, SenderRule
 from .stats import SenderCount, TrafficCount
 from .store import Blob, Expunged, Folder, Message, MessageText
 
@@ -25,4 +26,6 @@ __all__ = [
     "MessageText",
     "OutboundMessage",
     "OutboundRecipient",
+    "Refusal",
+    "SenderRule",
 ]

@@ -48,6 +48,11 @@ class Domain(models.Model):
         null=True, blank=True,
         help_text="When ownership was proven; mail is received only once this is set.",
     )
+    class SpamSensitivity(models.TextChoices):
+        RELAXED = "relaxed", "Relaxed: only obvious spam is filed to Junk or refused"
+        NORMAL = "normal", "Normal"
+        STRICT = "strict", "Strict: doubtful mail goes to Junk too"
+
     class DmarcReject(models.TextChoices):
         FOLLOW = "reject", "Refuse it, as the sender's domain asks"
         QUARANTINE = "quarantine", "Deliver it to the Junk folder instead"
@@ -58,6 +63,13 @@ class Domain(models.Model):
     dmarc_reject = models.CharField(
         "mail the sender's DMARC policy rejects", max_length=16,
         choices=DmarcReject.choices, default=DmarcReject.FOLLOW)
+    # Spam filtering (mailcore/inbound/spam.py): Rspamd's score thresholds for this domain's
+    # mail, and whether Rspamd's "greylist" action defers mail (451 4.7.1) or is let through.
+    spam_sensitivity = models.CharField(
+        max_length=16, choices=SpamSensitivity.choices, default=SpamSensitivity.NORMAL)
+    greylisting = models.BooleanField(
+        "greylisting", default=True,
+        help_text="Ask unknown senders whose mail looks doubtful to try again later.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DomainQuerySet.as_manager()

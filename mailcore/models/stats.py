@@ -13,6 +13,11 @@ class TrafficCount(models.Model):
         SYSTEM = "system", "System mail"
         BOUNCED = "bounced", "Bounced"
         REJECTED = "rejected", "Rejected"
+        # Inbound mail on port 25 by verdict: refused above counts every refusal.
+        INBOX = "inbox", "Delivered to the inbox"
+        JUNK = "junk", "Filed to Junk"
+        DEFERRED = "deferred", "Deferred (451)"
+        UNSCANNED = "unscanned", "Not scanned for spam"
 
     hour = models.DateTimeField(help_text="Start of the hour (UTC).")
     kind = models.CharField(max_length=10, choices=Kind.choices)

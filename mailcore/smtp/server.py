@@ -19,7 +19,7 @@ from django.utils import timezone
 from mailcore import dbpool, srs, stats
 from mailcore.directory import Resolution, Route, awaits_proof, resolve
 from mailcore.dkim import arc_seal
-from mailcore.inbound import pipeline
+from mailcore.inbound import pipeline, refusals
 from mailcore.inbound.authresults import strip_ours
 from mailcore.inbound.verdict import Action, Verdict
 from mailcore.listeners import Connections, accepting, listen_args
@@ -352,6 +352,7 @@ class InboundHandler:
             return replies.LOOP_DETECTED.format()
         verdict = await self.judge(server, session, envelope)
         if verdict.refused:
+            await _keep_refusal(server, envelope, verdict)
             return _refusal(server, envelope, verdict)
         # RFC 8601 section 5: only we speak for our authserv-id.
         content = strip_ours(content, settings.MAIL_HOSTNAME)
@@ -374,6 +375,9 @@ class InboundHandler:
                         len(envelope.rcpt_tos), len(raw),
                         f" junk ({verdict.reason})" if junk else "")
         stats.tally.add("received")
+        stats.tally.add("junk" if junk else "inbox")
+        if verdict.result("spam") == "unscanned":
+            stats.tally.add("unscanned")
         return replies.QUEUED.format(queue_id=server.session_id)
 
     async def judge(self, server: SMTPSession, session: Session,
@@ -405,9 +409,19 @@ def _refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> str:
     reply = replies.REFUSED if verdict.action == Action.REJECT else replies.REFUSED_FOR_NOW
     server.log.info("refused from=<%s> rcpts=%d: %s", _reverse_path(envelope),
                     len(envelope.rcpt_tos), verdict.reason)
-    if verdict.action == Action.REJECT:  # a deferral may yet be delivered
-        stats.tally.add("rejected")
+    stats.tally.add("rejected")
+    if verdict.action == Action.TEMPFAIL:
+        stats.tally.add("deferred")
     return reply._replace(status=verdict.enhanced_status).format(reason=verdict.reason)
+
+
+async def _keep_refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> None:
+    """Keep the refusal for the recipient domains' owners to see in the panel."""
+    try:
+        await dbpool.run(refusals.record, list(envelope.rcpt_tos), _reverse_path(envelope),
+                         server.client.ip, verdict.action == Action.TEMPFAIL, verdict.reason)
+    except Exception as exc:  # the refusal stands without its record
+        server.log.warning("could not record the refusal: %r", exc)
 
 
 def _resolve_recipient(address: str) -> tuple[Resolution, bool]:

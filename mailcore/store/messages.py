@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import logging
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,13 +18,15 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from mailcore import dbpool
+from mailcore import dbpool, hooks
 from mailcore.message.summary import summarize
 from mailcore.models import Expunged, Folder, Mailbox, Message
 from mailcore.store import delivery, events, fulltext, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded
 from mailcore.store.folders import FolderError, canonical_name, find_folder
+
+log = logging.getLogger("mailcore.store")
 
 SYSTEM_FLAGS = {"\\Seen": "seen", "\\Answered": "answered", "\\Flagged": "flagged",
                 "\\Deleted": "deleted", "\\Draft": "draft"}
@@ -380,7 +383,34 @@ def copy(folder_id: int, uids: Sequence[int], target_id: int, move: bool = False
             expunge(source, [r.pk for r in rows])
         Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
         events.changed(source.mailbox_id)
+        _report_judgement(mailbox.pk, source, target, [r.blob_id for r in rows])
         return pairs
+
+
+def _report_judgement(mailbox_id: int, source: Folder, target: Folder, keys: list[str]
+                      ) -> None:
+    """Report messages filed into Junk (spam) or out of it (ham: anywhere but Trash).
+
+    Any folder marked \\Junk (RFC 6154) counts, whatever its name; the spam filter learns
+    from the report on the worker once the transaction commits, never in this session.
+    """
+    junk, trash = Folder.SpecialUse.JUNK, Folder.SpecialUse.TRASH
+    if target.special_use == junk and source.special_use != junk:
+        spam = True
+    elif source.special_use == junk and target.special_use not in (junk, trash):
+        spam = False
+    else:
+        return
+    judgement = hooks.Judged(mailbox_id, sorted(set(keys)), spam)
+    transaction.on_commit(lambda: _report(judgement))
+
+
+def _report(judgement: hooks.Judged) -> None:
+    try:
+        hooks.judged(judgement)
+    except Exception:  # the broker being down must not undo the user's move
+        log.warning("could not report messages filed as %s",
+                    "spam" if judgement.spam else "ham", exc_info=True)
 
 
 def append(folder_id: int, raw: bytes, flags: Iterable[str] = (),

@@ -347,6 +347,30 @@ class SenderChecksForm(ServiceForm):
         return self.domain
 
 
+class SpamFilterForm(ServiceForm):
+    error_field = "spam_sensitivity"
+    spam_sensitivity = forms.ChoiceField(
+        label="Spam sensitivity", choices=Domain.SpamSensitivity.choices,
+        widget=forms.RadioSelect,
+        help_text="How readily mail is filed to Junk or refused as spam.")
+    greylisting = forms.BooleanField(
+        label="Greylisting", required=False,
+        help_text="Ask unknown servers whose mail looks doubtful to try again in a few "
+                  "minutes; real mail servers do, most spam senders do not. Such mail "
+                  "arrives a little later.")
+
+    def __init__(self, *args: Any, domain: Domain, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"spam_sensitivity": domain.spam_sensitivity,
+                                      "greylisting": domain.greylisting})
+        super().__init__(*args, **kwargs)
+        self.domain = domain
+
+    def perform(self) -> Domain:
+        selfservice.set_spam_filter(self.domain, self.cleaned_data["spam_sensitivity"],
+                                    self.cleaned_data["greylisting"])
+        return self.domain
+
+
 class AppPasswordForm(ServiceForm):
     error_field = "name"
     name = forms.CharField(label="Name", max_length=100,

@@ -6,6 +6,7 @@ so a customer reaches only their own; staff reach everyone's.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, QuerySet, Sum
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from mailcore import clientconfig, directory, dnscheck, selfservice
 from mailcore.claims import ClaimRefused
+from mailcore.inbound import refusals
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
 from panel.accounts.decorators import staff_required
 from panel.customers import forms
@@ -189,6 +191,27 @@ def sender_checks(request: HttpRequest, pk: int) -> HttpResponse:
                                       "refused.")
         return redirect("domain_detail", domain.pk)
     return render(request, "panel/sender_checks.html", {"domain": domain, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def spam_filter(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = _get_domain_for_user(request, pk)
+    form = forms.SpamFilterForm(request.POST or None, domain=domain)
+    if request.method == "POST" and form.is_valid() and form.save():
+        messages.success(request, f"Spam filter settings of {domain.name} saved.")
+        return redirect("domain_detail", domain.pk)
+    return render(request, "panel/spam_filter.html", {
+        "domain": domain, "form": form, "scanning": bool(settings.RSPAMD_URL)})
+
+
+@login_required
+@require_GET
+def refused_mail(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = _get_domain_for_user(request, pk)
+    return render(request, "panel/refused_mail.html", {
+        "domain": domain, "refusals": refusals.recent(domain),
+        "days": settings.INBOUND_REFUSALS_DAYS})
 
 
 # Mailboxes ------------------------------------------------------------------------------------

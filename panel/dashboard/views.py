@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Sum
@@ -14,6 +15,9 @@ from mailcore.models import Domain
 from panel.accounts.decorators import staff_required
 from panel.dashboard import charts
 from panel.dashboard.forms import LimitsForm
+
+_VERDICT_LABELS = {"inbox": "Inbox", "junk": "Junk", "rejected": "Refused (550 or 451)",
+                   "deferred": "Of which deferred (451)", "unscanned": "Not scanned for spam"}
 
 
 def _get_customer(pk: int):
@@ -34,6 +38,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "daily_rows": [(label, [daily.counts[k][i] for k in stats.KINDS])
                        for i, label in enumerate(daily.labels)],
         "kinds": [stats.LABELS[k] for k in stats.KINDS],
+        "verdicts": [(_VERDICT_LABELS[kind], n) for kind, n in stats.verdicts(7).items()],
+        "spam_scoring": bool(settings.RSPAMD_URL),
         "queue": stats.queue_state(),
         "oldest_queued": stats.oldest_queued(),
         "storage": stats.storage_by_domain(),

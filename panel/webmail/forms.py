@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.validators import MaxLengthValidator
 
+from mailcore.models import SenderRule
 from mailcore.principal import Principal
 from mailcore.sending.senders import sender_addresses
 from mailcore.webclient import compose, listing
@@ -246,3 +247,12 @@ class AppPasswordForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, auto_id="app_%s", **kwargs)
 
+
+class SenderRuleForm(forms.Form):
+    kind = forms.ChoiceField(label="List", choices=SenderRule.Kind.choices,
+                             widget=forms.RadioSelect, initial=SenderRule.Kind.BLOCK)
+    sender = forms.CharField(
+        label="Sender", max_length=254,
+        help_text="An address (someone@example.com) or a whole domain (example.com). "
+                  "Mail from a blocked sender is refused; mail from an allowed one is never "
+                  "treated as spam.")

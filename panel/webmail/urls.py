@@ -36,4 +36,6 @@ urlpatterns = [
     path("settings/app-passwords/", views.app_password_add, name="app_password_add"),
     path("settings/app-passwords/<int:app_id>/revoke/", views.app_password_revoke,
          name="app_password_revoke"),
+    path("settings/senders/", views.sender_add, name="sender_add"),
+    path("settings/senders/<int:rule_id>/remove/", views.sender_remove, name="sender_remove"),
 ]

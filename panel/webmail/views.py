@@ -44,6 +44,8 @@ from mailcore.webclient import (
     preferences,
     reading,
     sanitize,
+    sender_lists,
+    trust,
 )
 from panel.clientip import client_ip
 from panel.inputs import local_url, parse_id
@@ -278,6 +280,7 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
         "this_url": request.get_full_path(),
         "conversation": listing.conversation(folder, uid),
         "carried": carried,
+        "trust": trust.trust_of(opened.raw),
     }
     return render(request, "webmail/message.html", context)
 
@@ -648,11 +651,13 @@ def _settings_page(request: HttpRequest, **forms_given) -> HttpResponse:
         "password_form": forms_given.get("password_form")
         or forms.PasswordChangeForm(address=principal.address),
         "app_form": forms_given.get("app_form") or forms.AppPasswordForm(),
+        "rule_form": forms_given.get("rule_form") or forms.SenderRuleForm(),
     }
     return render(request, "webmail/settings.html", {
         **_sidebar(request), **page_forms, "used_bytes": used, "quota_bytes": quota,
         "app_passwords": credentials.app_passwords(principal.mailbox_id),
         "signed_in_with_app": principal.credential != "password",
+        "rules": sender_lists.rules(principal.mailbox_id),
         "created": forms_given.get("created")})
 
 
@@ -723,6 +728,24 @@ def app_password_add(request: HttpRequest) -> HttpResponse:
 
 @auth.mailbox_required
 @require_POST
+def sender_add(request: HttpRequest) -> HttpResponse:
+    """Put a sender on the mailbox's always-allow or always-block list."""
+    rule_form = forms.SenderRuleForm(request.POST)
+    if rule_form.is_valid():
+        data = rule_form.cleaned_data
+        try:
+            rule = sender_lists.add(request.principal.mailbox_id, data["kind"], data["sender"])
+        except sender_lists.ListError as exc:
+            rule_form.add_error("sender", str(exc))
+        else:
+            messages.success(request, f"{rule.pattern} is now on your "
+                                      f"{rule.get_kind_display().lower()} list.")
+            return redirect(reverse("webmail:settings") + "#senders")
+    return _settings_page(request, rule_form=rule_form)
+
+
+@auth.mailbox_required
+@require_POST
 def app_password_revoke(request: HttpRequest, app_id: int) -> HttpResponse:
     try:
         app = credentials.revoke_app_password(request.principal.mailbox_id, app_id)
@@ -730,3 +753,12 @@ def app_password_revoke(request: HttpRequest, app_id: int) -> HttpResponse:
         raise Http404("No such app password") from None
     messages.success(request, f"App password “{app.name}” is revoked.")
     return redirect("webmail:settings")
+
+
+@auth.mailbox_required
+@require_POST
+def sender_remove(request: HttpRequest, rule_id: int) -> HttpResponse:
+    if not sender_lists.remove(request.principal.mailbox_id, rule_id):
+        raise Http404("No such entry")
+    messages.success(request, "Taken off the list.")
+    return redirect(reverse("webmail:settings") + "#senders")

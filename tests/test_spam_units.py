@@ -1,0 +1,65 @@
+"""Spam filtering's pieces without a server: list matching, Rspamd's reply, the verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailcore.inbound import rspamd
+from mailcore.inbound.spam import Policy, matches, request_headers, senders, verdict_for
+from mailcore.inbound.verdict import Action, Incoming
+
+
+def test_a_list_entry_names_an_address_or_a_domain_and_its_subdomains():
+    assert matches("bob@remote.test", "bob@remote.test")
+    assert not matches("bob@remote.test", "rob@remote.test")
+    assert matches("remote.test", "bob@remote.test")
+    assert matches("remote.test", "bob@mail.remote.test")
+    assert not matches("remote.test", "bob@notremote.test")
+
+
+def test_senders_are_the_envelope_sender_and_the_from_addresses():
+    incoming = Incoming(b"From: \"Bob\" <Bob@Remote.test>,\r\n x@y.test\r\nSubject: s\r\n\r\n",
+                        "192.0.2.1", "h", "bounce@lists.test", ("a@example.test",),
+                        frozenset())
+    assert senders(incoming) == ["bounce@lists.test", "bob@remote.test", "x@y.test"]
+
+
+def test_the_request_carries_the_envelope_client_and_thresholds():
+    incoming = Incoming(b"", "192.0.2.1", "mx.remote.test", "b@remote.test",
+                        ("a@example.test", "c@example.test"), frozenset(), "s1")
+    headers = request_headers(incoming, Policy(greylisting=False), "mx.remote.test")
+    assert ("Rcpt", "a@example.test") in headers and ("Rcpt", "c@example.test") in headers
+    assert ("From", "b@remote.test") in headers and ("IP", "192.0.2.1") in headers
+    assert ("Hostname", "mx.remote.test") in headers and ("Queue-Id", "s1") in headers
+    settings = dict(headers)["Settings"]
+    assert '"add_header": 6.0' in settings and "GREYLIST_CHECK" in settings
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"score": 1}'])
+def test_a_reply_without_an_action_is_no_scan(body):
+    with pytest.raises(ValueError):
+        rspamd.parse(body)
+
+
+@pytest.mark.parametrize(("action", "greylisting", "expected"), [
+    ("reject", True, (Action.REJECT, "550")),
+    ("add header", True, (Action.JUNK, "")),
+    ("rewrite subject", True, (Action.JUNK, "")),
+    ("soft reject", True, (Action.TEMPFAIL, "4.7.1")),
+    ("greylist", True, (Action.TEMPFAIL, "4.7.1")),
+    ("greylist", False, (Action.ACCEPT, "")),
+    ("no action", True, (Action.ACCEPT, "")),
+])
+def test_rspamds_action_decides(action, greylisting, expected):
+    scan = rspamd.Scan(action, 5.0, 15.0, ())
+    verdict = verdict_for(scan, Policy(greylisting=greylisting))
+    assert verdict.action == expected[0]
+    if verdict.action == Action.TEMPFAIL:
+        assert verdict.enhanced_status == expected[1]
+    assert verdict.result("spam") == action
+
+
+def test_greylist_without_greylisting_is_junk_when_the_score_says_so():
+    verdict = verdict_for(rspamd.Scan("greylist", 7.0, 15.0, ()), Policy(greylisting=False))
+    assert verdict.action == Action.JUNK
+    assert b"X-Spam: Yes\r\n" in verdict.headers
