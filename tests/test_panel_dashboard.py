@@ -217,7 +217,7 @@ def test_the_dashboard_counts_inbound_mail_by_verdict(as_carol, settings) -> Non
     assert "Inbound mail by verdict" in response.content.decode()
     assert "No spam scoring" not in response.content.decode()
     # The verdicts are not traffic: the charts' totals leave them out.
-    assert set(stats.hourly(1).totals) == {"received", "sent", "bounced", "rejected"}
+    assert set(stats.hourly(1).totals) == {"received", "sent", "system", "bounced", "rejected"}
 
 
 def test_the_dashboard_says_when_there_is_no_spam_scoring(as_carol, settings) -> None:
