@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailcore.imap.sort_command import thread_lists
+from mailcore.message import threads
 from mailcore.message.sortkeys import base_subject, casemap, header_sort_fields
-from mailcore.message.threads import Node
+from mailcore.message.threads import Node, ThreadMessage
 from mailcore.models import Message
 from mailcore.store.delivery import deliver
 from tests.imap_client import connect, selected
@@ -289,3 +290,21 @@ def test_esort_is_advertised_and_context_is_not(server, alice):
     caps = connect(server, login=True).run("CAPABILITY")[0][0].split()
     assert "ESORT" in caps
     assert not [c for c in caps if c.startswith("CONTEXT")]
+
+
+def _messages(*subjects: str) -> list[ThreadMessage]:
+    day = datetime(2024, 1, 1, tzinfo=UTC)
+    return [ThreadMessage(n, f"{n}@x", (), casemap(base_subject(s)[0]), base_subject(s)[1],
+                          day + timedelta(days=n)) for n, s in enumerate(subjects, 1)]
+
+
+def test_references_gathers_unrelated_threads_by_subject():
+    # Step 5: two originals share a dummy; a reply joins the original under it, even
+    # when it came first; distinct subjects stay apart.
+    def lists(*subjects: str) -> bytes:
+        return thread_lists(threads.references(_messages(*subjects)), lambda n: n)
+
+    assert lists("Hello", "hello") == b"((1)(2))"
+    assert lists("Re: x", "x", "y") == b"(2 1)(3)"
+    assert lists("Re: x", "Re: x") == b"((1)(2))"
+    assert lists("", "") == b"(1)(2)"  # no subject: nothing to gather by

@@ -3,7 +3,8 @@
 The state machine is data: COMMANDS maps each verb to the states it is allowed in and
 its handler. Handlers here cover the any-state and not-authenticated commands; folder
 commands live in mailcore.imap.folder_commands, selected-state ones in mailcore.imap.selection,
-FETCH in mailcore.imap.fetch and SEARCH in mailcore.imap.search_command; they see the session
+FETCH in mailcore.imap.fetch, SEARCH in mailcore.imap.search_command, SORT and THREAD in
+mailcore.imap.sort_command, COMPRESS in mailcore.imap.compression; they see the session
 as mailcore.imap.context.Session, so they need not import this module. A handler returns
 the text of its tagged OK, or raises one of mailcore.sessions' exceptions, mapped to
 NO, BAD or BYE in dispatch() alone.

@@ -8,6 +8,7 @@ UIDs first and numbers the answer as the session knows its messages.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 
 from mailcore import dbpool
 from mailcore.imap import encode, replies
@@ -114,7 +115,7 @@ def _check_charset(session: Session, charset: str) -> None:
         raise BadSyntax(replies.CHARSET_AFTER_UTF8)
 
 
-def thread_lists(roots: list[Node], number) -> bytes:
+def thread_lists(roots: list[Node], number: Callable[[int], int | None]) -> bytes:
     """Return the THREAD response's thread-lists (RFC 5256 section 4) for the trees.
 
     A parent with one child is followed by it ("3 6"), one with more by a thread-list

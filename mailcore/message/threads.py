@@ -199,13 +199,15 @@ def _gather_subjects(roots: list[Node]) -> list[Node]:
                 node.message is None or (held.message.reply and not reply))):
             table[subject] = node
     merged: list[Node] = []
+    position: dict[int, int] = {}  # id(node): its index in merged (lists scan slowly)
     for node in roots:  # (5)(C)
         if node.parent is not None:
             continue  # merged already, into a dummy made for it and a later thread
         subject, reply = _subject_of(node)
         held = table.get(subject) if subject else None
         if held is None or held is node:
-            if node not in merged:
+            if id(node) not in position:
+                position[id(node)] = len(merged)
                 merged.append(node)
             continue
         if held.message is None and node.message is None:
@@ -220,11 +222,12 @@ def _gather_subjects(roots: list[Node]) -> list[Node]:
             dummy = Node(None, children=[held, node])
             held.parent = node.parent = dummy
             table[subject] = dummy
-            index = merged.index(held) if held in merged else -1
-            if index >= 0:
-                merged[index] = dummy
-            else:
+            index = position.pop(id(held), len(merged))
+            if index == len(merged):
                 merged.append(dummy)
+            else:
+                merged[index] = dummy
+            position[id(dummy)] = index
     return merged
 
 

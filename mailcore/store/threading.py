@@ -22,6 +22,7 @@ ALGORITHMS = {"ORDEREDSUBJECT": threads.ordered_subject, "REFERENCES": threads.r
 _FIELDS = ("uid", "message_id", "thread_refs", "subject", "sent_date", "internal_date")
 # A conversation looked up for one message reads at most this many candidates.
 MAX_CONVERSATION = 1000
+MAX_LOOKUP_REFERENCES = 20
 
 
 def thread(folder_id: int, algorithm: str, key: SearchKey, max_uid: int) -> list[Node]:
@@ -65,7 +66,9 @@ def conversation(folder_id: int, uid: int) -> list[int]:
         return []
     message = _message(row)
     related = Q(sort_subject=message.base_subject) if message.base_subject else Q(pk__in=[])
-    ids = [*message.references, *([message.message_id] if message.message_id else [])]
+    # The nearest parents are enough to find the rest: each names its own.
+    ids = [*message.references[-MAX_LOOKUP_REFERENCES:],
+           *([message.message_id] if message.message_id else [])]
     for message_id in ids:
         related |= Q(message_id__contains=f"<{message_id}>") | \
             Q(thread_refs__contains=f"<{message_id}>")
