@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 import tracemalloc
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
 from mailcore import directory
 from mailcore.models import Blob, Message
 from mailcore.store import s3
-from mailcore.store.blobs import blob_store, collect_orphans
+from mailcore.store.blobs import blob_store, collect_orphans, open_store
 from mailcore.store.delivery import deliver
 from mailcore.store.folders import INBOX, lock_folder
 from mailcore.store.messages import expunge
+from mailcore.store.messages import read as read_message
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -164,3 +167,113 @@ def test_a_claimed_key_is_not_deleted(s3_blobs):
     key = store.put(RAW)  # its row exists: a writer has claimed it
     assert not store.discard_if_stale(key, 0)
     assert store.get(key) == RAW
+
+
+# The local read cache ---------------------------------------------------------------------
+
+@pytest.fixture
+def cached(s3_blobs, settings, tmp_path):
+    settings.BLOB_CACHE_BYTES = 64 * 1024
+    settings.BLOB_CACHE_DIR = tmp_path / "blob-cache"
+    store = blob_store()
+    reads = []
+    store._client.meta.events.register("provide-client-params.s3.GetObject",
+                                       lambda params, **_: reads.append(params["Key"]))
+    return store, reads
+
+
+def test_a_cached_blob_is_read_from_local_disk_the_second_time(cached):
+    store, reads = cached
+    key = store.put(RAW)
+    assert store.get(key) == RAW
+    assert store.get(key) == RAW
+    assert len(reads) == 1
+
+
+def test_a_damaged_cache_file_is_a_miss_not_a_wrong_message(cached, settings):
+    store, reads = cached
+    key = store.put(RAW)
+    store.get(key)
+    [cached_file] = [p for p in settings.BLOB_CACHE_DIR.rglob("*") if p.is_file()]
+    cached_file.write_bytes(b"torn")
+    assert store.get(key) == RAW
+    assert len(reads) == 2
+
+
+def test_the_cache_stays_within_its_size_and_keeps_what_was_read_last(cached, settings):
+    store, reads = cached
+    hot = store.put(b"hot " * 1000)
+    keys = [store.put(bytes([n]) * 7000) for n in range(30)]  # 210 KB through a 64 KB cache
+    for key in keys:
+        store.get(key)
+        store.get(hot)  # read after each: always among the most recent
+    on_disk = sum(p.stat().st_size for p in settings.BLOB_CACHE_DIR.rglob("*") if p.is_file())
+    assert on_disk <= settings.BLOB_CACHE_BYTES
+    reads.clear()
+    store.get(hot)
+    assert reads == []
+
+
+# Moving blobs between stores --------------------------------------------------------------
+
+def _run(*args: str) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("blobs", *args, stdout=out, stderr=err)
+    return out.getvalue() + err.getvalue()
+
+
+@pytest.fixture
+def delivered_to_files(settings, s3_blobs, tmp_path):
+    """Three messages delivered while blobs are files; return their raw bytes by key."""
+    location, settings.BLOB_STORE = settings.BLOB_STORE, ""
+    directory.add_domain("example.test")
+    alice = directory.add_mailbox("alice@example.test", PASSWORD)
+    raws = [RAW + str(n).encode() * (n * 1000) for n in range(3)]
+    keys = [deliver(raw, "", [alice.pk]).blob_key for raw in raws]
+    return location, alice, dict(zip(keys, raws, strict=True))
+
+
+def test_migrate_copies_every_blob_to_s3_and_the_setting_can_then_switch(
+        delivered_to_files, settings, s3_server, tmp_path):
+    location, alice, raws = delivered_to_files
+    output = _run("migrate", "--to", location)
+    assert "Copied 3 blobs" in output
+    assert "3/3 blobs" in output
+    for key, raw in raws.items():
+        assert s3_server.object_path(location, key).read_bytes() == raw
+    settings.BLOB_STORE = location
+    settings.BLOB_DIR = tmp_path / "gone"  # the files are no longer where mail is read
+    for message in Message.objects.all():
+        assert read_message(message) == raws[message.blob_id]
+
+
+def test_migrate_resumes_without_copying_again(delivered_to_files, s3_server):
+    location, alice, raws = delivered_to_files
+    first, *_ = sorted(raws)
+    store = blob_store()
+    s3_store = open_store(location)
+    s3_store.write(first, store.read(first))  # as if an earlier run stopped after one blob
+    deliver(RAW + b"arrived meanwhile", "", [alice.pk])
+    output = _run("migrate", "--to", location)
+    assert "Copied 3 blobs" in output and "1 were already there" in output
+    assert "Copied 0 blobs" in _run("migrate", "--to", location)
+
+
+def test_migrate_stops_at_a_blob_that_does_not_match_its_key(delivered_to_files):
+    location, _, raws = delivered_to_files
+    key = sorted(raws)[1]
+    blob_store().path(key).write_bytes(b"bit rot")
+    with pytest.raises(CommandError, match=f"blob {key} in the source does not match"):
+        _run("migrate", "--to", location)
+    assert open_store(location).size(key) is None
+
+
+def test_migrate_moves_blobs_back_from_s3_to_files(delivered_to_files, settings, tmp_path):
+    location, _, raws = delivered_to_files
+    _run("migrate", "--to", location)
+    settings.BLOB_STORE = location
+    settings.BLOB_DIR = tmp_path / "files-again"
+    assert "Copied 3 blobs" in _run("migrate", "--to", "files")
+    settings.BLOB_STORE = ""
+    for key, raw in raws.items():
+        assert blob_store().get(key) == raw
