@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import threading
 import tracemalloc
 from datetime import timedelta
@@ -277,3 +279,35 @@ def test_migrate_moves_blobs_back_from_s3_to_files(delivered_to_files, settings,
     settings.BLOB_STORE = ""
     for key, raw in raws.items():
         assert blob_store().get(key) == raw
+
+
+# Memory for a large message ---------------------------------------------------------------
+
+_SEND = """
+import smtplib, sys
+raw = open(sys.argv[2], "rb").read()
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=60) as smtp:
+    smtp.sendmail("a@remote.test", ["alice@example.test"], raw)
+"""
+
+
+def test_a_large_message_is_received_and_stored_in_parts_with_two_copies_at_most(
+        server, s3_blobs, settings, s3_server, tmp_path):
+    """The whole SMTP path, measured with tracemalloc: it was 5.5 copies before 2026-12."""
+    settings.BLOB_S3_PART_SIZE = 5 * 1024 * 1024
+    directory.add_domain("example.test")
+    directory.add_mailbox("alice@example.test", PASSWORD)
+    line = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"
+    raw = b"Subject: big\r\n\r\n" + line * (12 * 1024 * 1024 // len(line))
+    (tmp_path / "message").write_bytes(raw)
+    blob_store().put(b"warm up")  # the S3 client loads its service model (MBs) once
+    tracemalloc.start()  # the client is another process: only the server is measured
+    try:
+        subprocess.run([sys.executable, "-c", _SEND, str(server.port("smtp")),
+                        str(tmp_path / "message")], check=True, timeout=120)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    stored = Message.objects.get()
+    assert s3_server.object_path(s3_blobs, stored.blob_id).read_bytes().endswith(raw)
+    assert peak < 2.5 * len(raw), peak / len(raw)
