@@ -345,11 +345,14 @@ MAIL_HOSTNAME = env_str("MAIL_HOSTNAME", socket.getfqdn() or "localhost")
 BLOB_DIR = Path(env_str("BLOB_DIR", str(DATA_DIR / "blobs")))
 # Where raw messages live: "" (files under BLOB_DIR, the embedded default) or
 # "s3://bucket/prefix" on S3-compatible object storage, through boto3. Its endpoint and
-# region come from BLOB_S3_ENDPOINT and BLOB_S3_REGION, its credentials from boto3's own
-# sources (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role).
+# region come from BLOB_S3_ENDPOINT and BLOB_S3_REGION, its credentials from
+# AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 BLOB_STORE = env_str("BLOB_STORE", "")
 BLOB_S3_ENDPOINT = env_str("BLOB_S3_ENDPOINT", "")
 BLOB_S3_REGION = env_str("BLOB_S3_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+# Given here or left to boto3's other sources (a profile, an instance role) when unset.
+BLOB_S3_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID", "")
+BLOB_S3_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "")
 # "path" (bucket in the URL's path: MinIO, Garage, rclone) or "virtual" (in the host name).
 BLOB_S3_ADDRESSING = env_str("BLOB_S3_ADDRESSING", "path")
 # Messages larger than one part go up as a multipart upload, one part at a time.

@@ -50,12 +50,15 @@ def s3_blobs(settings, s3_server, monkeypatch, tmp_path: Path):
     """Blobs in the S3 server, under a prefix of this test's own; return the s3:// location."""
     from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY
 
+    # In the environment too, for the mailcore processes a test starts.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     settings.BLOB_STORE = f"s3://{BUCKET}/{tmp_path.parent.name}/{tmp_path.name}"
     settings.BLOB_S3_ENDPOINT = s3_server.endpoint
     settings.BLOB_S3_REGION = "us-east-1"
     settings.BLOB_S3_ADDRESSING = "path"
+    settings.BLOB_S3_ACCESS_KEY_ID = ACCESS_KEY
+    settings.BLOB_S3_SECRET_ACCESS_KEY = SECRET_KEY
     return settings.BLOB_STORE
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import tracemalloc
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -311,3 +312,18 @@ def test_a_large_message_is_received_and_stored_in_parts_with_two_copies_at_most
     stored = Message.objects.get()
     assert s3_server.object_path(s3_blobs, stored.blob_id).read_bytes().endswith(raw)
     assert peak < 2.5 * len(raw), peak / len(raw)
+
+
+def test_blobs_init_creates_the_bucket_once(s3_blobs, settings, s3_server):
+    bucket = f"init-{uuid.uuid4().hex[:12]}"
+    settings.BLOB_STORE = f"s3://{bucket}/mail"
+    assert f"Created bucket {bucket}." in _run("init")
+    assert f"Bucket {bucket} exists." in _run("init")
+    key = blob_store().put(RAW)
+    assert (s3_server.root / bucket / "mail" / key[:2] / key[2:4] / key).read_bytes() == RAW
+
+
+def test_credentials_the_server_does_not_know_are_refused(s3_blobs, settings):
+    settings.BLOB_S3_SECRET_ACCESS_KEY = "wrong"
+    with pytest.raises(OSError, match="cannot"):
+        blob_store().get("0" * 64)

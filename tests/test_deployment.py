@@ -146,3 +146,20 @@ def test_ci_runs_the_readme_test_command_then_postgres_and_redis():
     assert "DATABASE_URL=postgres://postgres@127.0.0.1:5432/test" in ci
     assert "CELERY_BROKER_URL=redis://127.0.0.1:6379" in ci
     assert "ruff check" in ci
+
+
+def test_compose_keeps_blobs_in_its_s3_service_with_the_bucket_made_first():
+    services = compose()["services"]
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")  # pinned
+    assert services["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+    bucket = services["bucket"]
+    assert bucket["command"] == ["python", "manage.py", "blobs", "init"]
+    assert bucket["restart"] == "no"
+    assert bucket["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        assert env["BLOB_STORE"].startswith("s3://"), name
+        assert env["BLOB_S3_ENDPOINT"] == "http://minio:9000", name
+        assert env["AWS_ACCESS_KEY_ID"] == services["minio"]["environment"]["MINIO_ROOT_USER"]
+        depends = services[name]["depends_on"]
+        assert depends["bucket"] == {"condition": "service_completed_successfully"}, name

@@ -173,6 +173,7 @@ def blob_store() -> FileBlobStore | S3BlobStore:
     # own S3 client, whose connections are not to be shared with its parent's.
     wanted = (settings.BLOB_STORE, settings.BLOB_DIR, settings.BLOB_S3_ENDPOINT,
               settings.BLOB_S3_REGION, settings.BLOB_S3_ADDRESSING, settings.BLOB_S3_PART_SIZE,
+              settings.BLOB_S3_ACCESS_KEY_ID, settings.BLOB_S3_SECRET_ACCESS_KEY,
               settings.BLOB_CACHE_BYTES, settings.BLOB_CACHE_DIR, os.getpid())
     if _store is None or _store[0] != wanted:
         _store = (wanted, open_store(settings.BLOB_STORE))
@@ -189,7 +190,8 @@ def open_store(location: str) -> FileBlobStore | S3BlobStore:
     if settings.BLOB_CACHE_BYTES > 0:
         cache = BlobCache(Path(settings.BLOB_CACHE_DIR), settings.BLOB_CACHE_BYTES)
     where = Connection(settings.BLOB_S3_ENDPOINT, settings.BLOB_S3_REGION,
-                       settings.BLOB_S3_ADDRESSING)
+                       settings.BLOB_S3_ADDRESSING, settings.BLOB_S3_ACCESS_KEY_ID,
+                       settings.BLOB_S3_SECRET_ACCESS_KEY)
     return S3BlobStore(Location.parse(location), where, settings.BLOB_S3_PART_SIZE, cache)
 
 

@@ -22,7 +22,7 @@ import io
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
@@ -64,6 +64,8 @@ class Connection:
     endpoint: str = ""
     region: str = "us-east-1"
     addressing: str = "path"
+    access_key_id: str = ""  # "" for boto3's own sources (environment, profile, role)
+    secret_access_key: str = field(default="", repr=False)
 
 
 def client(where: Connection):
@@ -82,7 +84,11 @@ def client(where: Connection):
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.client("s3", endpoint_url=where.endpoint or None, config=config)
+    keys = {}
+    if where.access_key_id:
+        keys = {"aws_access_key_id": where.access_key_id,
+                "aws_secret_access_key": where.secret_access_key}
+    return boto3.client("s3", endpoint_url=where.endpoint or None, config=config, **keys)
 
 
 class S3BlobStore:
@@ -140,6 +146,21 @@ class S3BlobStore:
         for key, _, modified in self.listing():
             if modified < cutoff:
                 yield key
+
+    def create_bucket(self) -> bool:
+        """Create the bucket unless it exists; return whether it was created."""
+        bucket = self.location.bucket
+        try:
+            self._client.head_bucket(Bucket=bucket)
+            return False
+        except Exception as exc:
+            if _status(exc) != 404:
+                raise BlobStoreError(f"cannot look up bucket {bucket}: {exc}") from exc
+        try:
+            self._client.create_bucket(Bucket=bucket)
+        except Exception as exc:
+            raise BlobStoreError(f"cannot create bucket {bucket}: {exc}") from exc
+        return True
 
     # Objects ------------------------------------------------------------------------------
 

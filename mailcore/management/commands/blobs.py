@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailcore.management.cli import format_size
 from mailcore.store import blobmove
-from mailcore.store.blobs import collect_orphans, open_store
+from mailcore.store.blobs import blob_store, collect_orphans, open_store
 
 
 class Command(BaseCommand):
@@ -21,7 +21,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        verbs = parser.add_subparsers(dest="verb", metavar="{migrate,collect}", required=True)
+        verbs = parser.add_subparsers(dest="verb", metavar="{init,migrate,collect}",
+                                      required=True)
+        verbs.add_parser("init", help="Create BLOB_STORE's bucket if it does not exist.")
         migrate = verbs.add_parser(
             "migrate", help="Copy every blob to another store, verifying each; resumable.")
         migrate.add_argument("--to", required=True, dest="target",
@@ -62,6 +64,18 @@ class Command(BaseCommand):
             raise CommandError(f"{len(tally.missing)} blobs are missing from the source: "
                                f"{shown}{' ...' if len(tally.missing) > 5 else ''}")
         self.stdout.write(f"To use it: {_setting(target)}.")
+
+    def handle_init(self, **options: Any) -> None:
+        store = blob_store()
+        if not hasattr(store, "create_bucket"):
+            self.stdout.write(f"Blobs are files in {settings.BLOB_DIR}: nothing to create.")
+            return
+        try:
+            created = store.create_bucket()
+        except OSError as exc:
+            raise CommandError(str(exc)) from exc
+        bucket = store.location.bucket
+        self.stdout.write(f"Created bucket {bucket}." if created else f"Bucket {bucket} exists.")
 
     def handle_collect(self, grace: float, **options: Any) -> None:
         self.stdout.write(f"Removed {collect_orphans(grace)} orphan blobs.")
