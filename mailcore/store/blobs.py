@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -200,6 +200,7 @@ def collect_orphans(grace_seconds: float = 3600) -> int:
 
     Rows go first, then files: a row never points at a missing file. Files with no row
     (a crash between writing the file and committing the row) are removed after a day.
+    On S3 the same, with the key's row as the lock a concurrent put() waits on (s3.py).
     """
     store = blob_store()
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
@@ -223,9 +224,13 @@ def _forget_orphan(key: str, cutoff) -> bool:
     The same conditions again in the DELETE itself (the ORM's delete() would delete by
     key after its own SELECT): a delivery may have just referenced or claimed the blob.
     """
-    with dbpool.writing(durable=False), connection.cursor() as cursor:
-        cursor.execute(_orphan_sql(), [key, sql.prep(Blob, "created_at", cutoff)])
-        return cursor.rowcount == 1
+    try:
+        with dbpool.writing(durable=False), connection.cursor() as cursor:
+            cursor.execute(_orphan_sql(), [key, sql.prep(Blob, "created_at", cutoff)])
+            return cursor.rowcount == 1
+    except IntegrityError:
+        # A message committed after this statement's snapshot points at it: not an orphan.
+        return False
 
 
 @sql.statements
