@@ -149,6 +149,10 @@ def test_haproxy_spreads_connections_over_both_nodes_with_the_real_client_addres
     assert len(inbox_subjects()) == 4
 
 
+def haproxy_log(nodes) -> Path:
+    return nodes[0].data_dir.parent / "haproxy.log"
+
+
 def inbox_subjects() -> list[str]:
     from mailcore.models import Message
 
@@ -184,6 +188,11 @@ def test_kill_9_of_node_a_under_load_through_haproxy_loses_no_acknowledged_messa
     node_a.kill()
     count = len(acknowledged)
     wait_until(lambda: len(acknowledged) >= count + 20, "node B to take the load", 30)
+    # HAProxy's health checks (through the PROXY header) find A dead and B alive.
+    log = haproxy_log(nodes)
+    wait_until(lambda: "Server smtp/mailcore1 is DOWN" in log.read_text(),
+               "haproxy to mark node A down", 40)
+    assert "mailcore2 is DOWN" not in log.read_text()
     stop.set()
     for thread in threads:
         thread.join(15)
