@@ -343,7 +343,7 @@ CELERY_BEAT_SCHEDULE = {
 
 MAIL_HOSTNAME = env_str("MAIL_HOSTNAME", socket.getfqdn() or "localhost")
 BLOB_DIR = Path(env_str("BLOB_DIR", str(DATA_DIR / "blobs")))
-# Where raw messages live: "" (files under BLOB_DIR, the embedded default) or
+# Where raw messages live: "" or "files" (files under BLOB_DIR, the embedded default) or
 # "s3://bucket/prefix" on S3-compatible object storage, through boto3. Its endpoint and
 # region come from BLOB_S3_ENDPOINT and BLOB_S3_REGION, its credentials from
 # AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.

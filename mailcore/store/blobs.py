@@ -181,9 +181,9 @@ def blob_store() -> FileBlobStore | S3BlobStore:
 
 
 def open_store(location: str) -> FileBlobStore | S3BlobStore:
-    """Return the store at location: "" (or a folder) for files, or s3://bucket/prefix."""
+    """Return the store at location: "" or "files" (BLOB_DIR), a folder, or s3://bucket/prefix."""
     if not location.startswith("s3://"):
-        return FileBlobStore(Path(location or settings.BLOB_DIR))
+        return FileBlobStore(Path(settings.BLOB_DIR if location in ("", "files") else location))
     from mailcore.store.s3 import Connection, Location, S3BlobStore
 
     cache = None
