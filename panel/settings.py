@@ -350,6 +350,24 @@ CELERY_BEAT_SCHEDULE = {
 
 MAIL_HOSTNAME = env_str("MAIL_HOSTNAME", socket.getfqdn() or "localhost")
 BLOB_DIR = Path(env_str("BLOB_DIR", str(DATA_DIR / "blobs")))
+# Where raw messages live: "" or "files" (files under BLOB_DIR, the embedded default) or
+# "s3://bucket/prefix" on S3-compatible object storage, through boto3. Its endpoint and
+# region come from BLOB_S3_ENDPOINT and BLOB_S3_REGION, its credentials from
+# AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+BLOB_STORE = env_str("BLOB_STORE", "")
+BLOB_S3_ENDPOINT = env_str("BLOB_S3_ENDPOINT", "")
+BLOB_S3_REGION = env_str("BLOB_S3_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+# Given here or left to boto3's other sources (a profile, an instance role) when unset.
+BLOB_S3_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID", "")
+BLOB_S3_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "")
+# "path" (bucket in the URL's path: MinIO, Garage, rclone) or "virtual" (in the host name).
+BLOB_S3_ADDRESSING = env_str("BLOB_S3_ADDRESSING", "path")
+# Messages larger than one part go up as a multipart upload, one part at a time.
+BLOB_S3_PART_SIZE = max(env_int("BLOB_S3_PART_SIZE", 8 * 1024 * 1024), 5 * 1024 * 1024)
+# A local read cache of object-store blobs (bytes on disk; 0 turns it off), least recently
+# read evicted first.
+BLOB_CACHE_BYTES = env_int("BLOB_CACHE_BYTES", 0)
+BLOB_CACHE_DIR = Path(env_str("BLOB_CACHE_DIR", str(DATA_DIR / "blob-cache")))
 TLS_CERT_FILE = env_str("TLS_CERT_FILE", "")
 TLS_KEY_FILE = env_str("TLS_KEY_FILE", "")
 TLS_DIR = DATA_DIR / "tls"

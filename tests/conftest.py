@@ -38,6 +38,41 @@ def _fast_settings(settings, tmp_path: Path):
     passwords._hasher = None
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One real S3-compatible server (rclone serve s3) on loopback for the whole run."""
+    from tests.s3_server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "root").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_blobs(settings, s3_server, monkeypatch, tmp_path: Path):
+    """Blobs in the S3 server, under a prefix of this test's own; return the s3:// location."""
+    from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY
+
+    # In the environment too, for the mailcore processes a test starts.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    settings.BLOB_STORE = f"s3://{BUCKET}/{tmp_path.parent.name}/{tmp_path.name}"
+    settings.BLOB_S3_ENDPOINT = s3_server.endpoint
+    settings.BLOB_S3_REGION = "us-east-1"
+    settings.BLOB_S3_ADDRESSING = "path"
+    settings.BLOB_S3_ACCESS_KEY_ID = ACCESS_KEY
+    settings.BLOB_S3_SECRET_ACCESS_KEY = SECRET_KEY
+    return settings.BLOB_STORE
+
+
+@pytest.fixture(params=["files", "s3"])
+def blob_backend(request) -> str:
+    """Run a test once with blobs in files and once in the S3 server; return which."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_blobs")
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def kicked(monkeypatch) -> list[int]:
     """Record the worker notifications for queued mail instead of sending them to a broker."""
@@ -126,7 +161,7 @@ def _close_clients(request, _fast_settings):
     Set up after the server (and the settings it starts with), so the clients close first
     and the server does not wait out its grace period for them.
     """
-    for name in ("server", "server_process"):
+    for name in ("blob_backend", "server", "server_process"):  # servers use the blob store
         if name in request.fixturenames:
             request.getfixturevalue(name)
     yield

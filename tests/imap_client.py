@@ -146,7 +146,7 @@ def bulk_fill(folder: Folder, count: int) -> None:
     """Bulk-insert count messages sharing one blob, with varied flags and headers."""
     raw = message(0)
     key = blob_store().put(raw)
-    Blob.objects.create(key=key, size=len(raw))
+    Blob.objects.get_or_create(key=key, defaults={"size": len(raw)})  # S3: put() made it
     start = datetime(2024, 1, 1, tzinfo=UTC)
     Message.objects.bulk_create([
         Message(folder=folder, uid=n, blob_id=key, size=1000 + n, modseq=n,

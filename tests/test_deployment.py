@@ -163,3 +163,20 @@ def test_compose_runs_rspamd_and_points_mailcore_and_the_worker_at_it():
         assert env["RSPAMD_CONTROLLER_URL"] == "http://rspamd:11334"
     redis_conf = (ROOT / "deploy" / "rspamd" / "local.d" / "redis.conf").read_text()
     assert 'servers = "redis:6379"' in redis_conf
+
+
+def test_compose_keeps_blobs_in_its_s3_service_with_the_bucket_made_first():
+    services = compose()["services"]
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")  # pinned
+    assert services["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+    bucket = services["bucket"]
+    assert bucket["command"] == ["python", "manage.py", "blobs", "init"]
+    assert bucket["restart"] == "no"
+    assert bucket["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        assert env["BLOB_STORE"].startswith("s3://"), name
+        assert env["BLOB_S3_ENDPOINT"] == "http://minio:9000", name
+        assert env["AWS_ACCESS_KEY_ID"] == services["minio"]["environment"]["MINIO_ROOT_USER"]
+        depends = services[name]["depends_on"]
+        assert depends["bucket"] == {"condition": "service_completed_successfully"}, name

@@ -74,8 +74,9 @@ def open_data(port: int, subject: str) -> RawClient:
 
 # kill -9 ----------------------------------------------------------------------------------
 
-def test_every_message_acknowledged_before_kill_9_survives_intact(server_process, alice,
-                                                                 tmp_path: Path):
+def test_every_message_acknowledged_before_kill_9_survives_intact(blob_backend, server_process,
+                                                                 alice, tmp_path: Path):
+    # blob_backend: files, then the S3 server (set before the process starts).
     port = server_process.port("smtp")
     acknowledged: set[str] = set()
     attempted: set[str] = set()

@@ -21,7 +21,8 @@ from mailcore.store.folders import (
 )
 from tests.conftest import PASSWORD
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test runs with blobs in files and in a real S3 server (tests/s3_server.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("blob_backend")]
 RAW = b"From: a@remote.test\r\nSubject: s\r\n\r\nbody\r\n"
 
 

@@ -172,23 +172,26 @@ class SMTPSession(adapter.SMTPProtocol):
             await self.push(replies.DATA_SYNTAX.format())
             return
         await self.push(replies.START_DATA.format())
-        lines, refusal = await self._read_data()
+        data, refusal = await self._read_data()
         if refusal is not None:
             self.envelope = Envelope()  # after DATA, a new transaction (as aiosmtpd does)
             await self.push(refusal.format())
             return
-        content = b"".join(_canonical_line(line) for line in lines)
-        lines.clear()
-        self.envelope.content = self.envelope.original_content = content
+        self.envelope.content = self.envelope.original_content = bytes(data)
+        del data  # the handler holds the one copy from here on
         try:
             status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
         finally:
             self.envelope = Envelope()
         await self.push(status)
 
-    async def _read_data(self) -> tuple[list[bytes], replies.Reply | None]:
-        """Read lines up to CRLF.CRLF; return them, or why the message is refused."""
-        lines: list[bytes] = []
+    async def _read_data(self) -> tuple[bytearray, replies.Reply | None]:
+        """Read lines up to CRLF.CRLF; return them canonical, or why the message is refused.
+
+        One growing buffer, not a list of lines: a line object costs more memory than a
+        line of mail, and joining them would hold the message twice.
+        """
+        data = bytearray()
         refusal: replies.Reply | None = None
         size = 0
         tail = b"\r\n"  # the last two bytes read: the data starts at a line's start
@@ -202,16 +205,16 @@ class SMTPSession(adapter.SMTPProtocol):
                 refusal = refusal or replies.LINE_TOO_LONG
             else:
                 if line == b".\r\n" and tail == b"\r\n":
-                    return lines, refusal
+                    return data, refusal
             size += len(line)
             if refusal is None and self.data_size_limit and size > self.data_size_limit:
                 refusal = replies.MESSAGE_TOO_BIG
             if refusal is None and b"\0" in line:
                 refusal = replies.MESSAGE_HAS_NUL
             if refusal is None:
-                lines.append(line)
-            elif lines:
-                lines.clear()  # nothing will be stored: do not hold on to it
+                data += _canonical_line(line)
+            elif data:
+                data.clear()  # nothing will be stored: do not hold on to it
             tail = (tail + line)[-2:]
 
     async def handle_exception(self, error: Exception) -> str:
@@ -359,6 +362,8 @@ class InboundHandler:
         raw = (return_path(envelope) + b"".join(verdict.headers)
                + received_header(server, session, envelope) + content)
         junk = verdict.action == Action.JUNK
+        # Store with one copy of the message in memory, not two: raw from here on.
+        envelope.content = envelope.original_content = content = None
         try:
             if envelope.remote and verdict.headers:
                 # RFC 8617: what we forward carries our authentication results, sealed.
