@@ -159,6 +159,7 @@ class _SmtpWorker:
     size: int
     jobs: Iterator[int]  # shared by all workers: each message index is taken once
     deadline: float
+    transform: Callable[[bytes], bytes] | None = None  # e.g. DKIM-sign each message
     sent: int = field(default=0, init=False)
 
     async def run(self) -> None:
@@ -199,7 +200,10 @@ class _SmtpWorker:
             return False
         if await conn.smtp("DATA") != 354:
             return False
-        conn.writer.write(make_message(index, self.sender, rcpt, self.size) + b".\r\n")
+        message = make_message(index, self.sender, rcpt, self.size)
+        if self.transform is not None:
+            message = self.transform(message)
+        conn.writer.write(message + b".\r\n")
         return await conn.smtp_reply() == 250
 
 
@@ -212,12 +216,13 @@ async def smtp_send_async(
     size: int = 2048,
     timeout: float = 120.0,
     sender: str = "loadgen@sender.test",
+    transform: Callable[[bytes], bytes] | None = None,
 ) -> SendResult:
     """Send `n_messages` over `concurrency` persistent connections (round-robin)."""
     jobs = iter(range(n_messages))
     start = time.monotonic()
     workers = [
-        _SmtpWorker(host, port, rcpts, sender, size, jobs, start + timeout)
+        _SmtpWorker(host, port, rcpts, sender, size, jobs, start + timeout, transform)
         for _ in range(min(concurrency, n_messages))
     ]
     await asyncio.gather(*(worker.run() for worker in workers))
@@ -233,9 +238,11 @@ def smtp_send(
     size: int = 2048,
     timeout: float = 120.0,
     sender: str = "loadgen@sender.test",
+    transform: Callable[[bytes], bytes] | None = None,
 ) -> SendResult:
     """Blocking `smtp_send_async`: (messages accepted with 250, elapsed seconds)."""
-    sending = smtp_send_async(host, port, rcpts, n_messages, concurrency, size, timeout, sender)
+    sending = smtp_send_async(host, port, rcpts, n_messages, concurrency, size, timeout, sender,
+                              transform)
     return asyncio.run(sending)
 
 

@@ -72,6 +72,9 @@ def _environment(data_dir: Path, database_url: str | None) -> dict[str, str]:
         SITE_URL="http://127.0.0.1:8000", SECRET_KEY="bench-only-" + "x" * 50,
         SHUTDOWN_GRACE="5",
         DJANGO_SETTINGS_MODULE="panel.settings",
+        # Sender authentication asks DNS about every sender: off unless a benchmark serves
+        # the records (bench/inbound_auth.py).
+        INBOUND_AUTH="0",
     )
     if database_url:
         env["DATABASE_URL"] = database_url
@@ -146,15 +149,17 @@ def mailcore(
     tmpdir: str | Path,
     users: Sequence[tuple[str, str]],
     database_url: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[OurServer]:
     """Migrate, add the users' domains and mailboxes, and serve SMTP and POP3 (no TLS).
 
     Without database_url the server uses SQLite in tmpdir; with one, that Postgres
-    database is created for the run and dropped after it.
+    database is created for the run and dropped after it. settings: environment variables
+    beyond the benchmark's own.
     """
     data_dir = Path(tmpdir)
     log = data_dir / "mailcore.log"
-    env = _environment(data_dir, database_url)
+    env = {**_environment(data_dir, database_url), **(settings or {})}
     ports_file = Path(env["MAILCORE_PORTS_FILE"])
     ports_file.unlink(missing_ok=True)
     with contextlib.ExitStack() as stack:

@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from mailcore import claims, passwords, ratelimit
+from mailcore import claims, passwords, ratelimit, srs
 from mailcore.addresses import AddressError, normalize_address, normalize_domain, split_address
 from mailcore.dkim import generate_private_key
 from mailcore.models import Alias, AppPassword, Domain, Mailbox
@@ -85,6 +85,15 @@ def _quick_route(local: str, domain: str) -> Resolution | None:
 
 def resolve(address: str) -> Resolution:
     """Resolve a recipient address through aliases and catch-alls to mailboxes and forwards."""
+    bare = address.strip().removeprefix("<").removesuffix(">")
+    if srs.looks_like(bare):  # before the usual checks: SRS local parts may be long
+        local, _, domain = bare.rpartition("@")
+        try:
+            domain = normalize_domain(domain)
+        except AddressError:
+            return Resolution(Route.INVALID)
+        if domain == settings.SRS_DOMAIN or _is_hosted(domain):
+            return _resolve_srs(f"{local}@{domain}")
     try:
         local, domain = split_address(address)
     except AddressError:
@@ -98,6 +107,21 @@ def resolve(address: str) -> Resolution:
     if not result.mailbox_ids and not result.remote:
         result.route = Route.OVER_QUOTA if full else Route.UNKNOWN_USER
     return result
+
+
+def _resolve_srs(address: str) -> Resolution:
+    """Resolve an SRS address of ours to the original sender it stands for (a bounce of a
+    forwarded message goes back there); a forged or expired one is nobody here."""
+    original = srs.reverse(address)
+    if original is None:
+        return Resolution(Route.UNKNOWN_USER)
+    try:
+        local, domain = split_address(original)
+    except AddressError:
+        return Resolution(Route.UNKNOWN_USER)
+    if srs.looks_like(local) or not _is_hosted(domain):  # an SRS1's first hop, or away
+        return Resolution(Route.LOCAL, remote={f"{local}@{domain}"})
+    return resolve(original)  # one of ours: no SRS form, so no second round
 
 
 def _expand(local: str, domain: str, result: Resolution, full: list[int],

@@ -31,15 +31,19 @@ def _field_text(value: str) -> str:
 
 def build(*, reporting_mta: str, sender: str, original: bytes,
           reports: list[RecipientReport], arrival: datetime,
-          envelope_id: str = "", return_full: bool = False) -> bytes:
-    """Return a multipart/report DSN to sender about reports (all of one action)."""
+          envelope_id: str = "", return_full: bool = False, from_domain: str = "") -> bytes:
+    """Return a multipart/report DSN to sender about reports (all of one action).
+
+    from_domain: the domain of its From address (MAILER-DAEMON@), by default reporting_mta;
+    the domain that DKIM-signs it, so that the signature aligns (RFC 7489 section 3.1).
+    """
     now = timezone.now()
     delayed = all(r.action == "delayed" for r in reports)
     boundary = f"dsn-{secrets.token_hex(12)}"
     subject = ("Delayed Mail (still being retried)" if delayed
                else "Undelivered Mail Returned to Sender")
     header = (
-        f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>\r\n"
+        f"From: Mail Delivery System <MAILER-DAEMON@{from_domain or reporting_mta}>\r\n"
         f"To: <{sender}>\r\n"
         f"Subject: {subject}\r\n"
         f"Date: {format_datetime(now)}\r\n"

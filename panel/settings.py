@@ -9,6 +9,8 @@ web tier its host, origin, the links in its mail and its cookie security.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import socket
@@ -434,6 +436,17 @@ INBOUND_SPF_TIMEOUT = env_float("INBOUND_SPF_TIMEOUT", 20)  # one SPF check, all
 # chain overrides a DMARC failure (RFC 7489 section 7.2.1): mail they forward is not refused.
 ARC_TRUSTED_SEALERS = [d.strip().lower() for d in env_str("ARC_TRUSTED_SEALERS", "").split(",")
                        if d.strip()]
+
+# SRS (mailcore/srs.py): mail forwarded to other domains leaves with a rewritten envelope
+# sender at SRS_DOMAIN (by default the domain of the address that forwards), so SPF holds at
+# the next hop; bounces to it go back to the original sender. The secret signs those
+# addresses (by default derived from SECRET_KEY); old secrets still decode for a while.
+SRS_SECRET = env_str("SRS_SECRET", "") or hmac.new(
+    SECRET_KEY.encode(), b"mailhost srs", hashlib.sha256).hexdigest()
+SRS_PREVIOUS_SECRETS = [s.strip() for s in env_str("SRS_PREVIOUS_SECRETS", "").split(",")
+                        if s.strip()]
+SRS_DOMAIN = env_str("SRS_DOMAIN", "").strip().lower()
+SRS_VALIDITY_DAYS = env_int("SRS_VALIDITY_DAYS", 21)
 
 # Spam filtering with Rspamd (mailcore/inbound/spam.py) --------------------------------------
 

@@ -28,6 +28,7 @@ import dkim
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.dns_server import DNSServer
 from tests.servers import NAMES, ROOT, reported_ports
 from tests.waiting import WAIT, wait_until
 
@@ -46,6 +47,7 @@ class Installation:
         self.data_dir = data_dir
         self.ports: dict[str, int] = {}  # as mailcore reports them, once it listens
         self.transports = ""
+        self.dns_resolver = "127.0.0.1:1"
         self.procs: list[subprocess.Popen] = []
 
     def env(self) -> dict[str, str]:
@@ -60,7 +62,7 @@ class Installation:
             "MAIL_HOSTNAME": f"mx.{self.domain}",
             "MAIL_BIND_ADDRESS": "127.0.0.1",
             "OUTBOUND_TRANSPORTS": self.transports,
-            "DNS_RESOLVER": "127.0.0.1:1",
+            "DNS_RESOLVER": self.dns_resolver,
             "DNS_TIMEOUT": "1",
             "PLAINTEXT_AUTH": "loopback",
             "ARGON2_TIME_COST": "1",
@@ -180,13 +182,26 @@ def verifies(raw: bytes, txt: str) -> bool:
     return dkim.verify(raw, dnsfunc=dnsfunc)
 
 
+def publish(dns: DNSServer, host: Installation) -> None:
+    """Publish what the operator would for the host's domain: SPF, DKIM and DMARC."""
+    text = host.dkim_txt()
+    dns.records[(host.domain, "TXT")] = ['"v=spf1 ip4:127.0.0.1 -all"']
+    dns.records[(f"mail._domainkey.{host.domain}", "TXT")] = [
+        " ".join(f'"{text[i:i + 200]}"' for i in range(0, len(text), 200))]
+    dns.records[(f"_dmarc.{host.domain}", "TXT")] = ['"v=DMARC1; p=reject"']
+
+
 @pytest.fixture
 def hosts(tmp_path):
     a = Installation("a.test", tmp_path / "a")
     b = Installation("b.test", tmp_path / "b")
+    dns = DNSServer({}).__enter__()
     try:
         a.set_up("alice")
         b.set_up("bob")
+        for host in (a, b):
+            publish(dns, host)
+            host.dns_resolver = dns.address
         a.listen()
         b.listen()
         a.transports = f"b.test=127.0.0.1:{b.ports['smtp']}"
@@ -197,6 +212,7 @@ def hosts(tmp_path):
     finally:
         a.stop()
         b.stop()
+        dns.__exit__(None, None, None)
 
 
 def test_two_installations_exchange_signed_mail(hosts):
@@ -211,6 +227,11 @@ def test_two_installations_exchange_signed_mail(hosts):
     assert question["Message-ID"] and question["Date"]
     assert "d=a.test" in question["DKIM-Signature"].replace(" ", "")
     assert verifies(raw, a.dkim_txt())
+    # b.test checked the sender against a.test's records (published on loopback DNS).
+    results = " ".join(question["Authentication-Results"].split())
+    assert results.startswith("mx.b.test;")
+    assert "spf=pass smtp.mailfrom=a.test" in results
+    assert "dkim=pass header.d=a.test" in results and "dmarc=pass (p=reject)" in results
     received = question.get_all("Received")
     assert "by mx.b.test" in received[0] and "with ESMTPS" in received[0]
     assert "by mx.a.test" in received[1] and "with ESMTPSA" in received[1]

@@ -106,7 +106,7 @@ def smtp(checks, alice):
 
 def authentication_results(raw: bytes) -> str:
     """Return our Authentication-Results field, unfolded."""
-    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
     fields = head.replace("\r\n\t", " ").split("\r\n")
     ours = [f for f in fields if f.startswith("Authentication-Results: mx.example.test")]
     assert len(ours) == 1, fields
@@ -368,3 +368,57 @@ def test_strip_ours_keeps_other_fields_and_the_body_exactly():
     assert authresults.strip_ours(raw, "mx.example.test") == (
         b"Subject: x\r\nAuthentication-Results: mx.example.test.evil; none\r\n\r\n"
         b"Authentication-Results: mx.example.test; body line\r\n")
+
+
+# Hostile input --------------------------------------------------------------------------
+
+HOSTILE = [
+    # A header line without a colon: dkimpy cannot read the header section at all.
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=remote.test; s=sel; h=from; bh=!!; b=@@\r\n"
+    b"no colon here\r\nFrom: bob@remote.test\r\n\r\nx\r\n",
+    # Tags dkimpy must refuse: no selector, unknown algorithm, a key name with a NUL.
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=remote.test; h=from; bh=x; b=y\r\n"
+    b"DKIM-Signature: v=1; a=md5; d=remote.test; s=sel; h=from; bh=x; b=y\r\n"
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=re\x01mote.test; s=s\xff; h=from; bh=x; b=y\r\n"
+    b"From: bob@remote.test\r\n\r\nx\r\n",
+    # A broken ARC set.
+    b"ARC-Seal: i=x; a=; b=\r\nARC-Message-Signature: i=1; d=remote.test; s=sel\r\n"
+    b"ARC-Authentication-Results: i=1; nobody\r\nFrom: bob@remote.test\r\n\r\nx\r\n",
+    # A From field with no usable address.
+    b'From: "a" <@>\r\nSubject: x\r\n\r\nx\r\n',
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE)
+def test_hostile_signatures_and_headers_are_results_not_crashes(smtp, alice, raw):
+    # The conftest guard fails the test on any internal error the server logs.
+    assert smtp("[127.0.0.1]").send_mail(raw, "bob@remote.test",
+                                         ("alice@example.test",)).startswith("250 ")
+    results = authentication_results(raw_of(inbox(alice)[0]))
+    assert "spf=pass smtp.mailfrom=remote.test" in results
+    assert 'spf=none smtp.helo="[127.0.0.1]"' in results  # an address literal has no SPF
+    assert "; dkim=pass" not in results and "; arc=pass" not in results
+
+
+def test_only_the_first_signatures_are_verified(smtp, alice):
+    raw = message()
+    for n in range(15):
+        raw = signed(raw.replace(b"Hello", f"Hello{n}".encode()) if n == 0 else raw)
+    assert smtp().send_mail(raw, "bob@remote.test", ("alice@example.test",)).startswith("250")
+    results = authentication_results(raw_of(inbox(alice)[0]))
+    assert results.count("dkim=") == 10
+
+
+def test_an_abandoned_lookup_fails_those_sharing_it_instead_of_leaving_them_waiting():
+    resolver = lookups.Resolver("127.0.0.1:1", 5)  # nothing answers: the lookup hangs
+
+    async def scenario():
+        first = asyncio.ensure_future(resolver.txt("remote.test"))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(resolver.txt("remote.test"))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(lookups.TempError):
+            await asyncio.wait_for(second, 2)
+
+    run(scenario())

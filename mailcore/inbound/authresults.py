@@ -39,6 +39,7 @@ def _claims(field: bytes, authserv_id: str) -> bool:
 
 def value(text: str) -> str:
     """Return text as an RFC 8601 value: a token, or a quoted-string (RFC 2045)."""
+    text = "".join(ch for ch in text if ch.isprintable())[:255]
     if _TOKEN.match(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -62,8 +62,12 @@ class Resolver:
         self._pending[key] = future
         try:
             records = await self._ask(*key)
-        except TempError as exc:
-            future.set_exception(exc)
+        except BaseException as exc:
+            # Those waiting for this query learn it failed (a cancelled one too: they were
+            # not cancelled themselves).
+            failure = exc if isinstance(exc, TempError) else TempError(
+                f"DNS lookup of {key[0]} {key[1]} was abandoned")
+            future.set_exception(failure)
             future.exception()  # retrieved: nobody else may be waiting
             raise
         else:

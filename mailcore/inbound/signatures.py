@@ -18,6 +18,10 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 from mailcore.inbound.lookups import Resolver, TempError
 
+# Signatures verified per message, top first (each costs a key lookup and a hash); the
+# rest are ignored, as OpenDKIM's MaximumSignaturesToVerify does.
+MAX_SIGNATURES = 10
+
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.M)
 
 
@@ -95,7 +99,8 @@ def _dnsfunc(keys: dict[str, bytes | None]):
 
 async def verify_dkim(content: bytes, resolver: Resolver) -> list[Signature]:
     """Return the result of every DKIM-Signature in the message, top first."""
-    signatures = [_tags(v) for n, v in header_fields(content) if n.lower() == b"dkim-signature"]
+    signatures = [_tags(v) for n, v in header_fields(content)
+                  if n.lower() == b"dkim-signature"][:MAX_SIGNATURES]
     if not signatures:
         return []
     keys = await _fetch_keys({n for n in map(_key_name, signatures) if n}, resolver)
@@ -104,11 +109,17 @@ async def verify_dkim(content: bytes, resolver: Resolver) -> list[Signature]:
 
 def _verify_all(content: bytes, signatures: list[dict[bytes, bytes]],
                 keys: dict[str, bytes | None]) -> list[Signature]:
-    verifier = dkim.DKIM(content, logger=_QUIET)
+    try:
+        verifier: dkim.DKIM | None = dkim.DKIM(content, logger=_QUIET)
+    except dkim.DKIMException:  # a header section dkimpy cannot read: no signature holds
+        verifier = None
     get_txt = _dnsfunc(keys)
     results = []
     for index, tags in enumerate(signatures):
-        result, reason = _verify_one(verifier, index, tags, keys, get_txt)
+        if verifier is None:
+            result, reason = "permerror", "message header unreadable"
+        else:
+            result, reason = _verify_one(verifier, index, tags, keys, get_txt)
         results.append(Signature(
             result, tags.get(b"d", b"").decode("ascii", "replace").lower(),
             tags.get(b"s", b"").decode("ascii", "replace"),
@@ -128,6 +139,8 @@ def _verify_one(verifier: dkim.DKIM, index: int, tags: dict[bytes, bytes],
         return "permerror", "no key published"
     try:
         ok = verifier.verify(idx=index, dnsfunc=get_txt)
+    except (ValueError, IndexError, KeyError) as exc:  # hostile tag values dkimpy trips on
+        return "permerror", str(exc)[:100]
     except dkim.ValidationError as exc:
         if str(exc).startswith("body hash mismatch"):  # RFC 6376 section 6.1.3: PERMFAIL
             return "fail", "body hash did not verify"
@@ -156,7 +169,8 @@ def _arc_validate(content: bytes, keys: dict[str, bytes | None],
     # (section 5.2), and the chain counts for nothing, which is the safe side.
     try:
         cv, results, reason = dkim.ARC(content, logger=_QUIET).verify(dnsfunc=_dnsfunc(keys))
-    except (dkim.DKIMException, _Unavailable) as exc:
+    except (dkim.DKIMException, _Unavailable, ValueError, IndexError, KeyError) as exc:
+        # dkimpy's own errors, and what its parsing of hostile tag values lets through.
         return ChainResult("fail", reason=str(exc)[:100])
     seals = [(_tags(v), v) for n, v in fields if n.lower() == b"arc-seal"]
     latest = max(seals, key=lambda s: _instance(s[0]), default=({}, b""))[0]

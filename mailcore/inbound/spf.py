@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ipaddress
+import logging
 from dataclasses import dataclass
 
 import spf as pyspf
 from django.conf import settings
 
 from mailcore.inbound.lookups import Resolver, TempError
+
+log = logging.getLogger("mailcore.inbound")
 
 # The loop and resolver the current check's lookups go to (set in the check's thread).
 _current: contextvars.ContextVar[tuple[asyncio.AbstractEventLoop, Resolver]] = (
@@ -58,14 +61,20 @@ async def check_helo(client_ip: str, helo: str, resolver: Resolver) -> SPFResult
 async def _run(client_ip: str, identity: str, helo: str, domain: str,
                resolver: Resolver) -> SPFResult:
     limit = settings.INBOUND_SPF_TIMEOUT
-    query = pyspf.query(i=client_ip, s=identity, h=helo, timeout=limit, querytime=limit)
     _current.set((asyncio.get_running_loop(), resolver))
     try:
+        query = pyspf.query(i=client_ip, s=identity, h=helo, timeout=limit, querytime=limit)
         # to_thread carries the context (and so _current) into the thread.
         result, _code, explanation = await asyncio.wait_for(
             asyncio.to_thread(query.check), limit + 1)
     except TimeoutError:
         return SPFResult("temperror", domain, "SPF check timed out")
+    except (ValueError, UnicodeError) as exc:
+        # RFC 7208 section 4.3: an identity that is no valid domain name has no record.
+        return SPFResult("none", domain, str(exc)[:100])
+    except Exception:  # pyspf on input it did not foresee: a result, never a crash
+        log.warning("SPF check of %s failed", identity, exc_info=True)
+        return SPFResult("temperror", domain, "SPF check failed")
     return SPFResult(result, domain.lower(), explanation if result == "fail" else "")
 
 

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mailcore import dsn
+from mailcore import dkim, dsn
 from mailcore.directory import Route, resolve
-from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.models import Domain, OutboundMessage, OutboundRecipient
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import QuotaExceeded, deliver
 
@@ -39,16 +39,22 @@ def _report(recipient: OutboundRecipient, action: str) -> dsn.RecipientReport:
     )
 
 
-def send_dsn(raw: bytes, sender: str) -> None:
-    """Deliver a DSN to sender: into a local mailbox, or queued with a null reverse-path."""
+def send_dsn(raw: bytes, sender: str, signer: Domain | None = None) -> None:
+    """Deliver a DSN to sender: into a local mailbox, or queued with a null reverse-path.
+
+    One that leaves is DKIM-signed by signer (a domain of ours) if given. A DSN to an SRS
+    address of ours goes to the original sender it stands for (directory.resolve).
+    """
     resolution = resolve(sender)
     if resolution.route is Route.LOCAL:
+        if resolution.remote and signer is not None:
+            raw = dkim.sign(raw, signer)
         try:
             deliver(raw, "", resolution.mailbox_ids, resolution.remote)
         except QuotaExceeded:
             log.warning("dsn to <%s> dropped: mailbox full", sender)
     elif resolution.route is Route.NOT_HOSTED:
-        deliver(raw, "", [], [sender])
+        deliver(dkim.sign(raw, signer) if signer is not None else raw, "", [], [sender])
     else:
         log.warning("dsn to <%s> dropped: %s", sender, resolution.route.value)
 
@@ -94,12 +100,17 @@ def _delay_notice(message: OutboundMessage, recipients: list[OutboundRecipient])
 
 
 def _send(message: OutboundMessage, reports: list[dsn.RecipientReport]) -> None:
+    # From MAILER-DAEMON at the sender's domain when it is ours (a user's own mail, or the
+    # SRS address of mail a domain forwarded), and signed by it if it leaves, so the DSN
+    # passes DKIM and DMARC where it arrives.
+    signer = dkim.signing_domain(message.mail_from.rpartition("@")[2])
     raw = dsn.build(
         reporting_mta=settings.MAIL_HOSTNAME, sender=message.mail_from,
         original=blob_store().get(message.blob_id), reports=reports,
         arrival=message.created_at, envelope_id=message.envelope_id,
         return_full=message.dsn_return == OutboundMessage.Return.FULL,
+        from_domain=signer.name if signer else "",
     )
-    send_dsn(raw, message.mail_from)
+    send_dsn(raw, message.mail_from, signer)
     log.info("dsn message=%d to=<%s> action=%s recipients=%d", message.pk, message.mail_from,
              reports[0].action, len(reports))

@@ -16,8 +16,9 @@ from aiosmtpd.smtp import Envelope, Session, TLSSetupException, syntax
 from django.conf import settings
 from django.utils import timezone
 
-from mailcore import dbpool, stats
+from mailcore import dbpool, srs, stats
 from mailcore.directory import Route, resolve
+from mailcore.dkim import arc_seal
 from mailcore.inbound import pipeline, refusals
 from mailcore.inbound.authresults import strip_ours
 from mailcore.inbound.verdict import Action, Verdict
@@ -309,6 +310,10 @@ class InboundHandler:
             return replies.TOO_MANY_RECIPIENTS.format()
         if is_unsafe(address):  # control characters, or invalid UTF-8
             return replies.BAD_RECIPIENT.format()
+        if srs.looks_like(address) and _reverse_path(envelope):
+            # An SRS address of ours leads back to the sender of a message we forwarded:
+            # open to bounces only, so nobody relays through it to that sender.
+            return replies.SRS_BOUNCES_ONLY.format()
         resolution = await dbpool.run(resolve, address)
         refusal = _REFUSALS.get(resolution.route)
         if refusal is not None:
@@ -338,8 +343,12 @@ class InboundHandler:
                + received_header(server, session, envelope) + content)
         junk = verdict.action == Action.JUNK
         try:
+            if envelope.remote and verdict.headers:
+                # RFC 8617: what we forward carries our authentication results, sealed.
+                raw = await dbpool.run(arc_seal, raw, _forwarding_domain(envelope),
+                                       settings.MAIL_HOSTNAME)
             await dbpool.run(deliver, raw, _reverse_path(envelope), envelope.local_ids,
-                             envelope.remote, junk=junk)
+                             envelope.remote, junk=junk, forward_from=_forward_from(envelope))
         except QuotaExceeded as exc:
             return replies.MAILBOX_FULL_FOR_MESSAGE.format(addresses=", ".join(exc.addresses))
         except Exception:
@@ -365,13 +374,27 @@ class InboundHandler:
         return await pipeline.judge(incoming, self.steps)
 
 
+def _forwarding_domain(envelope: Envelope) -> str:
+    """Return the domain that forwards the message: the first recipient's (all are ours)."""
+    return envelope.rcpt_tos[0].rpartition("@")[2].lower()
+
+
+def _forward_from(envelope: Envelope) -> str | None:
+    """Return the envelope sender for the copies we forward to other domains: rewritten by
+    SRS at the forwarding domain, so SPF holds at the next hop."""
+    if not envelope.remote:
+        return None
+    return srs.forward(_reverse_path(envelope), _forwarding_domain(envelope))
+
+
 def _refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> str:
     """Return the reply that refuses a message at the end of DATA, and log why."""
     reply = replies.REFUSED if verdict.action == Action.REJECT else replies.REFUSED_FOR_NOW
     server.log.info("refused from=<%s> rcpts=%d: %s", _reverse_path(envelope),
                     len(envelope.rcpt_tos), verdict.reason)
-    stats.tally.add("rejected")
-    if verdict.action == Action.TEMPFAIL:
+    if verdict.action == Action.REJECT:  # a deferral may yet be delivered
+        stats.tally.add("rejected")
+    else:
         stats.tally.add("deferred")
     return reply._replace(status=verdict.enhanced_status).format(reason=verdict.reason)
 

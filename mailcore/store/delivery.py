@@ -45,11 +45,14 @@ class Delivered:
 
 def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             remote: Iterable[str] = (), folder: str = INBOX,
-            sender_mailbox_id: int | None = None, junk: bool = False) -> Delivered:
+            sender_mailbox_id: int | None = None, junk: bool = False,
+            forward_from: str | None = None) -> Delivered:
     """Store raw in each mailbox's folder and queue it for remote recipients, durably.
 
     With junk, each mailbox gets it in its Junk folder (special-use \\Junk, RFC 6154)
     instead of folder; a mailbox without one gets the standard Junk folder made for it.
+    forward_from: the envelope sender of the copy queued for remote recipients, when it is
+    not mail_from (SRS, for mail we forward).
 
     The blob is on disk (fsynced) before the rows that point at it are committed; when
     this returns, the message survives a crash. Raises QuotaExceeded, storing nothing,
@@ -78,7 +81,8 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
         outbound_id = None
         if remote:
             outbound = OutboundMessage.objects.create(
-                blob_id=key, mail_from=mail_from, sender_id=sender_mailbox_id,
+                blob_id=key, mail_from=mail_from if forward_from is None else forward_from,
+                sender_id=sender_mailbox_id,
                 expires_at=now + timedelta(seconds=settings.OUTBOUND_LIFETIME))
             OutboundRecipient.objects.bulk_create(
                 OutboundRecipient(message=outbound, address=a, next_attempt_at=now)
