@@ -121,7 +121,7 @@ async def check_spam(incoming: Incoming, so_far: Verdict = ACCEPT) -> Verdict:
 
 
 def request_headers(incoming: Incoming, policy: Policy, hostname: str
-                    ) -> list[tuple[str, str]]:
+                    ) -> list[tuple[str, bytes]]:
     """Return the /checkv2 request headers: envelope, client and the domain's thresholds."""
     add_header, greylist, reject_at = policy.thresholds
     overrides: dict = {"actions": {"reject": reject_at, "add_header": add_header,
@@ -140,9 +140,17 @@ def request_headers(incoming: Incoming, policy: Policy, hostname: str
     return [(name, _header_safe(value)) for name, value in headers]
 
 
-def _header_safe(value: str) -> str:
-    # Envelope addresses may be UTF-8 (SMTPUTF8): HTTP header values are Latin-1 at most.
-    return value.encode("utf-8", "surrogateescape").decode("latin-1")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _header_safe(value: str) -> bytes:
+    """Return value fit for an HTTP header: no control characters, as UTF-8 bytes.
+
+    A HELO name full of odd bytes must not make the request fail, and the message pass
+    unscanned. Envelope addresses may be UTF-8 (SMTPUTF8); invalid UTF-8 (which aiosmtpd
+    decodes to surrogates) becomes "?".
+    """
+    return _CONTROL.sub("?", value).encode("utf-8", "replace")
 
 
 def verdict_for(scan: rspamd.Scan, policy: Policy) -> Verdict:
