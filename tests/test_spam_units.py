@@ -75,3 +75,14 @@ def test_hostile_envelope_values_still_make_valid_request_headers():
     assert dict(headers)["Helo"] == b"evil??[2J??"
     assert dict(headers)["From"].decode() == "j\u00f6rg@b\u00fccher.test"
     assert senders(incoming) == ["j\u00f6rg@b\u00fccher.test"]
+
+
+def test_the_senders_own_x_spam_fields_are_removed():
+    from mailcore.inbound.spam import strip_spam_fields
+
+    content = (b"From: a@b.test\r\nX-Spam: No\r\nX-Spam-Status: No,\r\n score=-100\r\n"
+               b"X-Spamming-Tool: kept\r\nSubject: s\r\n\r\nX-Spam: No\r\n")
+    assert strip_spam_fields(content) == (b"From: a@b.test\r\nX-Spamming-Tool: kept\r\n"
+                                          b"Subject: s\r\n\r\nX-Spam: No\r\n")
+    assert strip_spam_fields(b"X-Spam: yes\r\n\r\nbody") == b"body"
+    assert strip_spam_fields(b"no header block") == b"no header block"

@@ -120,6 +120,23 @@ async def check_spam(incoming: Incoming, so_far: Verdict = ACCEPT) -> Verdict:
     return verdict_for(scan, policy)
 
 
+_SPAM_FIELD = re.compile(rb"(?im)^x-spam(?:-status|-score|-flag|-level)?[ \t]*:"
+                         rb"[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
+
+
+def strip_spam_fields(content: bytes) -> bytes:
+    """Return content without the X-Spam fields the sender wrote: where we filter, only
+    ours (added on top) may tell a mail client or a filter rule what the message is."""
+    head, sep, body = content.partition(b"\r\n\r\n")
+    if not sep:
+        return content
+    head += b"\r\n"
+    stripped = _SPAM_FIELD.sub(b"", head)
+    if stripped == head:
+        return content
+    return stripped[:-2] + sep + body if stripped else body
+
+
 def request_headers(incoming: Incoming, policy: Policy, hostname: str
                     ) -> list[tuple[str, bytes]]:
     """Return the /checkv2 request headers: envelope, client and the domain's thresholds."""

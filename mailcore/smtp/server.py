@@ -21,6 +21,7 @@ from mailcore.directory import Route, resolve
 from mailcore.dkim import arc_seal
 from mailcore.inbound import pipeline, refusals
 from mailcore.inbound.authresults import strip_ours
+from mailcore.inbound.spam import strip_spam_fields
 from mailcore.inbound.verdict import Action, Verdict
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.message.summary import split_header_block
@@ -339,6 +340,8 @@ class InboundHandler:
             return _refusal(server, envelope, verdict)
         # RFC 8601 section 5: only we speak for our authserv-id.
         content = strip_ours(content, settings.MAIL_HOSTNAME)
+        if verdict.result("spam"):
+            content = strip_spam_fields(content)  # the sender's own say on its spamminess
         raw = (return_path(envelope) + b"".join(verdict.headers)
                + received_header(server, session, envelope) + content)
         junk = verdict.action == Action.JUNK
