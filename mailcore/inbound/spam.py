@@ -109,7 +109,8 @@ async def check_spam(incoming: Incoming, so_far: Verdict = ACCEPT) -> Verdict:
     message = b"".join(so_far.headers) + incoming.content  # with our Authentication-Results
     try:
         scan = await rspamd.check(message, request_headers(incoming, policy, hostname))
-    except rspamd.Unavailable:
+    except rspamd.Unavailable as exc:
+        log.warning("session=%s not scanned for spam: %s", incoming.session_id, exc)
         if settings.RSPAMD_DOWN == "defer":
             return tempfail("Spam filter unavailable; try again later", "4.7.1",
                             results=(("spam", "unscanned"),))
