@@ -162,3 +162,12 @@ def test_without_rspamd_url_no_spam_filtering_runs(settings, alice):
     assert check_spam not in pipeline.steps()
     settings.RSPAMD_URL = "http://127.0.0.1:1"
     assert check_spam in pipeline.steps()
+
+
+def test_a_senders_own_x_spam_verdict_is_replaced_by_ours(spam_server, alice):
+    forged = HAM.replace(b"Subject:", b"X-Spam-Status: No, score=-50\r\nX-Spam: No\r\nSubject:")
+    client = session(spam_server)
+    assert client.send_mail(forged, "bob@remote.test", ("alice@example.test",)).startswith("250")
+    raw = raw_of(inbox(alice)[0])
+    assert raw.count(b"X-Spam-Status:") == 1 and b"score=-50" not in raw
+    assert b"X-Spam: No" not in raw

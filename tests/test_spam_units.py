@@ -28,10 +28,10 @@ def test_the_request_carries_the_envelope_client_and_thresholds():
     incoming = Incoming(b"", "192.0.2.1", "mx.remote.test", "b@remote.test",
                         ("a@example.test", "c@example.test"), frozenset(), "s1")
     headers = request_headers(incoming, Policy(greylisting=False), "mx.remote.test")
-    assert ("Rcpt", "a@example.test") in headers and ("Rcpt", "c@example.test") in headers
-    assert ("From", "b@remote.test") in headers and ("IP", "192.0.2.1") in headers
-    assert ("Hostname", "mx.remote.test") in headers and ("Queue-Id", "s1") in headers
-    settings = dict(headers)["Settings"]
+    assert ("Rcpt", b"a@example.test") in headers and ("Rcpt", b"c@example.test") in headers
+    assert ("From", b"b@remote.test") in headers and ("IP", b"192.0.2.1") in headers
+    assert ("Hostname", b"mx.remote.test") in headers and ("Queue-Id", b"s1") in headers
+    settings = dict(headers)["Settings"].decode()
     assert '"add_header": 6.0' in settings and "GREYLIST_CHECK" in settings
 
 
@@ -63,3 +63,26 @@ def test_greylist_without_greylisting_is_junk_when_the_score_says_so():
     verdict = verdict_for(rspamd.Scan("greylist", 7.0, 15.0, ()), Policy(greylisting=False))
     assert verdict.action == Action.JUNK
     assert b"X-Spam: Yes\r\n" in verdict.headers
+
+
+def test_hostile_envelope_values_still_make_valid_request_headers():
+    import httpx
+
+    incoming = Incoming(b"From: \xff\xfe\r\n\r\n", "192.0.2.1", "evil\x00\x1b[2J\udcff\ud800",
+                        "j\u00f6rg@b\u00fccher.test", ("a@example.test",), frozenset())
+    headers = request_headers(incoming, Policy(), "")
+    httpx.Request("POST", "http://127.0.0.1/checkv2", headers=headers)  # would raise
+    assert dict(headers)["Helo"] == b"evil??[2J??"
+    assert dict(headers)["From"].decode() == "j\u00f6rg@b\u00fccher.test"
+    assert senders(incoming) == ["j\u00f6rg@b\u00fccher.test"]
+
+
+def test_the_senders_own_x_spam_fields_are_removed():
+    from mailcore.inbound.spam import strip_spam_fields
+
+    content = (b"From: a@b.test\r\nX-Spam: No\r\nX-Spam-Status: No,\r\n score=-100\r\n"
+               b"X-Spamming-Tool: kept\r\nSubject: s\r\n\r\nX-Spam: No\r\n")
+    assert strip_spam_fields(content) == (b"From: a@b.test\r\nX-Spamming-Tool: kept\r\n"
+                                          b"Subject: s\r\n\r\nX-Spam: No\r\n")
+    assert strip_spam_fields(b"X-Spam: yes\r\n\r\nbody") == b"body"
+    assert strip_spam_fields(b"no header block") == b"no header block"

@@ -53,7 +53,7 @@ def _client() -> httpx.AsyncClient:
     return client
 
 
-async def check(message: bytes, headers: Sequence[tuple[str, str]]) -> Scan:
+async def check(message: bytes, headers: Sequence[tuple[str, bytes]]) -> Scan:
     """Ask the scanner at RSPAMD_URL about a message; raise Unavailable if it cannot say.
 
     headers: the protocol's request headers (From, Rcpt, IP, Helo, Hostname, Settings...).

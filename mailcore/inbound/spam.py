@@ -109,7 +109,8 @@ async def check_spam(incoming: Incoming, so_far: Verdict = ACCEPT) -> Verdict:
     message = b"".join(so_far.headers) + incoming.content  # with our Authentication-Results
     try:
         scan = await rspamd.check(message, request_headers(incoming, policy, hostname))
-    except rspamd.Unavailable:
+    except rspamd.Unavailable as exc:
+        log.warning("session=%s not scanned for spam: %s", incoming.session_id, exc)
         if settings.RSPAMD_DOWN == "defer":
             return tempfail("Spam filter unavailable; try again later", "4.7.1",
                             results=(("spam", "unscanned"),))
@@ -120,8 +121,25 @@ async def check_spam(incoming: Incoming, so_far: Verdict = ACCEPT) -> Verdict:
     return verdict_for(scan, policy)
 
 
+_SPAM_FIELD = re.compile(rb"(?im)^x-spam(?:-status|-score|-flag|-level)?[ \t]*:"
+                         rb"[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
+
+
+def strip_spam_fields(content: bytes) -> bytes:
+    """Return content without the X-Spam fields the sender wrote: where we filter, only
+    ours (added on top) may tell a mail client or a filter rule what the message is."""
+    head, sep, body = content.partition(b"\r\n\r\n")
+    if not sep:
+        return content
+    head += b"\r\n"
+    stripped = _SPAM_FIELD.sub(b"", head)
+    if stripped == head:
+        return content
+    return stripped[:-2] + sep + body if stripped else body
+
+
 def request_headers(incoming: Incoming, policy: Policy, hostname: str
-                    ) -> list[tuple[str, str]]:
+                    ) -> list[tuple[str, bytes]]:
     """Return the /checkv2 request headers: envelope, client and the domain's thresholds."""
     add_header, greylist, reject_at = policy.thresholds
     overrides: dict = {"actions": {"reject": reject_at, "add_header": add_header,
@@ -140,9 +158,17 @@ def request_headers(incoming: Incoming, policy: Policy, hostname: str
     return [(name, _header_safe(value)) for name, value in headers]
 
 
-def _header_safe(value: str) -> str:
-    # Envelope addresses may be UTF-8 (SMTPUTF8): HTTP header values are Latin-1 at most.
-    return value.encode("utf-8", "surrogateescape").decode("latin-1")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _header_safe(value: str) -> bytes:
+    """Return value fit for an HTTP header: no control characters, as UTF-8 bytes.
+
+    A HELO name full of odd bytes must not make the request fail, and the message pass
+    unscanned. Envelope addresses may be UTF-8 (SMTPUTF8); invalid UTF-8 (which aiosmtpd
+    decodes to surrogates) becomes "?".
+    """
+    return _CONTROL.sub("?", value).encode("utf-8", "replace")
 
 
 def verdict_for(scan: rspamd.Scan, policy: Policy) -> Verdict:

@@ -13,7 +13,7 @@ class TrafficCount(models.Model):
         SYSTEM = "system", "System mail"
         BOUNCED = "bounced", "Bounced"
         REJECTED = "rejected", "Rejected"
-        # Inbound mail on port 25 by verdict: refused above counts every refusal.
+        # Inbound mail on port 25 by verdict (with REJECTED above: refused with 550).
         INBOX = "inbox", "Delivered to the inbox"
         JUNK = "junk", "Filed to Junk"
         DEFERRED = "deferred", "Deferred (451)"

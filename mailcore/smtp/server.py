@@ -21,6 +21,7 @@ from mailcore.directory import Resolution, Route, awaits_proof, resolve
 from mailcore.dkim import arc_seal
 from mailcore.inbound import pipeline, refusals
 from mailcore.inbound.authresults import strip_ours
+from mailcore.inbound.spam import strip_spam_fields
 from mailcore.inbound.verdict import Action, Verdict
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.message.summary import split_header_block
@@ -359,6 +360,8 @@ class InboundHandler:
             return _refusal(server, envelope, verdict)
         # RFC 8601 section 5: only we speak for our authserv-id.
         content = strip_ours(content, settings.MAIL_HOSTNAME)
+        if verdict.result("spam"):
+            content = strip_spam_fields(content)  # the sender's own say on its spamminess
         raw = (return_path(envelope) + b"".join(verdict.headers)
                + received_header(server, session, envelope) + content)
         junk = verdict.action == Action.JUNK
@@ -414,8 +417,9 @@ def _refusal(server: SMTPSession, envelope: Envelope, verdict: Verdict) -> str:
     reply = replies.REFUSED if verdict.action == Action.REJECT else replies.REFUSED_FOR_NOW
     server.log.info("refused from=<%s> rcpts=%d: %s", _reverse_path(envelope),
                     len(envelope.rcpt_tos), verdict.reason)
-    stats.tally.add("rejected")
-    if verdict.action == Action.TEMPFAIL:
+    if verdict.action == Action.REJECT:  # a deferral may yet be delivered
+        stats.tally.add("rejected")
+    else:
         stats.tally.add("deferred")
     return reply._replace(status=verdict.enhanced_status).format(reason=verdict.reason)
 

@@ -16,8 +16,8 @@ from panel.accounts.decorators import staff_required
 from panel.dashboard import charts
 from panel.dashboard.forms import LimitsForm
 
-_VERDICT_LABELS = {"inbox": "Inbox", "junk": "Junk", "rejected": "Refused (550 or 451)",
-                   "deferred": "Of which deferred (451)", "unscanned": "Not scanned for spam"}
+_VERDICT_LABELS = {"inbox": "Inbox", "junk": "Junk", "rejected": "Refused (550)",
+                   "deferred": "Deferred (451)", "unscanned": "Not scanned for spam"}
 
 
 def _get_customer(pk: int):
