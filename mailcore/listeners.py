@@ -175,6 +175,11 @@ class Handover(asyncio.Protocol):
             tls_transport = await asyncio.get_running_loop().start_tls(
                 transport, protocol, self.tls, server_side=True,
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            if tls_transport.is_closing():
+                # Gone between the handshake and now (a balancer's TLS health check): the
+                # session never starts, and asyncio may have told it of the loss already.
+                transport.abort()
+                return
             protocol.connection_made(tls_transport)
         except proxy.BadHeader as exc:
             self._refuse(transport, logging.WARNING, "proxy header refused: %s", exc)

@@ -327,3 +327,11 @@ def test_each_aiosmtpd_reply_gets_an_enhanced_status_code(sample, expected):
 def test_only_aiosmtpds_reply_to_too_many_unknown_commands_ends_the_session_for_them():
     ending = [s for s, _ in AIOSMTPD_REPLIES.values() if adapter.ends_for_unknown_commands(s)]
     assert ending == ["502 5.5.1 Too many unrecognized commands, goodbye."]
+
+
+def test_a_connection_lost_before_it_was_made_is_no_error(loop):
+    # asyncio may report the loss of a TLS connection whose peer left right after the
+    # handshake before the session was ever started (a balancer's health check).
+    protocol = adapter.SMTPProtocol(InboundHandler(), hostname="mx.test", loop=loop)
+    protocol.connection_lost(ConnectionResetError())
+    assert protocol.session is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from django.db.models import F
 
 from mailcore import directory
 from mailcore.models import Expunged, Folder, Message
@@ -162,6 +163,27 @@ def test_status_counts(alice, inbox):
     assert (counts["MESSAGES"], counts["UNSEEN"], counts["UIDNEXT"]) == (3, 2, 4)
     assert counts["SIZE"] == sum(Message.objects.values_list("size", flat=True))
     assert not inbox.subscribed
+
+
+def test_a_change_by_another_process_before_the_first_poll_wakes_a_watcher(alice, inbox,
+                                                                           settings):
+    # Another process's commit tells this one nothing (no Redis here): only the poll finds
+    # it, even when it lands before the poll's first look at the mailbox.
+    settings.MAILCORE_CHANGE_POLL = 0.3
+
+    def commit_elsewhere() -> None:
+        Folder.objects.filter(pk=inbox.pk).update(highestmodseq=F("highestmodseq") + 1)
+
+    async def scenario() -> bool:
+        event = events.hub.watch(alice.pk)
+        try:
+            await asyncio.to_thread(commit_elsewhere)  # well before the first poll
+            await asyncio.wait_for(event.wait(), 5)
+            return True
+        finally:
+            events.hub.unwatch(alice.pk, event)
+
+    assert asyncio.run(scenario())
 
 
 def test_a_delivery_in_another_thread_wakes_a_watcher(alice, settings):

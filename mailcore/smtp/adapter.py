@@ -85,6 +85,11 @@ class SMTPProtocol(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self.idle_timer is not None:
             self.idle_timer.cancel()
+        if self.session is None:
+            # asyncio can report a loss to a protocol whose connection_made never ran (a
+            # TLS peer gone right after its handshake); aiosmtpd asserts it has a session,
+            # and there is nothing of one to tear down.
+            return
         super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:

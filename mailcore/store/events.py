@@ -180,7 +180,10 @@ class ChangeHub:
                 state = states.get(mailbox_id, ())
                 previous = self.seen.get(mailbox_id)
                 self.seen[mailbox_id] = state
-                if previous is not None and previous != state:
+                # A mailbox's first look wakes its waiters too: another process may have
+                # committed between the session's own look (SELECT) and this one, and
+                # nothing else would tell of it. A woken session asks the store, once.
+                if previous != state:
                     self._wake(mailbox_id)
 
     async def _subscribe(self) -> None:
