@@ -327,3 +327,19 @@ def test_each_aiosmtpd_reply_gets_an_enhanced_status_code(sample, expected):
 def test_only_aiosmtpds_reply_to_too_many_unknown_commands_ends_the_session_for_them():
     ending = [s for s, _ in AIOSMTPD_REPLIES.values() if adapter.ends_for_unknown_commands(s)]
     assert ending == ["502 5.5.1 Too many unrecognized commands, goodbye."]
+
+
+def test_input_pending_sees_bytes_the_command_loop_has_not_read(loop):
+    async def look() -> tuple[bool, bool]:
+        protocol = adapter.SMTPProtocol(InboundHandler(), hostname="mx.test", loop=loop)
+        protocol.connection_made(_Transport())
+        before = protocol.input_pending()
+        protocol.line_reader().feed_data(b"NOOP")  # no line end: the loop waits for more
+        await asyncio.sleep(0)
+        after = protocol.input_pending()
+        protocol.connection_lost(None)
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        await asyncio.gather(*others, return_exceptions=True)
+        return before, after
+
+    assert loop.run_until_complete(look()) == (False, True)
