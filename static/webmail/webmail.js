@@ -99,9 +99,11 @@
   const frame = $("#wm-frame");
 
   function fitFrame() {
-    let root = null;
-    try { root = frame.contentDocument && frame.contentDocument.documentElement; } catch (e) { return; }
-    if (!root) return;
+    let doc = null;
+    try { doc = frame.contentDocument; } catch (e) { return; }
+    // Not the empty document a frame holds before its own has loaded.
+    if (!doc || doc.URL === "about:blank" || !doc.documentElement) return;
+    const root = doc.documentElement;
     const height = Math.ceil(root.getBoundingClientRect().height);
     if (height > 0) frame.style.height = `${height + 2}px`;  // + the frame's border
     if (!frame.dataset.watched && window.ResizeObserver) {
@@ -112,7 +114,7 @@
 
   if (frame) {
     frame.addEventListener("load", () => { delete frame.dataset.watched; fitFrame(); });
-    if (frame.contentDocument && frame.contentDocument.readyState === "complete") fitFrame();
+    fitFrame();  // loaded already (from the cache, before this script ran)
     window.addEventListener("resize", fitFrame);
   }
 

@@ -40,10 +40,12 @@ def _sign_in(context, base: str):
 def _open(page, subject: str) -> None:
     page.get_by_role("link", name=subject, exact=True).click()
     page.locator("#wm-frame").wait_for()
-    # Sized once the frame's document has loaded (webmail.js).
+    # Sized once the frame's own document has loaded (webmail.js).
     page.wait_for_function("""() => {
-        const f = document.getElementById('wm-frame');
-        return f.style.height && f.contentDocument.readyState === 'complete'; }""")
+        const f = document.getElementById('wm-frame'), d = f.contentDocument;
+        return f.style.height && d.URL.includes('/body') && d.readyState === 'complete'
+            && Math.abs(f.clientHeight - d.documentElement.getBoundingClientRect().height) < 5;
+        }""")
 
 
 def _frame_fit(page) -> dict:
