@@ -16,9 +16,9 @@ from django.conf import settings
 
 from mailcore.management.commands.serve import banner, prefixed, web_url
 from tests.servers import NAMES, ROOT, database_url, free_port
-from tests.waiting import wait_until
+from tests.waiting import WAIT, wait_until
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 
 def test_a_childs_line_is_prefixed_with_its_name() -> None:
@@ -78,7 +78,8 @@ def test_serve_prefixes_its_children_quietly_and_says_once_when_ready(
         transactional_db, tmp_path: Path) -> None:
     serve = _Serve(tmp_path)
     try:
-        wait_until(serve.ready, "the ready banner", details=serve.text)
+        # Four Django processes start side by side: slower than one step on a busy machine.
+        wait_until(serve.ready, "the ready banner", timeout=3 * WAIT, details=serve.text)
         with pytest.raises(urllib.error.HTTPError) as redirected:
             # The redirect is not followed: its answer is what the browser gets.
             opener = urllib.request.build_opener(_NoRedirect)

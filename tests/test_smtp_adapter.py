@@ -335,3 +335,19 @@ def test_a_connection_lost_before_it_was_made_is_no_error(loop):
     protocol = adapter.SMTPProtocol(InboundHandler(), hostname="mx.test", loop=loop)
     protocol.connection_lost(ConnectionResetError())
     assert protocol.session is None
+
+
+def test_input_pending_sees_bytes_the_command_loop_has_not_read(loop):
+    async def look() -> tuple[bool, bool]:
+        protocol = adapter.SMTPProtocol(InboundHandler(), hostname="mx.test", loop=loop)
+        protocol.connection_made(_Transport())
+        before = protocol.input_pending()
+        protocol.line_reader().feed_data(b"NOOP")  # no line end: the loop waits for more
+        await asyncio.sleep(0)
+        after = protocol.input_pending()
+        protocol.connection_lost(None)
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        await asyncio.gather(*others, return_exceptions=True)
+        return before, after
+
+    assert loop.run_until_complete(look()) == (False, True)

@@ -7,7 +7,9 @@ import re
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from mailcore import dsn
 from mailcore.store import messages as store_messages
 from tests.test_webmail_helpers import (
     PNG,
@@ -77,14 +79,15 @@ def test_an_html_message_is_shown_in_a_sandboxed_frame_with_a_strict_policy(sign
              "<img src=x onerror=\"fetch('/pwned')\"><a href=\"javascript:alert(1)\">y</a>"))
     page = signed_in.get(reverse("webmail:message", args=[folder(alice).pk, uid]))
     frame = re.search(rb"<iframe[^>]*>", page.content).group(0).decode()
-    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in frame
-    assert "allow-scripts" not in frame and "allow-same-origin" not in frame
+    # Same origin, so that the page can size the frame to its document; nothing runs in it.
+    assert 'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox"' in frame
+    assert "allow-scripts" not in frame
     body = signed_in.get(_body_url(page))
     assert body.status_code == 200
     policy = body.headers["Content-Security-Policy"]
     assert policy.startswith("default-src 'none'; img-src data: http://testserver/webmail/inline/;")
     assert "style-src 'unsafe-inline'" in policy and "sandbox" in policy
-    assert "script-src" not in policy
+    assert "script-src" not in policy and "allow-scripts" not in policy
     assert body.headers["X-Content-Type-Options"] == "nosniff"
     assert body.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert body.headers["Referrer-Policy"] == "no-referrer"
@@ -205,3 +208,20 @@ def test_a_draft_opens_in_the_editor(signed_in, alice) -> None:
 def test_a_missing_message_answers_404(signed_in, alice, view) -> None:
     assert signed_in.get(reverse(f"webmail:{view}", args=[folder(alice).pk, 99])
                          ).status_code == 404
+
+
+@pytest.mark.parametrize("return_full", [False, True])
+def test_a_bounces_parts_are_named_for_what_they_are(signed_in, alice, return_full) -> None:
+    original = make_message(subject="Lunch?", sender="alice@example.test")
+    raw = dsn.build(reporting_mta="mx.example.test", sender="alice@example.test",
+                    original=original, arrival=timezone.now(), return_full=return_full,
+                    reports=[dsn.RecipientReport("bob@remote.test", "failed", "5.1.1",
+                                                 "550 5.1.1 no such user")])
+    uid = deliver_to(alice, raw)
+    page = signed_in.get(reverse("webmail:message", args=[folder(alice).pk, uid]))
+    names = re.findall(r'download="([^"]*)"', page.content.decode())
+    returned = "Lunch_.eml" if return_full else "original-message-headers.txt"
+    assert names == ["delivery-status.txt", returned]
+    status = signed_in.get(reverse("webmail:attachment", args=[folder(alice).pk, uid, "2"]))
+    assert b"delivery-status.txt" in status["Content-Disposition"].encode()
+    assert b"Final-Recipient: rfc822; bob@remote.test" in status.content

@@ -8,6 +8,7 @@ from email import policy
 
 import pytest
 
+from mailcore import stats
 from mailcore.models import Message, OutboundMessage
 from mailcore.principal import Principal
 from mailcore.sending import vacation
@@ -135,6 +136,10 @@ def test_respond_sends_through_submission_with_a_null_sender_and_remembers(alice
     queued = OutboundMessage.objects.get()
     assert queued.mail_from == ""
     assert b"Auto-Submitted: auto-replied" in blob_store().get(queued.blob_id)
+    # An auto-reply is system mail: labelled so in the queue, not counted as alice's.
+    assert queued.system
+    assert stats.hourly().totals["system"] == 2 and stats.hourly().totals["sent"] == 0
+    assert stats.busiest_senders() == []
 
 
 def test_mail_to_an_alias_of_the_mailbox_is_answered(alice) -> None:

@@ -161,10 +161,22 @@ def _param(pairs: list | None, name: str) -> str:
     return ""
 
 
+# Names for unnamed parts whose type says what they are: a bounce's (RFC 3464 section 2,
+# RFC 6533 for the internationalised types) and a read receipt's (RFC 8098).
+_NAMES_BY_TYPE = {
+    "message/delivery-status": "delivery-status.txt",
+    "message/global-delivery-status": "delivery-status.txt",
+    "text/rfc822-headers": "original-message-headers.txt",
+    "message/global-headers": "original-message-headers.txt",
+    "message/disposition-notification": "disposition-notification.txt",
+    "message/global-disposition-notification": "disposition-notification.txt",
+}
+
+
 def _part(node: dict, path: list[int]) -> Part:
     content_type = _content_type(node)
     filename = _param(node.get("disposition_params"), "filename") or _param(
-        node.get("params"), "name")
+        node.get("params"), "name") or _NAMES_BY_TYPE.get(content_type, "")
     if not filename and node["kind"] == "message":
         envelope = (node.get("message") or {}).get("envelope") or []
         subject = decode_text(envelope[1]) if len(envelope) > 1 and envelope[1] else ""

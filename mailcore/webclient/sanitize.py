@@ -164,9 +164,11 @@ def document(body: str) -> str:
 def document_policy(inline_prefix: str, allow_remote: bool) -> str:
     """Return the Content-Security-Policy of the message frame's document."""
     images = f"data: {inline_prefix}" + (" https: http:" if allow_remote else "")
+    # allow-same-origin without allow-scripts: nothing runs in the frame, and the webmail
+    # page may measure its document to size the frame to it.
     return (f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; "
             "font-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'; "
-            "sandbox allow-popups allow-popups-to-escape-sandbox")
+            "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox")
 
 
 # Text <-> HTML ---------------------------------------------------------------------------

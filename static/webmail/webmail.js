@@ -1,6 +1,6 @@
 // Webmail's only script, and an optional one: every page works without it. It adds
 // keyboard shortcuts, selection and drag-to-folder, new mail without reloading, draft
-// autosave, and address suggestions.
+// autosave, address suggestions, and a message frame as tall as its content.
 "use strict";
 
 (function () {
@@ -90,6 +90,32 @@
     listForm.appendChild(hidden);
     if (target) { const select = $("select[name=target]", listForm); if (select) select.value = target; }
     listForm.submit();
+  }
+
+  // The message frame: as tall as its content ---------------------------------------------
+  // The frame runs no script (its sandbox and policy allow none); being same-origin, it
+  // lets this page measure its document, again whenever that changes size (late images,
+  // a narrower window).
+  const frame = $("#wm-frame");
+
+  function fitFrame() {
+    let doc = null;
+    try { doc = frame.contentDocument; } catch (e) { return; }
+    // Not the empty document a frame holds before its own has loaded.
+    if (!doc || doc.URL === "about:blank" || !doc.documentElement) return;
+    const root = doc.documentElement;
+    const height = Math.ceil(root.getBoundingClientRect().height);
+    if (height > 0) frame.style.height = `${height + 2}px`;  // + the frame's border
+    if (!frame.dataset.watched && window.ResizeObserver) {
+      frame.dataset.watched = "1";
+      new ResizeObserver(fitFrame).observe(root);
+    }
+  }
+
+  if (frame) {
+    frame.addEventListener("load", () => { delete frame.dataset.watched; fitFrame(); });
+    fitFrame();  // loaded already (from the cache, before this script ran)
+    window.addEventListener("resize", fitFrame);
   }
 
   // Keyboard shortcuts ------------------------------------------------------------------------
