@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
+
+from mailcore.tls import certificate_paths
+from tests.conftest import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDARD_PORTS = {25, 587, 465, 110, 995, 143, 993}
@@ -146,3 +150,62 @@ def test_ci_runs_the_readme_test_command_then_postgres_and_redis():
     assert "DATABASE_URL=postgres://postgres@127.0.0.1:5432/test" in ci
     assert "CELERY_BROKER_URL=redis://127.0.0.1:6379" in ci
     assert "ruff check" in ci
+
+
+# deploy/haproxy.cfg: several nodes behind HAProxy (tests/test_two_nodes.py runs it) -------
+
+MAIL_SECTIONS = {"smtp": 25, "submission": 587, "submissions": 465, "pop3": 110,
+                 "pop3s": 995, "imap": 143, "imaps": 993}
+
+
+def haproxy_sections() -> dict[str, list[str]]:
+    """Return deploy/haproxy.cfg's sections ("listen smtp", ...) and their lines."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in (ROOT / "deploy" / "haproxy.cfg").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        if not line[0].isspace():
+            current = sections.setdefault(line.strip(), [])
+        else:
+            current.append(line.strip())
+    return sections
+
+
+def test_haproxy_sends_proxy_v2_to_each_mail_node_and_checks_its_greeting():
+    sections = haproxy_sections()
+    defaults = sections["defaults"]
+    assert "mode tcp" in defaults
+    assert any(line.startswith("default-server") and "send-proxy-v2" in line
+               and "check-send-proxy" in line for line in defaults)
+    for name, port in MAIL_SECTIONS.items():
+        lines = sections[f"listen {name}"]
+        assert f"bind :{port}" in lines, name
+        assert "option tcp-check" in lines and any(
+            line.startswith("tcp-check expect rstring ^") for line in lines), name
+        servers = [line for line in lines if line.startswith("server ")]
+        assert len(servers) >= 2 and all(line.endswith(" check") or " check " in line
+                                         for line in servers), name
+
+
+def test_haproxy_balances_the_web_nodes_over_http_with_their_health_check():
+    sections = haproxy_sections()
+    front, back = sections["frontend web"], sections["backend web_nodes"]
+    assert "mode http" in front and "option forwardfor" in front
+    assert "http-request del-header X-Forwarded-Proto" in front
+    assert "mode http" in back and "option httpchk" in back
+    assert any("uri /healthz" in line for line in back)
+    assert len([line for line in back if line.startswith("server ")]) >= 2
+
+
+def test_haproxy_accepts_the_configuration(tmp_path):
+    haproxy = require_program("haproxy")
+    cert, key = certificate_paths()
+    pem = tmp_path / "site.pem"
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    config = tmp_path / "haproxy.cfg"
+    config.write_text((ROOT / "deploy" / "haproxy.cfg").read_text().replace(
+        "/etc/haproxy/certs/", str(pem)))
+    checked = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
