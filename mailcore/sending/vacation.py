@@ -162,6 +162,8 @@ def respond(vacation: Vacation, principal: Principal, raw: bytes, envelope_sende
                         remote=remote, received=received, return_path=b"Return-Path: <>\r\n")
     except QuotaExceeded:
         return Decision(False, "recipient mailbox full")
+    except outgoing.SendLimitReached:
+        return Decision(False, "send limit reached")
     log.record(decision.to, now)
     return decision
 
