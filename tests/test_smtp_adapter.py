@@ -171,6 +171,13 @@ def test_the_line_reader_is_the_stream_aiosmtpd_reads_commands_from(loop):
     assert written == b"220 mx.test Python SMTP 1.4.6\r\n250 OK\r\n"
 
 
+def test_a_connection_lost_before_it_was_made_is_no_error(loop):
+    # loop.start_tls (implicit TLS) reports a reset during the handshake to a protocol whose
+    # connection_made never ran.
+    for protocol in _sessions(loop):
+        protocol.connection_lost(ConnectionResetError())
+
+
 def test_aiosmtpd_asks_check_auth_needed_before_each_command_that_needs_auth():
     check = SMTP.check_auth_needed
     assert inspect.iscoroutinefunction(check)

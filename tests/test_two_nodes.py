@@ -142,6 +142,10 @@ def cluster(transactional_db, tmp_path: Path):
         yield running.start()
     finally:
         running.stop()
+    # The nodes are other processes: the suite's guard against internal errors cannot see
+    # their logs, so read them here.
+    for node in running.nodes:
+        assert "Traceback" not in node.log_path.read_text(), running.logs()
 
 
 def smtp_send(client: RawClient, message_id: str) -> str:

@@ -84,6 +84,12 @@ class SMTPProtocol(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self.idle_timer is not None:
             self.idle_timer.cancel()
+        if self.session is None:
+            # Never made: on implicit TLS the protocol goes to loop.start_tls before its
+            # connection_made, and asyncio tells it of a connection reset during the
+            # handshake all the same (a load balancer's health check that hangs up).
+            # aiosmtpd's connection_lost assumes a made connection and would assert.
+            return
         super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:
