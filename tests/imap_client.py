@@ -21,8 +21,8 @@ class IMAPClient(RawClient):
     """RawClient speaking IMAP: run(command) returns (untagged responses, tagged line)."""
 
     def __init__(self, port: int, tls: bool = False, timeout: float = 10,
-                 source: str = "") -> None:
-        super().__init__(port, tls=tls, timeout=timeout, source=source)
+                 source: str = "", host: str = "127.0.0.1") -> None:
+        super().__init__(port, tls=tls, timeout=timeout, source=source, host=host)
         OPEN.append(self)
         self.counter = 0
         self.greeting = self.response()

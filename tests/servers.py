@@ -215,11 +215,11 @@ class RawClient:
     """A scripted client: send exact bytes, check exact replies (like mox's transactf)."""
 
     def __init__(self, port: int, tls: bool = False, timeout: float = 10,
-                 source: str = "") -> None:
+                 source: str = "", host: str = "127.0.0.1") -> None:
         # source: another loopback address (127.0.0.2, ...) to connect from, for tests of
-        # what the server does per client address.
+        # what the server does per client address; host: a server on another one.
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
-            ("127.0.0.1", port), timeout, source_address=(source, 0) if source else None)
+            (host, port), timeout, source_address=(source, 0) if source else None)
         if tls:
             self.sock = client_tls_context().wrap_socket(self.sock, server_hostname="localhost")
         self.buffer = b""

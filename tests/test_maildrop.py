@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from mailcore import directory
 from mailcore.models import Expunged, Folder, Mailbox, Message
@@ -34,6 +37,23 @@ def test_a_held_lock_refuses_other_sessions_until_released(mailbox):
 def test_an_expired_lock_can_be_taken_over(mailbox):
     assert maildrop.acquire(mailbox.pk, "crashed", -1)
     assert maildrop.acquire(mailbox.pk, "fresh", 60)
+
+
+@pytest.mark.parametrize(("holder_skew", "taker_skew"), [
+    (timedelta(0), timedelta(hours=2)),  # the other node's clock runs ahead
+    (-timedelta(hours=2), timedelta(0)),  # the holder's clock runs behind
+])
+def test_a_node_whose_clock_is_off_cannot_take_a_live_lock(mailbox, monkeypatch, holder_skew,
+                                                           taker_skew):
+    # The nodes share the database, not a clock: the lock's time is the database's.
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + holder_skew)
+    assert maildrop.acquire(mailbox.pk, "node-a", 60)
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + taker_skew)
+    assert not maildrop.acquire(mailbox.pk, "node-b", 60)
+    with pytest.raises(maildrop.MaildropLocked):
+        maildrop.update(mailbox.pk, "node-b", [])
+    assert Mailbox.objects.get(pk=mailbox.pk).pop3_lock == "node-a"
 
 
 def test_the_listing_is_the_inbox_oldest_first_without_hidden_messages(mailbox):

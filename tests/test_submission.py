@@ -15,7 +15,10 @@ import pytest
 from mailcore import directory
 from mailcore.dkim import dns_record
 from mailcore.models import Domain, Mailbox, Message, OutboundMessage, OutboundRecipient
+from mailcore.principal import Principal
 from mailcore.queue import attempts
+from mailcore.sending import outgoing
+from mailcore.store.delivery import QuotaExceeded
 from tests.conftest import PASSWORD, require_program
 from tests.mailboxes import inbox, raw_of
 from tests.servers import RawClient, client_tls_context
@@ -606,6 +609,33 @@ def test_messages_per_hour_are_limited(connect, alice, bob):
     assert len(inbox(bob)) == 2
     # Another session of the same mailbox counts against the same limit.
     connect().transact(f"MAIL FROM:<{ALICE}>", "450 4.7.1", smtp=True)
+
+
+def test_sessions_sending_at_once_cannot_pass_the_hourly_limit_together(connect, alice, bob):
+    # Both sessions pass MAIL FROM with room for one message left; only one may send it,
+    # whichever node each session is on (the count lives in the shared cache).
+    Mailbox.objects.filter(pk=alice.pk).update(send_limit_per_hour=1)
+    first, second = connect(), connect()
+    for client in (first, second):
+        client.transact(f"MAIL FROM:<{ALICE}>", "250 ", smtp=True)
+        client.transact("RCPT TO:<bob@example.test>", "250 ", smtp=True)
+        client.transact("DATA", "354 ", smtp=True)
+    first.send(BODY + b".\r\n")
+    assert first.smtp_reply().startswith("250 2.0.0")
+    second.send(BODY + b".\r\n")
+    assert second.smtp_reply() == ("450 4.7.1 Sending limit of 1 messages per hour reached, "
+                                   "try again later")
+    assert len(inbox(bob)) == 1
+
+
+def test_a_message_not_sent_does_not_count_against_the_hourly_limit(alice, bob):
+    Mailbox.objects.filter(pk=alice.pk).update(send_limit_per_hour=1, quota_bytes=0)
+    Mailbox.objects.filter(pk=bob.pk).update(quota_bytes=1)
+    principal = Principal.of(Mailbox.objects.get(pk=alice.pk))
+    with pytest.raises(QuotaExceeded):
+        outgoing.submit(BODY, principal=principal, mail_from=ALICE, local_ids=[bob.pk],
+                        remote=[], received=b"", return_path=b"")
+    assert not outgoing.send_limit_reached(principal)
 
 
 def test_zero_messages_per_hour_means_no_limit(connect, alice, bob):

@@ -24,6 +24,10 @@ from mailcore.store.delivery import deliver
 SEND_WINDOW = 3600  # seconds: the per-hour sending limit counts in fixed windows this long
 
 
+class SendLimitReached(Exception):
+    """The principal has sent its send_limit_per_hour messages in this hour's window."""
+
+
 class FromRefused(Exception):
     """The From header names an address the user may not send as ("" for no address)."""
 
@@ -59,7 +63,8 @@ def submit(content: bytes, *, principal: Principal, mail_from: str, local_ids: I
            system: bool = False) -> None:
     """Check the From header, complete and sign the message, then store and queue it.
 
-    Raise FromRefused if the From header names an address that is not the user's.
+    Raise FromRefused if the From header names an address that is not the user's, and
+    SendLimitReached if the message would pass the hourly sending limit.
     Local recipients get their copy at once (with Return-Path, as final delivery); the
     remote ones are queued in the same transaction, so either both happen or neither.
     system: the system writes it for the user (a vacation reply); it counts as system
@@ -90,15 +95,19 @@ def submit(content: bytes, *, principal: Principal, mail_from: str, local_ids: I
     message = dkim.sign(received + fields + content, domain)
     local_ids, remote = list(local_ids), list(remote)
     sender_id = principal.mailbox_id
-    with dbpool.writing():
-        if local_ids:
-            deliver(return_path + message, mail_from, local_ids, sender_mailbox_id=sender_id,
-                    system=system)
-        if remote:
-            # RFC 5321 section 4.4: only final delivery adds Return-Path.
-            deliver(message, mail_from, [], remote, sender_mailbox_id=sender_id,
-                    system=system)
-    count_sent(principal.mailbox_id)
+    window = reserve_send(principal)
+    try:
+        with dbpool.writing():
+            if local_ids:
+                deliver(return_path + message, mail_from, local_ids,
+                        sender_mailbox_id=sender_id, system=system)
+            if remote:
+                # RFC 5321 section 4.4: only final delivery adds Return-Path.
+                deliver(message, mail_from, [], remote, sender_mailbox_id=sender_id,
+                        system=system)
+    except BaseException:
+        _give_back(window)  # nothing was sent
+        raise
     # After the commit, in its own short statement: the hour's counter row is shared by
     # every sender, so holding its lock for the delivery's transaction would serialise them.
     if system:
@@ -119,12 +128,34 @@ def send_limit_reached(principal: Principal) -> bool:
     return bool(limit) and (cache.get(_window_key(principal.mailbox_id)) or 0) >= limit
 
 
-def count_sent(mailbox_id: int) -> None:
-    """Count one more message sent in this hour's window (shared by every node with Redis)."""
-    key = _window_key(mailbox_id)
-    if cache.add(key, 1, SEND_WINDOW + 60):
-        return
+def reserve_send(principal: Principal) -> str:
+    """Count one message in this hour's window and return the window's key.
+
+    Raise SendLimitReached, counting nothing, if that passes the principal's limit. The
+    count comes first and the check after it, both on one atomic increment (Redis, shared
+    by every node), so that sessions sending at once, on one node or on several, cannot
+    each see room for the last message: a check before counting would let them all pass.
+    """
+    key = _window_key(principal.mailbox_id)
+    limit = principal.send_limit_per_hour
+    if _incr(key) > limit > 0:
+        _give_back(key)
+        raise SendLimitReached(limit)
+    return key
+
+
+def _incr(key: str) -> int:
+    for _ in range(3):
+        cache.add(key, 0, SEND_WINDOW + 60)
+        try:
+            return cache.incr(key)
+        except ValueError:  # it expired between add and incr
+            continue
+    return 1
+
+
+def _give_back(key: str) -> None:
     try:
-        cache.incr(key)
-    except ValueError:  # it expired in between
-        cache.set(key, 1, SEND_WINDOW + 60)
+        cache.decr(key)
+    except ValueError:  # the window ended meanwhile
+        pass

@@ -163,6 +163,8 @@ def respond(vacation: Vacation, principal: Principal, raw: bytes, envelope_sende
                         system=True)
     except QuotaExceeded:
         return Decision(False, "recipient mailbox full")
+    except outgoing.SendLimitReached:
+        return Decision(False, "send limit reached")
     log.record(decision.to, now)
     return decision
 

@@ -86,9 +86,10 @@ class SMTPProtocol(SMTP):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
         if self.session is None:
-            # asyncio can report a loss to a protocol whose connection_made never ran (a
-            # TLS peer gone right after its handshake); aiosmtpd asserts it has a session,
-            # and there is nothing of one to tear down.
+            # Never made: on implicit TLS the protocol goes to loop.start_tls before its
+            # connection_made, and asyncio tells it of a connection reset during the
+            # handshake all the same (a load balancer's health check that hangs up).
+            # aiosmtpd's connection_lost assumes a made connection and would assert.
             return
         super().connection_lost(error)
 

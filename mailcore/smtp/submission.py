@@ -14,7 +14,7 @@ from mailcore.directory import LoginRefused, Route, plaintext_allowed, resolve
 from mailcore.listeners import Connections, accepting, listen_args
 from mailcore.principal import Principal
 from mailcore.proxy import Peer, TrustedProxies
-from mailcore.sending.outgoing import FromRefused, send_limit_reached, submit
+from mailcore.sending.outgoing import FromRefused, SendLimitReached, send_limit_reached, submit
 from mailcore.sending.senders import SenderProblem, sender_problem
 from mailcore.smtp import replies
 from mailcore.smtp.server import (
@@ -261,6 +261,11 @@ class SubmissionHandler(InboundHandler):
             return replies.FROM_NOT_YOURS.format(address=exc.address)
         except QuotaExceeded as exc:
             return replies.MAILBOX_FULL_FOR_MESSAGE.format(addresses=", ".join(exc.addresses))
+        except SendLimitReached as exc:
+            # Another session of this user (on any node) sent the hour's last message
+            # between this one's MAIL FROM and now.
+            server.log.info("send limit reached user=%s", principal.address)
+            return replies.SEND_LIMIT_REACHED.format(limit=exc.args[0])
         except Exception:
             server.log.internal_error("DATA")
             return replies.TEMPORARY_FAILURE.format(session=server.session_id)

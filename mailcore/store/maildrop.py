@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Q
-from django.utils import timezone
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 
 from mailcore import dbpool
 from mailcore.models import Mailbox, Message
@@ -29,13 +29,21 @@ class DropMessage:
     blob_key: str
 
 
+def _expiry(ttl: float) -> ExpressionWrapper:
+    return ExpressionWrapper(Now() + timedelta(seconds=ttl), output_field=DateTimeField())
+
+
 def acquire(mailbox_id: int, token: str, ttl: float) -> bool:
-    """Take the maildrop's lock for a session; False if another live session holds it."""
-    now = timezone.now()
+    """Take the maildrop's lock for a session; False if another live session holds it.
+
+    The lock's expiry is the database's clock, not this machine's: the nodes sharing the
+    database may disagree about the time, and one whose clock runs ahead would otherwise
+    take a lock another node's session still holds.
+    """
     with dbpool.writing():
         taken = Mailbox.objects.filter(pk=mailbox_id).filter(
-        Q(pop3_lock="") | Q(pop3_lock_until__lt=now) | Q(pop3_lock=token)
-        ).update(pop3_lock=token, pop3_lock_until=now + timedelta(seconds=ttl))
+            Q(pop3_lock="") | Q(pop3_lock_until__lt=Now()) | Q(pop3_lock=token)
+        ).update(pop3_lock=token, pop3_lock_until=_expiry(ttl))
     return taken == 1
 
 
@@ -71,8 +79,9 @@ def update(mailbox_id: int, token: str, deleted_ids: Iterable[int]) -> None:
     deleted_ids = list(deleted_ids)
     with dbpool.writing():
         mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
-        if (mailbox.pop3_lock not in ("", token) and mailbox.pop3_lock_until is not None
-                and mailbox.pop3_lock_until >= timezone.now()):
+        held_by_another = (Mailbox.objects.filter(pk=mailbox_id, pop3_lock_until__gte=Now())
+                           .exclude(pop3_lock__in=("", token)).exists())
+        if held_by_another:
             raise MaildropLocked(mailbox_id)
         if deleted_ids:
             inbox = lock_folder(mailbox_id, INBOX)

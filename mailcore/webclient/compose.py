@@ -486,8 +486,7 @@ def send(principal: Principal, draft: Draft, *, peer_ip: str, secure: bool) -> S
     if problem is not None:
         raise ComposeError(_refusal(sender, problem))
     if outgoing.send_limit_reached(principal):
-        raise ComposeError(f"You have sent your {principal.send_limit_per_hour} messages for "
-                           "this hour; try again later.")
+        raise _limit_reached(principal)
     if principal.max_recipients and len(recipients) > principal.max_recipients:
         raise ComposeError(f"A message may have at most {principal.max_recipients} recipients.")
     local_ids, remote = _route(recipients)
@@ -502,6 +501,8 @@ def send(principal: Principal, draft: Draft, *, peer_ip: str, secure: bool) -> S
                         return_path=f"Return-Path: <{sender}>\r\n".encode())
     except outgoing.FromRefused as exc:
         raise ComposeError(_refusal(exc.address or "that sender", exc.problem)) from None
+    except outgoing.SendLimitReached:
+        raise _limit_reached(principal) from None
     except QuotaExceeded as exc:
         raise ComposeError("No room in the mailbox of " + ", ".join(exc.addresses) + ".") \
             from None
@@ -511,6 +512,11 @@ def send(principal: Principal, draft: Draft, *, peer_ip: str, secure: bool) -> S
     if draft.draft is not None:
         discard_draft(principal, draft.draft)
     return Sent(message_id, len(recipients), copy_saved)
+
+
+def _limit_reached(principal: Principal) -> ComposeError:
+    return ComposeError(f"You have sent your {principal.send_limit_per_hour} messages for "
+                        "this hour; try again later.")
 
 
 def _refusal(sender: str, problem: SenderProblem) -> str:
