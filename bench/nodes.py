@@ -57,14 +57,14 @@ def haproxy_config(nodes: Sequence[tuple[str, dict[str, int]]], fronts: dict[str
     for line in (PROJECT / "deploy" / "haproxy.cfg").read_text().splitlines():
         if line and not line[0].isspace() and not line.startswith("#"):
             kind, _, section = line.partition(" ")
-            keep = kind in ("global", "defaults") or section in LISTENERS
+            keep = kind in ("global", "defaults", "resolvers") or section in LISTENERS
         if not keep:
             continue
         if re.match(r"\s+maxconn \d+$", line):
             line = "    maxconn 4000"
-        elif re.match(r"\s+bind :\d+$", line):
+        elif re.match(r'\s+bind "\$\{\w+-:\d+\}"$', line):
             line = f"    bind 127.0.0.1:{fronts[section]}"
-        elif server := re.match(r"\s+server mailcore(\d+) (\S+) ", line):
+        elif server := re.match(r'\s+server mailcore(\d+) ("\$\{[^}]+\}") ', line):
             index = int(server[1]) - 1
             if index >= len(nodes):
                 continue
