@@ -6,12 +6,18 @@ the RFC (and Dovecot, which passes the suite) gives.
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from mailcore.message.transfer import decode_quoted_printable
+import pytest
+from django.utils import timezone
+
+from mailcore.message.transfer import decode_quoted_printable, encode_binary_parts
+from mailcore.models import Blob, Expunged, Message
+from mailcore.store import blobs, messages
+from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import deliver
 from tests.imap_client import connect, message, selected
-from tests.mailboxes import seen_by_an_earlier_session
+from tests.mailboxes import inbox_folder, seen_by_an_earlier_session
 
 
 def fetch(client, command: str) -> str:
@@ -122,6 +128,7 @@ def test_a_name_that_is_not_modified_utf7_is_no_such_mailbox(server, alice):
     assert client.run(f'LIST "" "{ODD_NAME}*"') == ([], "OK LIST completed")
     assert client.run(f"DELETE {ODD_NAME}")[1].startswith("NO [NONEXISTENT]")
     assert client.run("SELECT {3+}\r\na\x01b")[1] == "NO [NONEXISTENT] No such folder"
+    assert client.run(b"STATUS {3+}\r\na\x00b (MESSAGES)")[1].startswith(("NO", "BAD"))
 
 
 def test_create_of_a_name_that_is_not_modified_utf7_is_refused_as_cannot(server, alice):
@@ -211,3 +218,133 @@ def test_imap4rev2_sessions_neither_see_nor_take_recent(server, five):
     assert not any("RECENT" in line for line in untagged)
     assert client.ok("FETCH 1 FLAGS") == ["* 1 FETCH (FLAGS ())"]
     assert "* 5 RECENT" in connect(server, login=True).ok("SELECT INBOX")  # still there
+
+
+# Subscriptions: a list of names apart from the folders (RFC 3501 6.3.6, RFC 5258) ---------
+
+def test_subscriptions_are_names_kept_apart_from_folders(server, alice):
+    client = connect(server, login=True)
+    client.ok("CREATE a/b")
+    assert client.ok('LSUB "" a*') == []  # CREATE subscribes nothing
+    assert client.run("SUBSCRIBE nothing/here")[1] == "OK SUBSCRIBE completed"
+    client.ok("SUBSCRIBE a/b")
+    assert client.ok('LSUB "" a/%') == ['* LSUB () "/" a/b']
+    assert client.ok('LSUB "" %') == [  # the standard folders come subscribed
+        '* LSUB () "/" Archive', '* LSUB () "/" Drafts', '* LSUB () "/" INBOX',
+        '* LSUB () "/" Junk', '* LSUB () "/" Sent', '* LSUB () "/" Trash',
+        '* LSUB (\\Noselect) "/" a', '* LSUB (\\Noselect) "/" nothing']
+    client.ok("DELETE a/b")  # the subscription stays
+    assert client.ok('LSUB "" a/%') == ['* LSUB () "/" a/b']
+    assert client.ok('LIST (SUBSCRIBED) "" a*') == [
+        '* LIST (\\NonExistent \\Subscribed) "/" a/b']
+    assert client.ok('LIST "" a*') == ['* LIST (\\HasNoChildren) "/" a']
+    client.ok("UNSUBSCRIBE a/b")
+    assert client.ok('LSUB "" a*') == []
+    assert client.ok('LIST (SUBSCRIBED) "" a*') == []
+
+
+def test_list_return_subscribed_marks_only_subscribed_names(server, alice):
+    client = connect(server, login=True)
+    client.ok("CREATE Never")
+    client.ok("CREATE Once")
+    client.ok("SUBSCRIBE Once")
+    assert client.ok('LIST "" (Never Once) RETURN (SUBSCRIBED)') == [
+        '* LIST (\\HasNoChildren) "/" Never', '* LIST (\\HasNoChildren \\Subscribed) "/" Once']
+
+
+def test_recursivematch_shows_parents_of_subscribed_names_the_pattern_leaves_out(server, alice):
+    # RFC 5258 section 3.5: a parent is listed, with CHILDINFO, for a subscribed name
+    # below it that the pattern leaves out (as Dovecot does). Qux2 does not exist.
+    client = connect(server, login=True)
+    for name in ("Foo2/Bar1", "Foo2/Bar2", "Baz2/Bar2", "Baz2/Bar22", "Eps2/Mailbox1"):
+        client.ok(f"CREATE {name}")
+    for name in ("Foo2/Bar2", "Baz2/Bar2", "Baz2/Bar22", "Eps2", "Eps2/Mailbox1",
+                 "Qux2/Bar2"):
+        client.ok(f"SUBSCRIBE {name}")
+    assert client.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*2"') == [
+        '* LIST (\\HasNoChildren \\Subscribed) "/" Baz2/Bar2',
+        '* LIST (\\HasNoChildren \\Subscribed) "/" Baz2/Bar22',
+        '* LIST (\\HasChildren \\Subscribed) "/" Eps2 ("CHILDINFO" ("SUBSCRIBED"))',
+        '* LIST (\\HasNoChildren \\Subscribed) "/" Foo2/Bar2',
+        '* LIST (\\NonExistent \\Subscribed) "/" Qux2/Bar2']
+    listed = client.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    assert [line for line in listed if "2" in line] == [
+        '* LIST (\\HasChildren) "/" Baz2 ("CHILDINFO" ("SUBSCRIBED"))',
+        '* LIST (\\HasChildren \\Subscribed) "/" Eps2 ("CHILDINFO" ("SUBSCRIBED"))',
+        '* LIST (\\HasChildren) "/" Foo2 ("CHILDINFO" ("SUBSCRIBED"))',
+        '* LIST (\\NonExistent) "/" Qux2 ("CHILDINFO" ("SUBSCRIBED"))']
+
+
+# FETCH after another session's EXPUNGE (RFC 2180 section 4.1.1) --------------------------
+
+def test_a_session_reads_messages_expunged_elsewhere_until_told(server, five, settings):
+    reader, other = selected(server), selected(server)
+    other.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.ok("EXPUNGE")
+    untagged, done = reader.run("FETCH 2 (UID RFC822.SIZE BODY.PEEK[TEXT] ENVELOPE)")
+    assert done == "OK FETCH completed"
+    assert untagged[0].startswith("* 2 FETCH (UID 2 RFC822.SIZE ")
+    assert "BODY[TEXT] {8}\r\nBody 2\r\n ENVELOPE (" in untagged[0]
+    assert reader.ok("FETCH 1:3 (UID)") == [
+        "* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)", "* 3 FETCH (UID 3)"]
+    assert reader.ok("NOOP") == ["* 2 EXPUNGE"]  # told now: from here on it is gone
+    assert reader.ok("FETCH 2 (UID)") == ["* 2 FETCH (UID 3)"]
+
+
+def test_what_is_no_longer_kept_is_expunge_issued(server, five, settings):
+    settings.IMAP_EXPUNGED_KEEP = 0
+    reader, other = selected(server), selected(server)
+    other.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.ok("EXPUNGE")
+    assert blobs.release_expunged() == 1
+    untagged, done = reader.run("FETCH 1:3 (UID)")
+    assert untagged == ["* 1 FETCH (UID 1)", "* 3 FETCH (UID 3)"]
+    assert done == "NO [EXPUNGEISSUED] Some of the requested messages no longer exist"
+
+
+def test_a_kept_expunged_message_keeps_its_blob_until_released(five, settings):
+    folder = inbox_folder(five)
+    key = Message.objects.get(folder=folder, uid=2).blob_id
+    Message.objects.filter(folder=folder, uid=2).update(deleted=True)
+    messages.expunge_deleted(folder.pk)
+    Blob.objects.filter(pk=key).update(created_at=timezone.now() - timedelta(days=2))
+    assert blobs.collect_orphans(grace_seconds=0) == 0  # still kept: nothing lost
+    assert blob_store().get(key).startswith(b"From: ")
+    Expunged.objects.update(kept_until=timezone.now() - timedelta(seconds=1))
+    assert blobs.collect_orphans(grace_seconds=0) == 1  # released: nothing leaked
+    assert not Blob.objects.filter(pk=key).exists()
+    assert list(Expunged.objects.values_list("uid", "blob_id")) == [(2, None)]  # tombstone
+
+
+# Binary APPEND: a part with NUL is never sent raw in an ordinary literal (RFC 3516) --------
+
+BINARY_MESSAGE = (
+    b"From: a@remote.test\r\nSubject: bin\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=x\r\n\r\n"
+    b"--x\r\nContent-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: binary\r\n\r\nab\x00cd\r\n"
+    b"--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n")
+
+
+def test_a_binary_append_is_served_base64_in_body_and_raw_in_binary(server, alice):
+    client = selected(server)
+    untagged, done = client.run(b"APPEND INBOX ~{%d+}\r\n" % len(BINARY_MESSAGE) + BINARY_MESSAGE)
+    assert done.startswith("OK [APPENDUID ")
+    assert fetch(client, "FETCH 1 BODY.PEEK[1]") == "* 1 FETCH (BODY[1] {8}\r\nYWIAY2Q=)"
+    assert fetch(client, "FETCH 1 BODY.PEEK[1.MIME]") == (
+        "* 1 FETCH (BODY[1.MIME] {77}\r\nContent-Type: application/octet-stream\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n)")
+    assert fetch(client, "FETCH 1 BINARY.PEEK[1]") == "* 1 FETCH (BINARY[1] ~{5}\r\nab\x00cd)"
+    assert fetch(client, "FETCH 1 BINARY.SIZE[1]") == "* 1 FETCH (BINARY.SIZE[1] 5)"
+    assert fetch(client, "FETCH 1 BODY.PEEK[2]") == "* 1 FETCH (BODY[2] {2}\r\nhi)"
+    body = fetch(client, "FETCH 1 BODY.PEEK[]")
+    assert "\x00" not in body and "YWIAY2Q=" in body
+    assert '"base64" 8' in fetch(client, "FETCH 1 BODYSTRUCTURE")
+
+
+def test_binary_parts_are_reencoded_whatever_their_header_said():
+    folded = b"From: a\r\nContent-Transfer-Encoding:\r\n binary\r\n\r\na\x00"
+    assert encode_binary_parts(folded) == (
+        b"From: a\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nYQA=")
+    assert encode_binary_parts(BINARY_MESSAGE.replace(b"\x00", b"-")) == (
+        BINARY_MESSAGE.replace(b"\x00", b"-"))  # nothing binary: kept as it came

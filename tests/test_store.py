@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from datetime import UTC
@@ -90,7 +91,8 @@ def test_broken_headers_do_not_stop_delivery():
     assert isinstance(fields["subject"], str)
 
 
-def test_orphan_blobs_are_collected_but_referenced_ones_stay(mailboxes, blob_backend):
+def test_orphan_blobs_are_collected_but_referenced_ones_stay(mailboxes, blob_backend, settings):
+    settings.IMAP_EXPUNGED_KEEP = 0  # no IMAP session is left to read the expunged one
     alice, _ = mailboxes
     kept = deliver(RAW, "", [alice.pk])
     orphan = deliver(RAW + b"orphan", "", [alice.pk])
@@ -118,3 +120,11 @@ def test_the_sent_day_is_the_date_as_written_in_the_header():
     fields = summarize(b"Date: Sun, 25 Mar 2007 00:00 +0200\r\n\r\n")
     assert fields["sent_on"].isoformat() == "2007-03-25"
     assert fields["sent_date"].astimezone(UTC).date().isoformat() == "2007-03-24"
+
+
+def test_the_migration_takes_the_sent_day_of_stored_mail_from_its_envelope():
+    migration = importlib.import_module("mailcore.migrations.0013_message_sent_on")
+    utc = summarize(b"Date: Sun, 25 Mar 2007 00:00 +0200\r\n\r\n")["sent_date"]
+    day = migration.header_day(["Sun, 25 Mar 2007 00:00 +0200", "s"], utc)
+    assert day.isoformat() == "2007-03-25"
+    assert migration.header_day([None, "s"], utc).isoformat() == "2007-03-24"  # as before

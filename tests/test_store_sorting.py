@@ -60,6 +60,6 @@ def test_migration_fills_the_keys_of_older_messages(alice):
                         "sort_display_from": "OLD", "thread_refs": "<a@x> <b@x>"}
     Message.objects.update(sort_subject="", sort_from="", sort_display_from="",
                            thread_refs="")
-    migration = importlib.import_module("mailcore.migrations.0008_message_sort_keys")
+    migration = importlib.import_module("mailcore.migrations.0012_message_sort_keys")
     migration.fill_sort_keys(apps, None)
     assert Message.objects.values(*expected).get() == expected

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from mailcore.models import Folder, Message
-from mailcore.store.folders import remove_folder
+from mailcore.store.folders import remove_folder, subscriptions
 from tests.test_webmail_helpers import (
     deliver_to,
     folder,
@@ -130,10 +130,13 @@ def test_folders_are_created_nested_renamed_and_deleted(signed_in, alice) -> Non
     signed_in.post(reverse("webmail:folder_rename", args=[work.pk]), {"name": "Job"})
     names = set(Folder.objects.filter(mailbox=alice).values_list("name", flat=True))
     assert {"Job", "Job/2025"} <= names and "Work" not in names
+    # Subscribed as they are made, so IMAP clients that show subscribed folders show them.
+    assert {"Job", "Job/2025"} <= set(subscriptions(alice.pk))
     child = Folder.objects.get(mailbox=alice, name="Job/2025")
     deliver_to(alice, make_message(), "Job/2025")
     signed_in.post(reverse("webmail:folder_delete", args=[child.pk]))
     assert not Folder.objects.filter(pk=child.pk).exists()
+    assert "Job/2025" not in subscriptions(alice.pk)
 
 
 def test_folder_names_are_checked(signed_in, alice) -> None:

@@ -96,7 +96,8 @@ async def do_fetch(session: Session, command: Command) -> str:
         seen_now = await _mark_seen(session, view, rows) if sets_seen else set()
         await _respond(session, view, renderers, "FLAGS" in names, rows, raws, seen_now)
     if found < len(uids) and args.changed_since is None and not command.uid:
-        # RFC 2180 section 4.1.2: expunged by another session, not yet announced here.
+        # RFC 2180 section 4.1.2: expunged by another session, not yet announced here,
+        # and no longer kept.
         raise Refused(replies.EXPUNGE_ISSUED)
     return replies.COMPLETED.format(verb=command.verb)
 
@@ -108,6 +109,13 @@ def _load(folder_id: int, uids: list[int], columns: set[str], changed_since: int
     One unit of database work, so that a FETCH of a few messages is one trip to the pool.
     """
     rows = messages.fetch_rows(folder_id, uids, columns, changed_since)
+    if len(rows) < len(uids) and changed_since is None:
+        # Expunged by another session, not yet announced here: still readable while the
+        # store keeps it (RFC 2180 section 4.1.1).
+        found = {row.uid for row in rows}
+        kept = messages.fetch_kept(folder_id, [uid for uid in uids if uid not in found])
+        if kept:
+            rows = sorted([*rows, *kept], key=lambda row: row.uid)
     if not body or not rows:
         return rows, []
     return rows, messages.read_many(_batches(rows)[0])

@@ -20,6 +20,7 @@ from mailcore.imap.parser import (
     Rename,
     Status,
 )
+from mailcore.message import transfer
 from mailcore.sessions import Refused
 from mailcore.store import folders as store_folders
 from mailcore.store import messages
@@ -152,26 +153,58 @@ def _children(found: list[Listed], folder: Listed) -> list[Listed]:
     return [f for f in found if f.name.startswith(prefix)]
 
 
+def _with_parents(found: list[Listed]) -> list[Listed]:
+    """Return the entries plus, as non-existent names, the missing parents of subscriptions.
+
+    LSUB's \\Noselect parents and RECURSIVEMATCH may have to show them (RFC 5258 3.5).
+    """
+    names = {f.name for f in found}
+    parents = {SEPARATOR.join(parts[:depth])
+               for f in found if f.subscribed and len(parts := f.name.split(SEPARATOR)) > 1
+               for depth in range(1, len(parts))}
+    extra = [Listed(name, "", False, exists=False) for name in parents - names]
+    return sorted([*found, *extra], key=lambda f: f.name)
+
+
+def _subscribed_below(found: list[Listed], folder: Listed,
+                      patterns: list[re.Pattern[str]]) -> bool:
+    """Tell whether a subscribed name below folder is one the patterns do not match.
+
+    RFC 5258 section 3.5 (RECURSIVEMATCH) and RFC 3501 section 6.3.9 (LSUB): such a
+    parent is shown for the child that the pattern leaves out.
+    """
+    return any(c.subscribed and not _matches(patterns, c.name)
+               for c in _children(found, folder))
+
+
 def _list(found: list[Listed], patterns: list[re.Pattern[str]], args: List
           ) -> list[tuple[Listed, list[str], list[bytes]]]:
-    """Return (folder, attributes, extended data) for each LIST response."""
+    """Return (folder, attributes, extended data) for each LIST response (RFC 5258)."""
     subscribed_only = "SUBSCRIBED" in args.select_options
     special_only = "SPECIAL-USE" in args.select_options
     recursive = "RECURSIVEMATCH" in args.select_options
     show_subscribed = subscribed_only or "SUBSCRIBED" in args.return_options
+    existing = [f for f in found if f.exists]
+    if subscribed_only:
+        found = _with_parents(found)
+    else:
+        found = existing
     listed = []
     for folder in found:
         if not _matches(patterns, folder.name):
             continue
-        children = _children(found, folder)
         extra: list[bytes] = []
-        if recursive and subscribed_only and any(c.subscribed for c in children):
+        if recursive and subscribed_only and _subscribed_below(found, folder, patterns):
             extra = [b'("CHILDINFO" ("SUBSCRIBED"))']
         if subscribed_only and not folder.subscribed and not extra:
             continue
         if special_only and not folder.special_use:
             continue
-        attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+        if folder.exists:
+            children = _children(existing, folder)
+            attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+        else:
+            attributes = ["\\NonExistent"]  # subscribed, or a parent of one (RFC 5258)
         if folder.special_use:
             attributes.append(folder.special_use)
         if show_subscribed and folder.subscribed:
@@ -182,13 +215,13 @@ def _list(found: list[Listed], patterns: list[re.Pattern[str]], args: List
 
 def _lsub(found: list[Listed], patterns: list[re.Pattern[str]], utf8: bool) -> list[bytes]:
     lines = []
+    found = _with_parents(found)
     for folder in found:
         if not _matches(patterns, folder.name):
             continue
         if folder.subscribed:
             attributes = []
-        elif any(c.subscribed and not _matches(patterns, c.name)
-                 for c in _children(found, folder)):
+        elif _subscribed_below(found, folder, patterns):
             # RFC 3501 section 6.3.9: "%" shows the parent of a subscribed folder so.
             attributes = ["\\Noselect"]
         else:
@@ -239,8 +272,10 @@ async def do_append(session: Session, command: Command) -> str:
             raise Refused(replies.MESSAGE_TOO_BIG.format(limit=limit))
         if not message.data:
             raise Refused(replies.EMPTY_MESSAGE)
-        items.append((message.data, [f for f in message.flags if f != "\\Recent"],
-                      message.date))
+        # A literal8 may hold binary parts, which BODY[...] could not send in a literal:
+        # they are saved base64-encoded, as Dovecot saves them (RFC 3516 section 4.3).
+        data = transfer.encode_binary_parts(message.data) if message.binary else message.data
+        items.append((data, [f for f in message.flags if f != "\\Recent"], message.date))
     try:
         added = await dbpool.run(messages.append_to, session.mailbox_id, args.mailbox, items)
     except FolderError:

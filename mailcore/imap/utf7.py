@@ -16,14 +16,15 @@ class InvalidName(ValueError):
 # A name that is a valid astring but not valid modified UTF-7 (or holds control
 # characters) names no mailbox: it is not a syntax error (RFC 3501 section 5.1.3 asks
 # only that such names be refused), so it travels on marked by this prefix. No folder
-# name holds NUL, so every lookup finds nothing (NO [NONEXISTENT], LIST OK and empty),
-# and CREATE refuses it with [CANNOT].
-UNNAMEABLE = "\0"
+# name holds a control character, so every lookup finds nothing (NO [NONEXISTENT], LIST
+# OK and empty), and CREATE refuses it with [CANNOT]. DEL, not NUL: Postgres refuses NUL
+# in text even as a query parameter.
+UNNAMEABLE = "\x7f"
 
 
 def unnameable(raw: str) -> str:
     """Return the stand-in for a name no mailbox can have."""
-    return UNNAMEABLE + raw
+    return UNNAMEABLE + raw.replace("\0", "")
 
 
 def is_unnameable(name: str) -> bool:

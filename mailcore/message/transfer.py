@@ -6,6 +6,8 @@ import base64
 import binascii
 import re
 
+from mailcore.message.mime import parse_structure
+
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _LINE = re.compile(rb"([^\r\n]*)(\r\n|\n|\r|$)")
 _TRAILING_SPACE = b" \t"
@@ -62,3 +64,55 @@ def encode_base64(data: bytes) -> bytes:
     """Return data in base64 lines of 76 characters, each ending in CRLF (RFC 2045 6.8)."""
     encoded = base64.b64encode(data)
     return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+
+
+_CTE_FIELD = re.compile(rb"content-transfer-encoding[ \t]*:", re.I)
+_MIME_FIELD = re.compile(rb"(mime-version|content-type)[ \t]*:", re.I)
+
+
+def encode_binary_parts(raw: bytes) -> bytes:
+    """Return raw with every part that holds a NUL octet re-encoded in base64.
+
+    A message APPENDed as literal8 (RFC 3516) may carry binary parts, which no ordinary
+    literal may hold (RFC 9051 section 4.3): BODY[...] could not send them. Dovecot saves
+    such parts base64-encoded, and so do we; BINARY[...] still returns the octets.
+    """
+    if b"\0" not in raw:
+        return raw
+    edits: list[tuple[int, int, bytes]] = []  # (start, end, replacement), in raw
+    _collect(parse_structure(raw), raw, edits)
+    out = bytearray(raw)
+    for start, end, replacement in sorted(edits, reverse=True):
+        out[start:end] = replacement
+    return bytes(out)
+
+
+def _collect(part: dict, raw: bytes, edits: list[tuple[int, int, bytes]]) -> None:
+    if part["kind"] == "multipart":
+        for child in part.get("parts") or []:
+            _collect(child, raw, edits)
+        return
+    if part["kind"] == "message":
+        _collect(part["message"], raw, edits)
+        return
+    start, end = part["body"]
+    if b"\0" not in raw[start:end]:
+        return
+    header_start, header_end = part["header"]
+    edits.append((header_start, header_end, _base64_header(raw[header_start:header_end])))
+    edits.append((start, end, encode_base64(raw[start:end]).removesuffix(b"\r\n")))
+
+
+def _base64_header(header: bytes) -> bytes:
+    """Return a part header (ending in its blank line) saying base64 instead of its CTE."""
+    fields: list[bytes] = []
+    for line in header.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    kept = [f for f in fields if f.strip() and not _CTE_FIELD.match(f)]
+    if not any(_MIME_FIELD.match(f) for f in kept):
+        # Without either, Content-* fields do not count (RFC 2045 section 4).
+        kept.append(b"MIME-Version: 1.0\r\n")
+    return b"".join(kept) + b"Content-Transfer-Encoding: base64\r\n\r\n"

@@ -23,7 +23,7 @@ def remove_search_index(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mailcore', '0008_traffic_by_sender_and_system_mail'),
+        ("mailcore", "0008_traffic_by_sender_and_system_mail"),
     ]
 
     operations = [

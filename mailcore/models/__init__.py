@@ -7,7 +7,7 @@ from .directory import Alias, Domain, Mailbox
 from .queue import OutboundMessage, OutboundRecipient
 from .spam import Refusal, SenderRule
 from .stats import SenderCount, TrafficCount
-from .store import Blob, Expunged, Folder, Message, MessageText
+from .store import Blob, Expunged, Folder, Message, MessageText, Subscription
 
 __all__ = [
     "Alias",
@@ -28,4 +28,5 @@ __all__ = [
     "OutboundRecipient",
     "Refusal",
     "SenderRule",
+    "Subscription",
 ]

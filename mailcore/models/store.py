@@ -48,7 +48,6 @@ class Folder(models.Model):
         "mailcore.Mailbox", on_delete=models.CASCADE, related_name="folders")
     name = models.CharField(max_length=512, help_text="Full name, '/'-separated, in Unicode.")
     special_use = models.CharField(max_length=16, choices=SpecialUse.choices, blank=True)
-    subscribed = models.BooleanField(default=True)
     uidvalidity = models.BigIntegerField()
     uidnext = models.BigIntegerField(default=1)
     highestmodseq = models.BigIntegerField(default=1)
@@ -62,6 +61,27 @@ class Folder(models.Model):
         ordering = ["mailbox", "name"]
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "name"], name="folder_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id}:{self.name}"
+
+
+class Subscription(models.Model):
+    """A folder name the user subscribed to (RFC 3501 section 6.3.6, RFC 9051 6.3.7).
+
+    A name, not a folder: one may subscribe to a name that does not exist, and deleting
+    a folder keeps its subscription.
+    """
+
+    mailbox = models.ForeignKey(
+        "mailcore.Mailbox", on_delete=models.CASCADE, related_name="subscriptions")
+    name = models.CharField(max_length=512, help_text="Full name, '/'-separated, in Unicode.")
+
+    class Meta:
+        ordering = ["mailbox", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "name"], name="subscription_unique_name"),
         ]
 
     def __str__(self) -> str:
@@ -138,14 +158,38 @@ class Message(models.Model):
 
 
 class Expunged(models.Model):
-    """A tombstone: this UID left the folder at this modseq (for CONDSTORE/QRESYNC)."""
+    """A tombstone: this UID left the folder at this modseq (for CONDSTORE/QRESYNC).
+
+    Until kept_until it also keeps what FETCH shows of the message: a session not yet told
+    of the expunge may still read it (RFC 2180 section 4.1.1). collect_orphans() clears
+    that, and only then may the blob go.
+    """
 
     folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="expunged")
     uid = models.BigIntegerField()
     modseq = models.BigIntegerField()
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="+")
+    size = models.BigIntegerField(null=True, blank=True)
+    internal_date = models.DateTimeField(null=True, blank=True)
+    seen = models.BooleanField(default=False)
+    answered = models.BooleanField(default=False)
+    flagged = models.BooleanField(default=False)
+    deleted = models.BooleanField(default=False)
+    draft = models.BooleanField(default=False)
+    keywords = models.JSONField(default=list, blank=True)
+    envelope = models.JSONField(null=True, blank=True)
+    bodystructure = models.JSONField(null=True, blank=True)
+    kept_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["folder", "modseq"], name="expunged_folder_modseq")]
+        indexes = [
+            models.Index(fields=["folder", "modseq"], name="expunged_folder_modseq"),
+            models.Index(fields=["folder", "uid"], condition=models.Q(blob__isnull=False),
+                         name="expunged_kept_uid"),
+            models.Index(fields=["kept_until"], condition=models.Q(kept_until__isnull=False),
+                         name="expunged_kept_until"),
+        ]
         verbose_name_plural = "expunged"
 
     def __str__(self) -> str:

@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from mailcore import dbpool
-from mailcore.models import Blob, Message, OutboundMessage
+from mailcore.models import Blob, Expunged, Message, OutboundMessage
 from mailcore.store import sql
 from mailcore.store.blobcache import BlobCache
 
@@ -195,18 +195,31 @@ def open_store(location: str) -> FileBlobStore | S3BlobStore:
     return S3BlobStore(Location.parse(location), where, settings.BLOB_S3_PART_SIZE, cache)
 
 
+def release_expunged() -> int:
+    """Let go of what tombstones kept of expunged messages past their time; return how many.
+
+    (RFC 2180 section 4.1.1: kept for sessions not yet told; see messages.expunge_rows.)
+    """
+    return Expunged.objects.filter(kept_until__lt=timezone.now()).update(
+        blob=None, size=None, internal_date=None, keywords=[], envelope=None,
+        bodystructure=None, kept_until=None)
+
+
 def collect_orphans(grace_seconds: float = 3600) -> int:
-    """Delete blobs no message or queue entry points at, older than grace; return the count.
+    """Delete blobs no message, kept expunged message or queue entry points at, older than
+    grace; return the count.
 
     Rows go first, then files: a row never points at a missing file. Files with no row
     (a crash between writing the file and committing the row) are removed after a day.
     On S3 the same, with the key's row as the lock a concurrent put() waits on (s3.py).
     """
+    release_expunged()
     store = blob_store()
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     orphans = Blob.objects.filter(created_at__lt=cutoff).exclude(
         Exists(Message.objects.filter(blob=OuterRef("pk")))
-    ).exclude(Exists(OutboundMessage.objects.filter(blob=OuterRef("pk"))))
+    ).exclude(Exists(OutboundMessage.objects.filter(blob=OuterRef("pk")))
+    ).exclude(Exists(Expunged.objects.filter(blob=OuterRef("pk"))))
     removed = 0
     for key in list(orphans.values_list("key", flat=True)[:10_000]):
         if _forget_orphan(key, cutoff) and store.discard_if_stale(key, grace_seconds):
@@ -238,5 +251,6 @@ def _orphan_sql() -> str:
     return sql.render(
         "DELETE FROM {blob} WHERE {blob.key} = %s AND {blob.created_at} < %s "
         "AND NOT EXISTS (SELECT 1 FROM {message} WHERE {message.blob_id} = {blob}.{blob.key}) "
-        "AND NOT EXISTS (SELECT 1 FROM {outbound} WHERE {outbound.blob_id} = {blob}.{blob.key})",
-        blob=Blob, message=Message, outbound=OutboundMessage)
+        "AND NOT EXISTS (SELECT 1 FROM {outbound} WHERE {outbound.blob_id} = {blob}.{blob.key}) "
+        "AND NOT EXISTS (SELECT 1 FROM {expunged} WHERE {expunged.blob_id} = {blob}.{blob.key})",
+        blob=Blob, message=Message, outbound=OutboundMessage, expunged=Expunged)

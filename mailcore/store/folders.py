@@ -6,10 +6,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 
 from mailcore import dbpool
-from mailcore.models import Expunged, Folder, Mailbox, Message
+from mailcore.models import Expunged, Folder, Mailbox, Message, Subscription
 from mailcore.store import events
 
 INBOX = "INBOX"
@@ -43,9 +43,15 @@ def create_folder(mailbox: Mailbox, name: str, special_use: str = "") -> Folder:
 
 
 def create_default_folders(mailbox: Mailbox) -> None:
-    """Create INBOX, Sent, Drafts, Trash, Junk and Archive for a new mailbox."""
+    """Create INBOX, Sent, Drafts, Trash, Junk and Archive for a new mailbox, subscribed.
+
+    (As Dovecot's "auto = subscribe": clients that show only subscribed folders show
+    these.)
+    """
     for name, special_use in DEFAULT_FOLDERS:
         create_folder(mailbox, name, special_use)
+    Subscription.objects.bulk_create(
+        Subscription(mailbox=mailbox, name=name) for name, _ in DEFAULT_FOLDERS)
 
 
 def lock_folder(mailbox_id: int, name: str = INBOX) -> Folder:
@@ -106,17 +112,23 @@ def list_folders(mailbox_id: int) -> list[Folder]:
 
 @dataclass(frozen=True)
 class Listed:
-    """A folder as LIST shows it: plain values, safe to hand to the event loop."""
+    """A name LIST shows: plain values, safe to hand to the event loop."""
 
     name: str
     special_use: str
     subscribed: bool
+    exists: bool = True  # False: a subscribed name with no folder
 
 
 def list_entries(mailbox_id: int) -> list[Listed]:
-    """Return a mailbox's folders by name, as plain values (for IMAP LIST and LSUB)."""
-    rows = Folder.objects.filter(mailbox_id=mailbox_id).order_by("name")
-    return [Listed(*row) for row in rows.values_list("name", "special_use", "subscribed")]
+    """Return a mailbox's folders and subscribed names by name (for IMAP LIST and LSUB)."""
+    subscribed = set(Subscription.objects.filter(mailbox_id=mailbox_id)
+                     .values_list("name", flat=True))
+    rows = Folder.objects.filter(mailbox_id=mailbox_id).values_list("name", "special_use")
+    entries = {name: Listed(name, special_use, name in subscribed) for name, special_use in rows}
+    for name in subscribed - set(entries):
+        entries[name] = Listed(name, "", True, exists=False)
+    return [entries[name] for name in sorted(entries)]
 
 
 def _create_parents(mailbox: Mailbox, name: str) -> None:
@@ -128,8 +140,13 @@ def _create_parents(mailbox: Mailbox, name: str) -> None:
 
 
 @dbpool.writing()
-def add_folder(mailbox_id: int, name: str, special_use: str = "") -> Folder:
-    """Create a folder (and any missing parents); refuse an existing name."""
+def add_folder(mailbox_id: int, name: str, special_use: str = "",
+               subscribe: bool = False) -> Folder:
+    """Create a folder (and any missing parents); refuse an existing name.
+
+    IMAP CREATE subscribes nothing (RFC 3501 section 6.3.6); the webmail subscribes what
+    it creates, as IMAP clients do after their CREATE.
+    """
     name = _check_name(name)
     mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
     if Folder.objects.filter(mailbox=mailbox, name=name).exists():
@@ -137,7 +154,10 @@ def add_folder(mailbox_id: int, name: str, special_use: str = "") -> Folder:
     if special_use and special_use not in Folder.SpecialUse.values:
         raise FolderError("USEATTR", "Unsupported special-use attribute")
     _create_parents(mailbox, name)
-    return create_folder(mailbox, name, special_use)
+    folder = create_folder(mailbox, name, special_use)
+    if subscribe:
+        Subscription.objects.get_or_create(mailbox=mailbox, name=name)
+    return folder
 
 
 @dbpool.writing()
@@ -189,16 +209,44 @@ def rename_folder(mailbox_id: int, old: str, new: str) -> None:
         return
     prefix = folder.name + SEPARATOR
     children = list(Folder.objects.filter(mailbox=mailbox, name__startswith=prefix))
+    old_name = folder.name
     folder.name = new
     folder.save(update_fields=["name"])
     for child in children:
         child.name = new + SEPARATOR + child.name[len(prefix):]
         child.save(update_fields=["name"])
+    _rename_subscriptions(mailbox, old_name, new)
+
+
+def _rename_subscriptions(mailbox: Mailbox, old: str, new: str) -> None:
+    """Move the subscriptions of a renamed folder and its subfolders along (as Dovecot)."""
+    prefix = old + SEPARATOR
+    moved = Subscription.objects.filter(mailbox=mailbox).filter(
+        Q(name=old) | Q(name__startswith=prefix))
+    for subscription in list(moved):
+        name = new + subscription.name[len(old):]
+        if Subscription.objects.filter(mailbox=mailbox, name=name).exists():
+            subscription.delete()
+        else:
+            subscription.name = name
+            subscription.save(update_fields=["name"])
 
 
 def subscribe(mailbox_id: int, name: str, subscribed: bool) -> None:
-    folder = find_folder(mailbox_id, name)
-    Folder.objects.filter(pk=folder.pk).update(subscribed=subscribed)
+    """Add a name to the subscriptions, or remove it (RFC 9051 sections 6.3.7, 6.3.8).
+
+    The name need not exist (RFC 3501 section 6.3.6), but must be one a folder could have.
+    """
+    if subscribed:
+        Subscription.objects.get_or_create(mailbox_id=mailbox_id, name=_check_name(name))
+    else:
+        Subscription.objects.filter(mailbox_id=mailbox_id, name=canonical_name(name)).delete()
+
+
+def subscriptions(mailbox_id: int) -> list[str]:
+    """Return the subscribed names of a mailbox, sorted."""
+    return list(Subscription.objects.filter(mailbox_id=mailbox_id).order_by("name")
+                .values_list("name", flat=True))
 
 
 def status(folder: Folder) -> dict[str, int]:

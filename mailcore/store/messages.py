@@ -12,8 +12,9 @@ import logging
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -124,6 +125,9 @@ def _state(row: Message) -> MessageState:
 # ORM's querysets cost more Python time than the database spends running these. The
 # statements per operation are pinned in tests/test_store_sql.py.
 
+# What a tombstone keeps of its message, in the columns both tables name alike.
+_KEPT_FIELDS = ("blob_id", "size", "internal_date", *SYSTEM_FLAGS.values(), "keywords",
+                "envelope", "bodystructure")
 _FOLDER_FIELDS = ("id", "mailbox_id", "name", "special_use", "uidvalidity", "uidnext",
                   "highestmodseq")
 _FLAG_FIELDS = ("id", "uid", "modseq", *SYSTEM_FLAGS.values(), "keywords")
@@ -145,9 +149,10 @@ class _Statements:
     first_unseen: str
     keywords: str
     deleted: str  # {uids}: "" or "AND" a condition on uid
-    tombstone: str
+    tombstone: str  # {ids}: placeholders for message ids
     delete: str  # {ids}: placeholders for message ids
     release: str
+    kept: str  # {uids}: a condition on uid
     uid: str  # the uid column, for conditions built per call
 
 
@@ -191,8 +196,15 @@ def _sql() -> _Statements:
         + no_keywords,
         deleted=sql.select(Message, ["id", "uid", "size"], render(
             "{message.folder_id} = %s AND {message.deleted} {{uids}} ORDER BY {message.uid}")),
-        tombstone=render("INSERT INTO {expunged} ({expunged.folder_id}, {expunged.uid}, "
-                         "{expunged.modseq}) VALUES (%s, %s, %s)"),
+        tombstone=render(
+            "INSERT INTO {expunged} ({expunged.folder_id}, {expunged.uid}, {expunged.modseq}, "
+            + ", ".join(f"{{expunged.{name}}}" for name in _KEPT_FIELDS)
+            + ", {expunged.kept_until}) SELECT {message.folder_id}, {message.uid}, %s, "
+            + ", ".join(f"{{message.{name}}}" for name in _KEPT_FIELDS)
+            + ", %s FROM {message} WHERE {message.id} IN ({{ids}})"),
+        kept=sql.select(Expunged, ["id", "uid", "modseq", *_KEPT_FIELDS], render(
+            "{expunged.folder_id} = %s AND {expunged.blob_id} IS NOT NULL AND {{uids}} "
+            "ORDER BY {expunged.uid}")),
         delete=render("DELETE FROM {message} WHERE {message.id} IN ({{ids}})"),
         release=render("UPDATE {mailbox} SET {mailbox.used_bytes} = {mailbox.used_bytes} - %s "
                        "WHERE {mailbox.id} = %s"),
@@ -521,19 +533,40 @@ def expunge(folder: Folder, message_ids: Iterable[int]) -> int:
 def expunge_rows(cursor, folder, rows: Sequence[tuple[int, int, int]]) -> int:
     """Remove messages (id, uid, size) of a locked folder, leaving tombstones.
 
+    Each tombstone keeps what FETCH shows of its message for settings.IMAP_EXPUNGED_KEEP
+    seconds (RFC 2180 section 4.1.1: sessions not yet told may still read it).
     folder: anything with id, mailbox_id and highestmodseq. Return its new HIGHESTMODSEQ.
     """
     assert transaction.get_connection().in_atomic_block
     statements = _sql()
     modseq = folder.highestmodseq + 1
-    cursor.executemany(statements.tombstone, [(folder.id, uid, modseq) for _, uid, _ in rows])
+    kept_until = sql.prep(Expunged, "kept_until", timezone.now() + timedelta(
+        seconds=settings.IMAP_EXPUNGED_KEEP))
     for start in range(0, len(rows), _BATCH):
         ids = [pk for pk, _, _ in rows[start:start + _BATCH]]
-        cursor.execute(statements.delete.format(ids=", ".join(["%s"] * len(ids))), ids)
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(statements.tombstone.format(ids=marks), [modseq, kept_until, *ids])
+        cursor.execute(statements.delete.format(ids=marks), ids)
     cursor.execute(statements.set_modseq, [modseq, folder.id])
     cursor.execute(statements.release, [sum(size for _, _, size in rows), folder.mailbox_id])
     events.changed(folder.mailbox_id, folder.id, modseq)
     return modseq
+
+
+def fetch_kept(folder_id: int, uids: Sequence[int]) -> list[MessageRow]:
+    """Return what expunged messages keep for FETCH (RFC 2180 4.1.1), as fetch_rows() does.
+
+    Only messages still kept (see expunge_rows()); each row's modseq is its expunge's.
+    """
+    if not uids:
+        return []
+    condition, params, members = _uid_condition(uids)
+    names = ("id", "uid", "modseq", *_KEPT_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(_sql().kept.format(uids=condition), [folder_id, *params])
+        rows = [MessageRow(["pk" if n == "id" else n for n in names], values)
+                for values in sql.decode(Expunged, names, cursor.fetchall())]
+    return rows if members is None else [row for row in rows if row.uid in members]
 
 
 def folder_size(folder_id: int) -> int:

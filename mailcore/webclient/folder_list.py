@@ -106,7 +106,8 @@ def special_folder(mailbox_id: int, role: str, create: bool = True) -> Folder | 
                                        name__iexact=_DEFAULT_NAMES[role]).first()
     if folder is None and create:
         try:
-            folder = store_folders.add_folder(mailbox_id, _DEFAULT_NAMES[role], use)
+            folder = store_folders.add_folder(mailbox_id, _DEFAULT_NAMES[role], use,
+                                              subscribe=True)
         except FolderError:  # made meanwhile by another session
             folder = store_folders.find_folder(mailbox_id, _DEFAULT_NAMES[role])
     return folder
@@ -119,7 +120,7 @@ def create(mailbox_id: int, name: str, parent_id: int | None = None) -> Folder:
         raise FolderError("CANNOT", f"A folder name cannot contain “{SEPARATOR}”.")
     if parent_id:
         name = get_folder(mailbox_id, parent_id).name + SEPARATOR + name
-    return store_folders.add_folder(mailbox_id, name)
+    return store_folders.add_folder(mailbox_id, name, subscribe=True)
 
 
 def rename(mailbox_id: int, folder_id: int, new_label: str) -> Folder:
@@ -148,3 +149,5 @@ def delete(mailbox_id: int, folder_id: int) -> None:
     if role_of(folder):
         raise FolderError("CANNOT", f"{folder.name} is a special folder and cannot be deleted.")
     store_folders.remove_folder(mailbox_id, folder.name)
+    # Gone for good: IMAP clients showing subscribed folders should not keep showing it.
+    store_folders.subscribe(mailbox_id, folder.name, False)

@@ -43,7 +43,7 @@ def fill_sort_keys(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mailcore', '0007_app_password_lookup'),
+        ("mailcore", "0011_spam_filtering"),
     ]
 
     operations = [

@@ -16,7 +16,7 @@ def mark_existing_seen(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("mailcore", "0008_message_sent_on"),
+        ("mailcore", "0013_message_sent_on"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mailcore', '0011_merge_0009_spam_filtering_0010_merge_20261202_1345'),
+        ("mailcore", "0016_expunged_keeps_content"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mailcore', '0007_app_password_lookup'),
+        ("mailcore", "0009_message_text"),
     ]
 
     operations = [

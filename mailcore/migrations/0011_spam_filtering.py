@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mailcore', '0008_domain_dmarc_reject'),
+        ("mailcore", "0010_domain_dmarc_reject"),
     ]
 
     operations = [

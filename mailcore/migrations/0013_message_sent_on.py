@@ -41,7 +41,7 @@ def fill_sent_on(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("mailcore", "0007_app_password_lookup"),
+        ("mailcore", "0012_message_sort_keys"),
     ]
 
     operations = [
