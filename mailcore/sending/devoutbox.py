@@ -17,10 +17,8 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from pathlib import Path
 from django.conf import settings
 
 from mailcore.message.summary import decode_text, split_header_block
+from mailcore.store.blobs import write_durably
 
 log = logging.getLogger("mailcore.outbox")
 
@@ -72,33 +71,15 @@ def keep(raw: bytes, mail_from: str, recipients: Iterable[str]) -> str:
     key = f"{now.strftime(_KEY_TIME)}-{secrets.token_hex(6)}"
     envelope = f"Return-Path: <{mail_from}>\r\n" + "".join(
         f"X-Original-To: <{r}>\r\n" for r in recipients)
-    _write_durably(_folder() / f"{key}.eml", envelope.encode("utf-8", "surrogateescape") + raw)
+    folder = _folder()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_durably(folder / f"{key}.eml", envelope.encode("utf-8", "surrogateescape") + raw)
     kept = _read(key)
     found = kept.links if kept else []
     shown = " ".join(found[:_LINKS_LOGGED]) or "(no links)"
     log.info("dev outbox: kept %s to %s, subject %r: %s", key, ", ".join(recipients),
              kept.subject if kept else "", shown)
     return key
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write a new file: data fsynced, renamed into place, the rename fsynced too."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def listing(limit: int = 200) -> list[Kept]:

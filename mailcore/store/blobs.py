@@ -64,19 +64,8 @@ class FileBlobStore:
     def write(self, key: str, data: bytes) -> None:
         """Write key's file (data must hash to key) and make it durable: file, then folder."""
         path = self.path(key)
-        directory = path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(directory)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(path, data)
 
     def size(self, key: str) -> int | None:
         """Return the blob's size, or None if there is none."""
@@ -152,6 +141,22 @@ def _touch(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a whole file that survives a crash: data fsynced, renamed into place, the
+    folder fsynced after the rename. A reader never sees half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
