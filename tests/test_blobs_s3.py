@@ -87,7 +87,8 @@ def test_a_large_message_goes_up_in_parts_without_a_second_copy(alice, s3_blobs,
 
 
 def test_orphans_are_collected_from_the_bucket_and_referenced_blobs_stay(alice, s3_blobs,
-                                                                         s3_server):
+                                                                         s3_server, settings):
+    settings.IMAP_EXPUNGED_KEEP = 0  # no IMAP session is left to read the expunged one
     kept = deliver(RAW, "", [alice.pk])
     orphan = deliver(RAW + b"orphan", "", [alice.pk])
     from django.db import transaction

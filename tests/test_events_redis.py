@@ -54,6 +54,7 @@ def test_a_delivery_in_another_process_reaches_idle_through_redis(
         wait_until(lambda: subscribers(channel) == 1, "mailcore to subscribe", 10)
         deliver(message(1), "s@remote.test", [alice.pk])  # in this process, not mailcore's
         assert client.response() == "* 1 EXISTS"
+        assert client.response() == "* 1 RECENT"  # its \Recent (RFC 3501 2.3.2)
         messages.store_flags(Folder.objects.get(mailbox=alice, name="INBOX").pk, [1], "add",
                              ["\\Seen"])
         assert client.response() == "* 1 FETCH (UID 1 FLAGS (\\Seen))"
@@ -73,7 +74,7 @@ def test_a_delivery_succeeds_and_wakes_idle_when_redis_is_unreachable(
     with caplog.at_level(logging.WARNING, logger="mailcore.events"):
         deliver(message(1), "s@remote.test", [alice.pk])
     assert client.response() == "* 1 EXISTS"
-    assert done(client) == ([], "OK IDLE completed")
+    assert done(client) == (["* 1 RECENT"], "OK IDLE completed")
     assert Message.objects.filter(folder__mailbox=alice).count() == 1
     assert any("could not publish a change to Redis" in r.getMessage() for r in caplog.records)
 

@@ -10,7 +10,7 @@ from mailcore.imap.sort_command import thread_lists
 from mailcore.message import threads
 from mailcore.message.sortkeys import base_subject, casemap, header_sort_fields
 from mailcore.message.threads import Node, ThreadMessage
-from mailcore.models import Message
+from mailcore.models import Folder, Message
 from mailcore.store.delivery import deliver
 from tests.imap_client import connect, selected
 
@@ -134,8 +134,13 @@ def test_sort_with_a_modseq_key_reports_the_highest_modseq(server, five):
     client = selected(server)
     client.ok("STORE 2 +FLAGS.SILENT (\\Seen)")
     modseq = Message.objects.get(folder__mailbox=five, uid=2).modseq
-    assert answer(client, "SORT (ARRIVAL) UTF-8 MODSEQ 1", "SORT") == \
-        f"1 2 3 4 5 (MODSEQ {modseq})"
+    untagged, done = client.run("SORT (ARRIVAL) UTF-8 MODSEQ 1")
+    assert done.startswith("OK "), done
+    # The first command that enables CONDSTORE says the folder's mod-sequence first
+    # (RFC 7162 section 3.1).
+    highest = Folder.objects.get(mailbox=five, name="INBOX").highestmodseq
+    assert untagged == [f"* OK [HIGHESTMODSEQ {highest}] Highest mod-sequence",
+                        f"* SORT 1 2 3 4 5 (MODSEQ {modseq})"]
 
 
 @pytest.mark.parametrize("command,reply", [

@@ -188,7 +188,7 @@ def test_a_delivery_in_one_worker_wakes_idle_in_the_other(workers, alice):
     # Generous: the poll (60 s here) cannot be what wakes it within the client's 10 s.
     assert watcher.response() == "* 1 EXISTS"
     watcher.send("DONE")
-    assert watcher.collect("i1") == ([], "OK IDLE completed")
+    assert watcher.collect("i1") == (["* 1 RECENT"], "OK IDLE completed")
     assert_log_clean(workers)
 
 
