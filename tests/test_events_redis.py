@@ -57,7 +57,7 @@ def test_a_delivery_in_another_process_reaches_idle_through_redis(
         assert client.response() == "* 1 RECENT"  # its \Recent (RFC 3501 2.3.2)
         messages.store_flags(Folder.objects.get(mailbox=alice, name="INBOX").pk, [1], "add",
                              ["\\Seen"])
-        assert client.response() == "* 1 FETCH (UID 1 FLAGS (\\Seen))"
+        assert client.response() == "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))"
         assert done(client) == ([], "OK IDLE completed")
         client.ok("LOGOUT")
         # No one waits: no subscription.

@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from mailcore import dbpool
-from mailcore.models import Blob, Expunged, Message, OutboundMessage
+from mailcore.models import Blob, Expunged, Message, MessageText, OutboundMessage
 from mailcore.store import sql
 from mailcore.store.blobcache import BlobCache
 
@@ -237,25 +237,41 @@ def collect_orphans(grace_seconds: float = 3600) -> int:
 
 
 def _forget_orphan(key: str, cutoff) -> bool:
-    """Delete an orphan's row if it still is one; return whether it was deleted.
+    """Delete an orphan's row (and its kept search text) if it still is one; return whether
+    it was deleted.
 
-    The same conditions again in the DELETE itself (the ORM's delete() would delete by
+    The same conditions again in the DELETEs themselves (the ORM's delete() would delete by
     key after its own SELECT): a delivery may have just referenced or claimed the blob.
     """
+    cutoff = sql.prep(Blob, "created_at", cutoff)
     try:
         with dbpool.writing(durable=False), connection.cursor() as cursor:
-            cursor.execute(_orphan_sql(), [key, sql.prep(Blob, "created_at", cutoff)])
+            cursor.execute(_orphan_text_sql(), [key, key, cutoff])
+            cursor.execute(_orphan_sql(), [key, cutoff])
             return cursor.rowcount == 1
     except IntegrityError:
         # A message committed after this statement's snapshot points at it: not an orphan.
         return False
 
 
+_ORPHAN = (
+    "{blob.key} = %s AND {blob.created_at} < %s "
+    "AND NOT EXISTS (SELECT 1 FROM {message} WHERE {message.blob_id} = {blob}.{blob.key}) "
+    "AND NOT EXISTS (SELECT 1 FROM {outbound} WHERE {outbound.blob_id} = {blob}.{blob.key}) "
+    "AND NOT EXISTS (SELECT 1 FROM {expunged} WHERE {expunged.blob_id} = {blob}.{blob.key})")
+
+
 @sql.statements
 def _orphan_sql() -> str:
-    return sql.render(
-        "DELETE FROM {blob} WHERE {blob.key} = %s AND {blob.created_at} < %s "
-        "AND NOT EXISTS (SELECT 1 FROM {message} WHERE {message.blob_id} = {blob}.{blob.key}) "
-        "AND NOT EXISTS (SELECT 1 FROM {outbound} WHERE {outbound.blob_id} = {blob}.{blob.key}) "
-        "AND NOT EXISTS (SELECT 1 FROM {expunged} WHERE {expunged.blob_id} = {blob}.{blob.key})",
-        blob=Blob, message=Message, outbound=OutboundMessage, expunged=Expunged)
+    return sql.render("DELETE FROM {blob} WHERE " + _ORPHAN, blob=Blob, message=Message,
+                      outbound=OutboundMessage, expunged=Expunged)
+
+
+@sql.statements
+def _orphan_text_sql() -> str:
+    # The search text Postgres keeps per blob (store/fulltext.py) goes with it; the ORM's
+    # cascade does not run for a raw DELETE, and the foreign key would refuse it.
+    return sql.render("DELETE FROM {text} WHERE {text.blob_id} = %s AND EXISTS "
+                      "(SELECT 1 FROM {blob} WHERE " + _ORPHAN + ")", text=MessageText,
+                      blob=Blob, message=Message, outbound=OutboundMessage,
+                      expunged=Expunged)

@@ -35,6 +35,10 @@ def enabled() -> bool:
     return connection.vendor == "postgresql"
 
 
+# How much of a message is read for its text: base64 and markup take room the text does not.
+PARSE_LIMIT = 4 * TEXT_LIMIT + 65536
+
+
 def body_text(raw: bytes) -> str:
     """Return the body's text parts decoded (transfer encoding and charset)."""
     try:
@@ -61,7 +65,9 @@ def searchable(raw: bytes) -> str | None:
     """Return the text to index for a message (markup dropped), or None where none is kept."""
     if not enabled():
         return None
-    text = html.unescape(_MARKUP.sub(" ", body_text(raw)))
+    # Only the message's beginning is read: the text kept is cut at TEXT_LIMIT anyway, and
+    # parsing a 50 MB message whole would hold several copies of it in memory at once.
+    text = html.unescape(_MARKUP.sub(" ", body_text(raw[:PARSE_LIMIT])))
     # NUL cannot be stored in a Postgres text column.
     return " ".join(text.replace("\x00", " ").split())[:TEXT_LIMIT]
 
