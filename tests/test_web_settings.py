@@ -143,7 +143,8 @@ def test_a_site_on_plain_http_keeps_its_cookies_usable(tmp_path: Path) -> None:
 def compose_environment(service: str, tmp_path: Path) -> dict[str, str]:
     """Return a compose service's environment, with .env's variables filled in."""
     dotenv = {"SITE_URL": SITE, "MAIL_HOSTNAME": "mail.example.com", "SECRET_KEY": LONG_KEY,
-              "POSTGRES_PASSWORD": "pw"}
+              "POSTGRES_PASSWORD": "pw", "S3_ACCESS_KEY": "mailhost",
+              "S3_SECRET_KEY": "s3-secret-key"}
     env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]
     filled = {name: re.sub(r"\$\{(\w+)[^}]*\}", lambda m: dotenv[m.group(1)], str(value))
               for name, value in env["environment"].items()}
