@@ -85,6 +85,9 @@ def test_serve_prefixes_its_children_quietly_and_says_once_when_ready(
             opener = urllib.request.build_opener(_NoRedirect)
             opener.open(f"http://{serve.web}/favicon.ico", timeout=10)
         assert redirected.value.code == 301
+        # The web server logs the request after answering it: wait for its line.
+        wait_until(lambda: 'favicon.ico HTTP/1.1" 301' in serve.text(), "the request's log line",
+                   details=serve.text)
     finally:
         code = serve.ctrl_c()
     text = serve.text()
