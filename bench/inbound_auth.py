@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import poplib
 import signal
 import sys
 import tempfile
@@ -94,7 +95,23 @@ def run(args: argparse.Namespace, checks: bool, dns: DNSServer, private_key: str
         if not visible or sent != args.messages:
             raise SystemExit(f"incomplete run (checks {'on' if checks else 'off'}): "
                              f"{sent} accepted, {delivered} delivered of {args.messages}")
+        _check_results(server, users[0], checks)
         return rate(delivered, elapsed)
+
+
+def _check_results(server, user: tuple[str, str], checks: bool) -> None:
+    """Refuse a figure whose checks did not run (or ran when they should not have)."""
+    pop = poplib.POP3(server.host, server.pop3_port, timeout=30)
+    try:
+        pop.user(user[0])
+        pop.pass_(user[1])
+        header = b"\n".join(pop.top(1, 0)[1])
+    finally:
+        pop.quit()
+    passed = b"dkim=pass" in header and b"dmarc=pass" in header and b"spf=pass" in header
+    if checks != passed:
+        raise SystemExit(f"checks {'on' if checks else 'off'}, but the stored message says:\n"
+                         + header.decode(errors="replace"))
 
 
 def parse_args() -> argparse.Namespace:
