@@ -66,7 +66,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     remote = sorted(set(remote))
     size = len(raw)
     fields = {**summarize(raw), **structure.compute(raw)}
-    text = fulltext.searchable(raw)
+    text = fulltext.searchable(raw) if mailbox_ids else None  # only a mailbox is searched
     key = blob_store().put(raw)
     now = timezone.now()
     with dbpool.writing():
