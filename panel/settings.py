@@ -402,6 +402,8 @@ IMAP_PREAUTH_TIMEOUT = env_float("IMAP_PREAUTH_TIMEOUT", 120)
 IMAP_IDLE_TIMEOUT = env_float("IMAP_IDLE_TIMEOUT", 3600)
 IMAP_WRITE_TIMEOUT = env_float("IMAP_WRITE_TIMEOUT", 300)
 # Seconds an expunged message stays readable by sessions not yet told of the expunge.
+# NOTIFY (RFC 5465): past this many folders with message events, NOTIFICATIONOVERFLOW.
+IMAP_NOTIFY_MAX_MAILBOXES = env_int("IMAP_NOTIFY_MAX_MAILBOXES", 1000)
 IMAP_EXPUNGED_KEEP = env_float("IMAP_EXPUNGED_KEEP", 3600)
 IMAP_MAX_LINE = env_int("IMAP_MAX_LINE", 64 * 1024)  # one command line, literals aside
 IMAP_MAX_LITERAL = env_int("IMAP_MAX_LITERAL", 64 * 1024)  # any literal but APPEND's

@@ -24,7 +24,8 @@ SAMPLES: dict[str, bytes] = {
     "FETCH": b"FETCH 1:* FLAGS", "STORE": b"STORE 1:* +FLAGS (\\Seen)",
     "COPY": b"COPY 1:* Trash", "MOVE": b"MOVE 1:* Trash",
     "SORT": b"SORT (SUBJECT) UTF-8 ALL", "THREAD": b"THREAD REFERENCES UTF-8 ALL",
-    "COMPRESS": b"COMPRESS DEFLATE",
+    "COMPRESS": b"COMPRESS DEFLATE", "CANCELUPDATE": b'CANCELUPDATE "t0"',
+    "NOTIFY": b"NOTIFY SET (SELECTED (MessageNew MessageExpunge)) (PERSONAL (MailboxName))",
 }
 UID_SAMPLES = [b"UID FETCH 1:* FLAGS", b"UID STORE 1:* +FLAGS (\\Seen)", b"UID COPY 1 Trash",
                b"UID MOVE 1 Trash", b"UID SEARCH ALL", b"UID EXPUNGE 1",

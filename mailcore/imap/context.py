@@ -7,10 +7,36 @@ that way the package has no import circle, not even one for type hints.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from mailcore.imap.view import View
 from mailcore.sessions import SessionLog
+from mailcore.store.events import Watch
+
+
+class Updating(Protocol):
+    """A session's updating searches (mailcore.imap.updating.Contexts is one)."""
+
+    searches: dict[str, Any]
+    modseq: int
+
+    def stale(self, view: View) -> bool: ...
+
+    async def announce(self, session: Session, updates: Callable[[], list[bytes]]
+                       ) -> None: ...
+
+
+class Notifying(Protocol):
+    """A session's NOTIFY SET (mailcore.imap.notify.Notifier is one)."""
+
+    watch: Watch
+
+    @property
+    def follows_selected(self) -> bool: ...
+
+    def stop(self) -> None: ...
 
 
 class Session(Protocol):
@@ -25,6 +51,9 @@ class Session(Protocol):
     qresync: bool
     rev2: bool
     utf8_accept: bool
+    changes: Watch | None  # the hub's watch of the mailbox, from login on
+    updating: Updating | None  # searches kept up to date (RFC 5267), if any
+    notifier: Notifying | None  # NOTIFY SET (RFC 5465), if any
 
     @property
     def utf8(self) -> bool: ...
@@ -36,6 +65,10 @@ class Session(Protocol):
     def write(self, line: bytes) -> None: ...
 
     async def sync(self, expunge_allowed: bool = True) -> None: ...
+
+    async def read_line(self, timeout: float | None = None) -> bytes | None: ...
+
+    def waiting_for_client(self) -> AbstractContextManager[None]: ...
 
     def enable_condstore(self) -> None: ...
 

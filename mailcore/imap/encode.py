@@ -129,6 +129,17 @@ def sequence_set(numbers: Iterable[int] | SequenceSet) -> bytes:
     return str(numbers).encode("ascii")
 
 
+def ordered_set(numbers: list[int]) -> bytes:
+    """Return numbers, in their order, as a sequence-set: "a:b" only for ascending runs."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return b",".join(b"%d" % a if a == b else b"%d:%d" % (a, b) for a, b in runs)
+
+
 def text(value: str) -> bytes:
     """Return human-readable response text on one line (never empty, never CR or LF)."""
     value = _LINE_BREAKS.sub(" ", value).strip()

@@ -100,6 +100,11 @@ def parse_fetch(r: Reader, uid: bool) -> Fetch:
     return Fetch(sequence, tuple(items), changed_since, vanished)
 
 
+def fetch_item(r: Reader) -> FetchItem:
+    """Read one fetch-att (also what NOTIFY's MessageNew and UPDATE name, RFC 5465)."""
+    return _fetch_item(r)
+
+
 def _fetch_item(r: Reader) -> FetchItem:
     match = _FETCH_NAME.match(r.data, r.pos)
     if match is None:

@@ -17,6 +17,7 @@ from mailcore.imap.lexer import (
     Reader,
     find_literal,
 )
+from mailcore.imap.notifygrammar import Notify, parse_notify
 from mailcore.imap.searchgrammar import BadCharset, Search, parse_search
 from mailcore.imap.sortgrammar import parse_sort, parse_thread
 from mailcore.message.sequenceset import SequenceSet
@@ -25,8 +26,9 @@ from mailcore.sessions import BadSyntax
 __all__ = [
     # Re-exported from the lexer, search and fetch grammars: the session needs only this module.
     "LITERAL_MINUS_MAX", "BadCharset", "Fetch", "FetchItem", "LiteralMarker", "Search",
-    "Section", "find_literal",
-    "Append", "AppendMessage", "Authenticate", "Command", "CommandSyntaxError", "Copy",
+    "Notify", "Section", "find_literal",
+    "Append", "AppendMessage", "Authenticate", "CancelUpdate", "Command", "CommandSyntaxError",
+    "Copy",
     "Create", "Enable", "Expunge", "GetQuota", "Id", "List", "Login", "MailboxName", "QResync",
     "Rename", "Select", "SetQuota", "Status", "Store", "Unknown", "parse_command",
 ]
@@ -195,6 +197,11 @@ class GetQuota:
 class SetQuota:
     root: str
     limits: tuple[tuple[str, int], ...]  # (upper-case resource, limit)
+
+
+@dataclass(frozen=True)
+class CancelUpdate:
+    tags: tuple[str, ...]  # the tags of the updating searches (RFC 5267 section 4.3.5)
 
 
 @dataclass(frozen=True)
@@ -531,6 +538,16 @@ def _id(r: Reader, uid: bool) -> Id:
     return Id(tuple(params))
 
 
+def _cancelupdate(r: Reader, uid: bool) -> CancelUpdate:
+    # RFC 5267 section 5: "CANCELUPDATE" 1*(SP quoted).
+    tags = []
+    while r.take(b" "):
+        tags.append(r.string())
+    if not tags:
+        raise BadSyntax("missing argument")
+    return CancelUpdate(tuple(tags))
+
+
 _Parser = Callable[[Reader, bool], object]
 _COMMANDS: dict[str, _Parser] = {
     **dict.fromkeys(("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "NAMESPACE", "IDLE",
@@ -543,6 +560,7 @@ _COMMANDS: dict[str, _Parser] = {
     "COPY": _copy, "MOVE": _copy,
     "GETQUOTA": _getquota, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota, "ID": _id,
     "SORT": parse_sort, "THREAD": parse_thread, "COMPRESS": _compress,
+    "CANCELUPDATE": _cancelupdate, "NOTIFY": parse_notify,
 }
 _UID_COMMANDS = {name: _COMMANDS[name]
                  for name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT",

@@ -24,6 +24,8 @@ UIDNEXT = "[UIDNEXT {value}] Predicted next UID"
 UNSEEN = "[UNSEEN {value}] First unseen message"
 HIGHESTMODSEQ = "[HIGHESTMODSEQ {value}] Highest mod-sequence"
 MOVED = "[COPYUID {uidvalidity} {source} {target}] Moved"
+NO_UPDATE = "[NOUPDATE {tag}] Too many updating searches; this one is not kept up to date"
+NOTIFICATION_OVERFLOW = "[NOTIFICATIONOVERFLOW] Too many mailboxes to watch; NOTIFY is off"
 
 # Continuations.
 LITERAL_READY = "Ready for literal data"
@@ -58,6 +60,10 @@ VANISHED_NEEDS_CHANGEDSINCE = "VANISHED needs UID FETCH with CHANGEDSINCE and QR
 UNKNOWN_COMPRESSION = "Unknown compression algorithm"
 COMPRESSION_ACTIVE = "[COMPRESSIONACTIVE] DEFLATE active via COMPRESS"
 CHARSET_AFTER_UTF8 = "UTF8=ACCEPT is enabled: strings are UTF-8, name no other charset"
+TAG_IN_USE = "Tag reuse: that tag names an updating search"
+NOTIFY_SELECTED_TWICE = "SELECTED and SELECTED-DELAYED cannot both be given"
+NOTIFY_SELECTED_EVENTS = "Only message events go with SELECTED and SELECTED-DELAYED"
+NOTIFY_EVENT_PAIRS = ("MessageNew and MessageExpunge go together, and FlagChange needs both")
 
 # Tagged NO.
 TLS_UNAVAILABLE = "TLS not available"
@@ -79,4 +85,6 @@ EXPUNGE_ISSUED = "[EXPUNGEISSUED] Some of the requested messages no longer exist
 NO_QUOTA_ROOT = "[NONEXISTENT] No such quota root"
 QUOTA_NOT_SETTABLE = "[NOPERM] Quotas are set by the mail host"
 UNKNOWN_CTE = "[UNKNOWN-CTE] Cannot decode the content transfer encoding"
+BAD_EVENT = "[BADEVENT ({events})] Unsupported event"
+NOTIFY_TOO_MANY = "[NOTIFICATIONOVERFLOW] Too many mailboxes to watch"
 TEMPORARY_FAILURE = "[UNAVAILABLE] Temporary failure; try again later (session {session})"

@@ -10,9 +10,10 @@ sets first, because only the session knows its numbering, then answers with SEAR
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 
 from mailcore import dbpool
-from mailcore.imap import encode, replies
+from mailcore.imap import encode, replies, updating
 from mailcore.imap.context import Session
 from mailcore.imap.parser import Command, Search
 from mailcore.imap.view import View
@@ -48,7 +49,8 @@ def by_uid(key: SearchKey, view: View) -> SearchKey:
 
 async def do_search(session: Session, command: Command) -> str:
     # RFC 9051 section 6.4.4 (RFC 3501 section 6.4.4), ESEARCH (RFC 4731 section 3.1),
-    # SEARCHRES (RFC 5182 section 2), MODSEQ (RFC 7162 section 3.1.5).
+    # SEARCHRES (RFC 5182 section 2), MODSEQ (RFC 7162 section 3.1.5), CONTEXT=SEARCH
+    # (RFC 5267 section 4: UPDATE, PARTIAL; CONTEXT is a hint, taken as given).
     view = session.selected
     args: Search = command.args
     if session.utf8_accept and args.charset is not None:
@@ -60,9 +62,12 @@ async def do_search(session: Session, command: Command) -> str:
     if options is None and session.rev2:
         options = frozenset({"ALL"})  # IMAP4rev2 answers with ESEARCH only
     saving = options is not None and "SAVE" in options
+    updates = options is not None and "UPDATE" in options
+    if updates:
+        updating.check_tag(session, command.tag)
+    key = by_uid(args.key, view)
     try:
-        found = await dbpool.run(store_search.search, view.folder_id, by_uid(args.key, view),
-                                 view.max_uid)
+        found = await dbpool.run(store_search.search, view.folder_id, key, view.max_uid)
     except BaseException:
         if saving:
             view.saved = array("I")  # RFC 5182 section 2.1: a failed SEARCH empties "$"
@@ -73,13 +78,16 @@ async def do_search(session: Session, command: Command) -> str:
     modseq = _highest_modseq(found, options) if args.uses_modseq else 0
     if saving:
         view.saved = array("I", _saved(uids, options))
+    if updates and not updating.start(session, command, key, None, uids, args.update_items):
+        session.write(encode.untagged_status("NO", replies.NO_UPDATE.format(
+            tag=encode.quoted(command.tag).decode())))
     if options is None:
         line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
         if modseq:
             line += b" (MODSEQ %d)" % modseq
         await session.send(line + b"\r\n")
     elif options != {"SAVE"}:
-        await session.send(_esearch(command, options, numbers, modseq))
+        await session.send(_esearch(command, options, numbers, modseq, args.partial))
     return replies.COMPLETED.format(verb=command.verb)
 
 
@@ -107,8 +115,9 @@ def _saved(uids: list[int], options: frozenset[str]) -> list[int]:
 
 
 def _esearch(command: Command, options: frozenset[str], numbers: list[int],
-             modseq: int) -> bytes:
-    """Return * ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set] [MODSEQ n]."""
+             modseq: int, partial: tuple[int, int] | None) -> bytes:
+    """Return * ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set]
+    [PARTIAL (range set)] [MODSEQ n]."""
     parts = [b"ESEARCH", b"(TAG " + encode.quoted(command.tag) + b")"]
     if command.uid:
         parts.append(b"UID")
@@ -120,6 +129,16 @@ def _esearch(command: Command, options: frozenset[str], numbers: list[int],
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in options:
         parts.append(b"ALL " + encode.sequence_set(numbers))
-    if modseq and options & {"MIN", "MAX", "COUNT", "ALL"}:
+    if partial is not None:
+        parts.append(partial_data(partial, numbers, encode.sequence_set))
+    if modseq and options & {"MIN", "MAX", "COUNT", "ALL", "PARTIAL"}:
         parts.append(b"MODSEQ %d" % modseq)
     return encode.untagged(*parts)
+
+
+def partial_data(partial: tuple[int, int], numbers: list[int],
+                 as_set: Callable[[list[int]], bytes]) -> bytes:
+    """Return PARTIAL (low:high set), or NIL for a range past the results (RFC 5267 4.4)."""
+    low, high = partial
+    chosen = numbers[low - 1:high]
+    return b"PARTIAL (%d:%d %s)" % (low, high, as_set(chosen) if chosen else b"NIL")

@@ -10,6 +10,7 @@ import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailcore.imap.fetchitems import FetchItem, fetch_item
 from mailcore.imap.lexer import MAX_NUMBER64, Reader
 from mailcore.message.searchkeys import (
     AgeKey,
@@ -31,7 +32,9 @@ from mailcore.sessions import BadSyntax, Refused
 # NOT, OR and groups inside one another. Dovecot answers 100 levels of each; the store
 # evaluates any tree this deep (mailcore.store.search), in SQL or in Python.
 MAX_NESTING = 100
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})  # RFC 4731, RFC 5182
+# RFC 4731, RFC 5182; CONTEXT, UPDATE and PARTIAL: CONTEXT=SEARCH (RFC 5267 section 4).
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE",
+                            "PARTIAL"})
 
 
 class BadCharset(Refused):
@@ -51,6 +54,8 @@ class Search:
     key: SearchKey
     charset: str | None = None
     return_options: frozenset[str] | None = None  # None: answer with untagged SEARCH
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), RFC 5267 section 4.4
+    update_items: tuple[FetchItem, ...] = ()  # RETURN (UPDATE (fetch-att ...)), RFC 5465 7
 
     @property
     def uses_modseq(self) -> bool:
@@ -87,15 +92,12 @@ _DATE_KEYS = {
 
 def parse_search(reader: Reader) -> Search:
     """Read what follows "SEARCH": [SP RETURN (...)] [SP CHARSET name] 1*(SP search-key)."""
-    return_options = None
+    return_options = partial = None
+    update_items: tuple[FetchItem, ...] = ()
     reader.space()
     if reader.take_word(b"RETURN"):
         reader.space()
-        options = reader.paren_list(reader.keyword)
-        unknown = set(options) - RETURN_OPTIONS
-        if unknown:
-            raise BadSyntax("unknown SEARCH return option")
-        return_options = frozenset(options or ["ALL"])
+        return_options, partial, update_items = parse_return_options(reader, "SEARCH")
         reader.space()
     charset = None
     if reader.take_word(b"CHARSET"):
@@ -103,7 +105,41 @@ def parse_search(reader: Reader) -> Search:
         charset = reader.astring().upper()
         _check_charset(charset)
         reader.space()
-    return Search(parse_keys(reader, charset), charset, return_options)
+    return Search(parse_keys(reader, charset), charset, return_options, partial, update_items)
+
+
+def parse_return_options(reader: Reader, verb: str) -> tuple[
+        frozenset[str], tuple[int, int] | None, tuple[FetchItem, ...]]:
+    """Read SEARCH's or SORT's "(" return options ")", with PARTIAL's range and UPDATE's
+    fetch attributes if given.
+
+    An empty list means ALL (RFC 4731 section 3.1). RFC 5267 section 4.4: a PARTIAL range
+    is two non-zero numbers in either order, and one command has one PARTIAL or one ALL
+    at most. RFC 5465 section 7: UPDATE may name what to fetch of new messages joining.
+    """
+    partial = None
+    update_items: list[FetchItem] = []
+
+    def option() -> str:
+        nonlocal partial
+        name = reader.keyword()
+        if name not in RETURN_OPTIONS:
+            raise BadSyntax(f"unknown {verb} return option")
+        if name == "PARTIAL":
+            reader.space()
+            low = reader.nz_number()
+            reader.expect(b":", "a range")
+            high = reader.nz_number()
+            partial = (min(low, high), max(low, high))
+        elif name == "UPDATE" and reader.peek(b" ("):
+            reader.space()
+            update_items.extend(reader.paren_list(lambda: fetch_item(reader), empty=False))
+        return name
+
+    options = reader.paren_list(option)
+    if options.count("PARTIAL") + options.count("ALL") > 1:
+        raise BadSyntax("one PARTIAL or ALL return option at most")
+    return frozenset(options or ["ALL"]), partial, tuple(update_items)
 
 
 def parse_keys(reader: Reader, charset: str | None) -> SearchKey:

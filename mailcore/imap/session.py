@@ -4,7 +4,8 @@ The state machine is data: COMMANDS maps each verb to the states it is allowed i
 its handler. Handlers here cover the any-state and not-authenticated commands; folder
 commands live in mailcore.imap.folder_commands, selected-state ones in mailcore.imap.selection,
 FETCH in mailcore.imap.fetch, SEARCH in mailcore.imap.search_command, SORT and THREAD in
-mailcore.imap.sort_command, COMPRESS in mailcore.imap.compression; they see the session
+mailcore.imap.sort_command, COMPRESS in mailcore.imap.compression, CANCELUPDATE in
+mailcore.imap.updating, NOTIFY in mailcore.imap.notify; they see the session
 as mailcore.imap.context.Session, so they need not import this module. A handler returns
 the text of its tagged OK, or raises one of mailcore.sessions' exceptions, mapped to
 NO, BAD or BYE in dispatch() alone.
@@ -30,10 +31,13 @@ from mailcore.imap import (
     encode,
     fetch,
     folder_commands,
+    listening,
+    notify,
     replies,
     search_command,
     selection,
     sort_command,
+    updating,
 )
 from mailcore.imap.parser import (
     Authenticate,
@@ -118,6 +122,8 @@ class IMAPSession(StreamSession):
         self.must_sync = False  # this command changed the selected folder itself
         self.condstore = self.qresync = self.rev2 = False
         self.utf8_accept = False  # ENABLE UTF8=ACCEPT (RFC 6855)
+        self.updating: updating.Contexts | None = None  # RETURN (UPDATE) searches, RFC 5267
+        self.notifier: notify.Notifier | None = None  # NOTIFY SET (RFC 5465)
         self.auth_failures = 0
         self.errors = 0
         self.done = False
@@ -181,8 +187,11 @@ class IMAPSession(StreamSession):
         non-synchronizing one, already on its way, is read and discarded when it is no
         bigger than MESSAGE_SIZE_LIMIT, and otherwise the connection is closed.
         """
-        with self.waiting_for_client():
-            line = await self.read_line()
+        if self.updating is None and self.notifier is None:
+            with self.waiting_for_client():
+                line = await self.read_line()
+        else:  # updates go out until the command comes (mailcore.imap.listening)
+            line = await listening.first_line(self)
         if line is None:
             return None
         data = bytearray(line)
@@ -320,6 +329,7 @@ class IMAPSession(StreamSession):
             self.selected.saved = array("I")
 
     async def close(self) -> None:
+        notify.stop(self)
         if self.changes is not None and self.mailbox_id is not None:
             events.hub.unwatch(self.mailbox_id, self.changes)
             self.changes = None
@@ -337,7 +347,10 @@ class IMAPSession(StreamSession):
                 and changes.covered(view.folder_id, view.modseq):
             changes.clear()  # only changes this session made itself, and already knows
         if not (self.must_sync or (changes is not None and changes.is_set())):
-            if expunge_allowed and view.pending:
+            if self.updating is not None and self.updating.stale(view):
+                await self.updating.announce(self, lambda: (
+                    view.announce_expunges(self.qresync) if expunge_allowed else []))
+            elif expunge_allowed and view.pending:
                 await self.send(*view.announce_expunges(self.qresync))
             return
         self.must_sync = False
@@ -352,6 +365,12 @@ class IMAPSession(StreamSession):
             first = await dbpool.run(messages.claim_recent, view.folder_id, arrived[-1] + 1,
                                      not view.read_only)
             view.add_recent(max(first, arrived[0]), arrived[-1] + 1)
+        if self.updating is not None:
+            # Updating searches (RFC 5267) tell what left them before, and joined after.
+            await self.updating.announce(self, lambda: view.updates(
+                *found, expunge_allowed=expunge_allowed, condstore=self.condstore,
+                qresync=self.qresync))
+            return
         lines = view.updates(*found, expunge_allowed=expunge_allowed,
                              condstore=self.condstore, qresync=self.qresync)
         if lines:
@@ -372,10 +391,12 @@ class IMAPSession(StreamSession):
         self.selected = view
         self.state = State.SELECTED
         self.must_sync = False
+        self.updating = None  # RFC 5267 section 4.3: updates end with the selection
 
     def deselect(self) -> None:
         self.selected = None
         self.state = State.AUTHENTICATED
+        self.updating = None
 
     # Capabilities -------------------------------------------------------------------------
 
@@ -395,7 +416,7 @@ class IMAPSession(StreamSession):
             "QUOTA=RES-STORAGE", "ESEARCH", "SEARCHRES", "WITHIN", "CONDSTORE", "QRESYNC",
             "MULTIAPPEND", "BINARY", "STATUS=SIZE", f"APPENDLIMIT={settings.MESSAGE_SIZE_LIMIT}",
             *sort_command.CAPABILITIES, "UTF8=ACCEPT", "CATENATE",
-            compression.CAPABILITY,
+            compression.CAPABILITY, "NOTIFY",
         ]
 
     # Any state ----------------------------------------------------------------------------
@@ -536,18 +557,21 @@ class IMAPSession(StreamSession):
         reading = asyncio.ensure_future(read_line(self.reader))
         try:
             while True:
-                await self.sync()
+                if self.notifier is None:
+                    await self.sync()
+                else:  # RFC 5465 section 4: NOTIFY's events, as between commands
+                    await notify.deliver(self, idling=True)
                 waiters = {reading}
-                waiting = None
                 if self.changes is not None and self.state is State.SELECTED:
-                    waiting = asyncio.ensure_future(self.changes.wait())
-                    waiters.add(waiting)
+                    waiters.add(asyncio.ensure_future(self.changes.wait()))
+                if self.notifier is not None:
+                    waiters.add(asyncio.ensure_future(self.notifier.watch.wait()))
                 try:
                     with self.waiting_for_client():  # a shutdown says BYE here at once
                         await asyncio.wait(waiters, timeout=deadline - loop.time(),
                                            return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    if waiting is not None:
+                    for waiting in waiters - {reading}:
                         waiting.cancel()
                 if reading.done():
                     break
@@ -626,4 +650,6 @@ COMMANDS: dict[str, Verb] = {
     "SORT": Verb(SELECTED, sort_command.do_sort, numbers_stable=True),  # RFC 5256
     "THREAD": Verb(SELECTED, sort_command.do_thread, numbers_stable=True),
     "COMPRESS": Verb(AUTHENTICATED, compression.do_compress),  # RFC 4978
+    "CANCELUPDATE": Verb(SELECTED, updating.do_cancelupdate),  # RFC 5267 section 4.3.5
+    "NOTIFY": Verb(AUTHENTICATED, notify.do_notify),  # RFC 5465
 }

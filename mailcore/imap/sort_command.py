@@ -11,24 +11,23 @@ from array import array
 from collections.abc import Callable
 
 from mailcore import dbpool
-from mailcore.imap import encode, replies
+from mailcore.imap import encode, replies, updating
 from mailcore.imap.context import Session
 from mailcore.imap.parser import Command
-from mailcore.imap.search_command import by_uid
+from mailcore.imap.search_command import by_uid, partial_data
 from mailcore.imap.sortgrammar import Sort, Thread
 from mailcore.message.threads import Node
 from mailcore.sessions import BadSyntax
 from mailcore.store import sorting, threading
 
-# Not CONTEXT=SEARCH or CONTEXT=SORT (RFC 5267 section 4): no UPDATE, PARTIAL or
-# CANCELUPDATE.
 CAPABILITIES = ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-                "ESORT")
+                "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT")
 
 
 async def do_sort(session: Session, command: Command) -> str:
     # RFC 5256 section 3 (SORT, UID SORT), RFC 5957 (DISPLAYFROM, DISPLAYTO), RFC 7162
-    # section 3.1.5 (MODSEQ in the reply), ESORT (RFC 5267 section 3), SAVE (RFC 5182).
+    # section 3.1.5 (MODSEQ in the reply), ESORT (RFC 5267 section 3), SAVE (RFC 5182),
+    # CONTEXT=SORT (RFC 5267 section 4: UPDATE, PARTIAL in sort order).
     view = session.selected
     args: Sort = command.args
     _check_charset(session, args.charset)
@@ -37,15 +36,23 @@ async def do_sort(session: Session, command: Command) -> str:
         session.enable_condstore()
     options = args.return_options
     saving = options is not None and "SAVE" in options
+    updates = options is not None and "UPDATE" in options
+    if updates:
+        updating.check_tag(session, command.tag)
+    key = by_uid(args.key, view)
     try:
-        found = await dbpool.run(sorting.sort, view.folder_id, args.criteria,
-                                 by_uid(args.key, view), view.max_uid)
+        found = await dbpool.run(sorting.sort, view.folder_id, args.criteria, key,
+                                 view.max_uid)
     except BaseException:
         if saving:
             view.saved = array("I")  # RFC 5182 section 2.1: a failed command empties "$"
         raise
     found = [(uid, modseq) for uid, modseq in found if view.seq(uid) is not None]
     numbers = [uid if command.uid else view.seq(uid) for uid, _ in found]
+    if updates and not updating.start(session, command, key, args.criteria,
+                                      [uid for uid, _ in found], args.update_items):
+        session.write(encode.untagged_status("NO", replies.NO_UPDATE.format(
+            tag=encode.quoted(command.tag).decode())))
     if options is None:
         line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
         if uses_modseq and found:
@@ -60,12 +67,12 @@ async def do_sort(session: Session, command: Command) -> str:
         view.saved = array("I", sorted({uid for uid, _ in returned}))
     if options != {"SAVE"}:
         modseq = max((m for _, m in returned), default=0) if uses_modseq else 0
-        await session.send(_esort(command, options, numbers, modseq))
+        await session.send(_esort(command, options, numbers, modseq, args.partial))
     return replies.COMPLETED.format(verb=command.verb)
 
 
 def _esort(command: Command, options: frozenset[str], numbers: list[int],
-           modseq: int) -> bytes:
+           modseq: int, partial: tuple[int, int] | None) -> bytes:
     """Return ESORT's * ESEARCH (RFC 5267 section 3.2): MIN and MAX are the first and
     the last in sort order, ALL lists the messages in sort order."""
     parts = [b"ESEARCH", b"(TAG " + encode.quoted(command.tag) + b")"]
@@ -78,21 +85,12 @@ def _esort(command: Command, options: frozenset[str], numbers: list[int],
     if "COUNT" in options:
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in options:
-        parts.append(b"ALL " + ordered_set(numbers))
-    if modseq and options & {"MIN", "MAX", "COUNT", "ALL"}:
+        parts.append(b"ALL " + encode.ordered_set(numbers))
+    if partial is not None:
+        parts.append(partial_data(partial, numbers, encode.ordered_set))
+    if modseq and options & {"MIN", "MAX", "COUNT", "ALL", "PARTIAL"}:
         parts.append(b"MODSEQ %d" % modseq)
     return encode.untagged(*parts)
-
-
-def ordered_set(numbers: list[int]) -> bytes:
-    """Return numbers, in their order, as a sequence-set: "a:b" only for ascending runs."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][1] + 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    return b",".join(b"%d" % a if a == b else b"%d:%d" % (a, b) for a, b in runs)
 
 
 async def do_thread(session: Session, command: Command) -> str:

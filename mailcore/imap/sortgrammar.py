@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailcore.imap.fetchitems import FetchItem
 from mailcore.imap.lexer import Reader
-from mailcore.imap.searchgrammar import RETURN_OPTIONS, _has_modseq, parse_charset, parse_keys
+from mailcore.imap.searchgrammar import (
+    _has_modseq,
+    parse_charset,
+    parse_keys,
+    parse_return_options,
+)
 from mailcore.message.searchkeys import SearchKey
 from mailcore.sessions import BadSyntax
 from mailcore.store.sorting import CRITERIA, Criterion
@@ -25,6 +31,8 @@ class Sort:
     charset: str
     key: SearchKey
     return_options: frozenset[str] | None = None  # None: answer with untagged SORT
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), RFC 5267 section 4.4
+    update_items: tuple[FetchItem, ...] = ()  # RETURN (UPDATE (fetch-att ...)), RFC 5465 7
 
     @property
     def uses_modseq(self) -> bool:
@@ -48,18 +56,17 @@ class Thread:
 def parse_sort(reader: Reader, uid: bool) -> Sort:
     """Read what follows "SORT"."""
     reader.space()
-    return_options = None
+    return_options = partial = None
+    update_items: tuple[FetchItem, ...] = ()
     if reader.take_word(b"RETURN"):
-        # RFC 5267 section 3.1: ESORT takes SEARCH's return options.
+        # RFC 5267 section 3.1: ESORT takes SEARCH's return options (and CONTEXT=SORT's).
         reader.space()
-        options = reader.paren_list(reader.keyword)
-        if set(options) - RETURN_OPTIONS:
-            raise BadSyntax("unknown SORT return option")
-        return_options = frozenset(options or ["ALL"])
+        return_options, partial, update_items = parse_return_options(reader, "SORT")
         reader.space()
     criteria = tuple(reader.paren_list(lambda: _criterion(reader), empty=False))
     charset = parse_charset(reader)
-    return Sort(criteria, charset, parse_keys(reader, charset), return_options)
+    return Sort(criteria, charset, parse_keys(reader, charset), return_options, partial,
+                update_items)
 
 
 def _criterion(reader: Reader) -> Criterion:

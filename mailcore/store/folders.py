@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Q, Sum
 
 from mailcore import dbpool
 from mailcore.models import Expunged, Folder, Mailbox, Message, Subscription
@@ -157,6 +157,7 @@ def add_folder(mailbox_id: int, name: str, special_use: str = "",
     folder = create_folder(mailbox, name, special_use)
     if subscribe:
         Subscription.objects.get_or_create(mailbox=mailbox, name=name)
+    events.changed(mailbox_id)  # for sessions told of new names (IMAP NOTIFY)
     return folder
 
 
@@ -216,6 +217,7 @@ def rename_folder(mailbox_id: int, old: str, new: str) -> None:
         child.name = new + SEPARATOR + child.name[len(prefix):]
         child.save(update_fields=["name"])
     _rename_subscriptions(mailbox, old_name, new)
+    events.changed(mailbox_id)
 
 
 def _rename_subscriptions(mailbox: Mailbox, old: str, new: str) -> None:
@@ -238,9 +240,13 @@ def subscribe(mailbox_id: int, name: str, subscribed: bool) -> None:
     The name need not exist (RFC 3501 section 6.3.6), but must be one a folder could have.
     """
     if subscribed:
-        Subscription.objects.get_or_create(mailbox_id=mailbox_id, name=_check_name(name))
-    else:
-        Subscription.objects.filter(mailbox_id=mailbox_id, name=canonical_name(name)).delete()
+        _, added = Subscription.objects.get_or_create(mailbox_id=mailbox_id,
+                                                      name=_check_name(name))
+        if added:
+            events.changed(mailbox_id)
+    elif Subscription.objects.filter(mailbox_id=mailbox_id,
+                                     name=canonical_name(name)).delete()[0]:
+        events.changed(mailbox_id)
 
 
 def subscriptions(mailbox_id: int) -> list[str]:
@@ -281,3 +287,22 @@ def usage(mailbox_id: int, name: str | None = None) -> tuple[int, int]:
     if name is not None:
         find_folder(mailbox_id, name)
     return Mailbox.objects.values_list("used_bytes", "quota_bytes").get(pk=mailbox_id)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What IMAP NOTIFY compares to tell what changed in a folder (plain values)."""
+
+    name: str
+    uidvalidity: int
+    messages: int
+    uidnext: int
+    highestmodseq: int
+
+
+def overview(mailbox_id: int) -> tuple[dict[int, Overview], frozenset[str]]:
+    """Return every folder of a mailbox by id, and its subscribed names: two queries."""
+    rows = (Folder.objects.filter(mailbox_id=mailbox_id).annotate(n=Count("messages"))
+            .values_list("id", "name", "uidvalidity", "n", "uidnext", "highestmodseq"))
+    folders = {row[0]: Overview(*row[1:]) for row in rows}
+    return folders, frozenset(subscriptions(mailbox_id))
