@@ -167,6 +167,10 @@ def test_event_combinations_the_rfc_forbids_are_bad(server, alice):
                    f"(SELECTED {MESSAGE_EVENTS}) (SELECTED-DELAYED {MESSAGE_EVENTS})",
                    "(EVERYWHERE (MailboxName))"):
         assert client.run(f"NOTIFY SET {groups}")[1].startswith("BAD"), groups
+    for command in ("NOTIFY", "NOTIFY SET", "NOTIFY GET", "NOTIFY SET (PERSONAL (MailboxName)",
+                    "NOTIFY SET (MAILBOXES) (MailboxName)"):
+        assert client.run(command)[1].startswith("BAD"), command
+    assert client.run("NOOP")[1] == "OK NOOP completed"
 
 
 def test_too_many_mailboxes_is_refused_with_notificationoverflow(server, alice, settings):
@@ -209,3 +213,14 @@ def test_notify_watches_are_released(server, alice):
     while events.hub.waiters.get(alice.pk) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not events.hub.waiters.get(alice.pk)
+
+
+def test_changes_made_by_another_process_are_told_between_commands(server_process, alice):
+    # The delivery runs here, the session in a real server process: the change hub's
+    # poll (or Redis) carries it over, and the session is told without a command.
+    client = IMAPClient(server_process.port("imap"))
+    client.login()
+    client.ok("SELECT Drafts")
+    assert client.run(f"NOTIFY SET (INBOXES {MESSAGE_EVENTS})")[1] == "OK NOTIFY completed"
+    deliver(message(1), "s@remote.test", [alice.pk])
+    assert client.response() == "* STATUS INBOX (MESSAGES 1 UIDNEXT 2)"
