@@ -224,3 +224,14 @@ def test_changes_made_by_another_process_are_told_between_commands(server_proces
     assert client.run(f"NOTIFY SET (INBOXES {MESSAGE_EVENTS})")[1] == "OK NOTIFY completed"
     deliver(message(1), "s@remote.test", [alice.pk])
     assert client.response() == "* STATUS INBOX (MESSAGES 1 UIDNEXT 2)"
+
+
+def test_sessions_that_hang_up_leave_no_watch_behind(server, alice):
+    clients = [notifying(server, f"(PERSONAL {MESSAGE_EVENTS})") for _ in range(20)]
+    assert len(events.hub.waiters[alice.pk]) == 40
+    for client in clients:
+        client.close()  # no LOGOUT
+    deadline = time.monotonic() + 5
+    while events.hub.waiters.get(alice.pk) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not events.hub.waiters.get(alice.pk)
