@@ -34,6 +34,8 @@ def test_idle_sessions_are_told_at_once_and_a_command_in_flight_finishes(server,
     idling = selected(server)
     idle(idling)
     between = selected(server)
+    notifying = selected(server)  # waits for its next command in a task of its own
+    notifying.ok("NOTIFY SET (SELECTED (MessageNew MessageExpunge))")
     pop3 = RawClient(server.port("pop3"))
     assert pop3.line().startswith("+OK")
     pop3.transact(f"USER {ALICE}", "+OK")
@@ -49,6 +51,8 @@ def test_idle_sessions_are_told_at_once_and_a_command_in_flight_finishes(server,
     assert idling.closed()
     assert between.response().startswith("* BYE ")
     assert between.closed()
+    assert notifying.response().startswith("* BYE ")
+    assert notifying.closed()
     assert pop3.line().startswith("-ERR ")
     assert pop3.closed()
     assert smtp.smtp_reply().startswith("421 4.3.2 ")
