@@ -132,6 +132,9 @@ class Message(models.Model):
     # IMAP's ENVELOPE and BODYSTRUCTURE, computed once and kept as JSON.
     envelope = models.JSONField(null=True, blank=True)
     bodystructure = models.JSONField(null=True, blank=True)
+    # The header block (up to and with its blank line), so that FETCH of header fields
+    # reads no blob: b"" when too big to keep (read from the blob), null until computed.
+    header = models.BinaryField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
