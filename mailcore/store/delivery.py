@@ -103,7 +103,7 @@ _MESSAGE_FIELDS = ("folder_id", "uid", "blob_id", "size", "internal_date", "mods
                    "seen", "answered", "flagged", "deleted", "draft", "keywords",
                    "pop3_hidden", "subject", "from_addr", "to_addrs", "cc_addrs",
                    "message_id", "sent_date", "sent_on", "envelope", "bodystructure", "header",
-                   *sortkeys.SORT_FIELDS)
+                   *sortkeys.SORT_FIELDS, "thread_root")
 
 
 @dataclass(frozen=True)
