@@ -76,6 +76,7 @@ def bench(count: int, database_url: str | None) -> None:
             subject = ["", "Re: ", "[list] Fwd: ", "RE: re: "][n % 4] + f"topic {n // 7}"
             sender = SENDERS[n % len(SENDERS)] + f" {n % 1000}"
             thread = n // 7 * 7
+            refs = "" if n == thread else f"<{thread}@bench> <{n - 1}@bench>"
             return Message(
                 folder=folder, uid=n, blob_id=key, size=500 + (n * 37) % 60000, modseq=n,
                 internal_date=start + timedelta(minutes=10 * n),
@@ -84,7 +85,7 @@ def bench(count: int, database_url: str | None) -> None:
                 message_id=f"<{n}@bench>", sort_subject=sortkeys.casemap(f"topic {n // 7}"),
                 sort_from=sortkeys.casemap(sender.split()[0] if sender.strip() else ""),
                 sort_display_from=sortkeys.casemap(sender),
-                thread_refs="" if n == thread else f"<{thread}@bench> <{n - 1}@bench>")
+                thread_refs=refs, thread_root=sortkeys.thread_root(f"<{n}@bench>", refs))
 
         began = time.perf_counter()
         Message.objects.bulk_create([row(n) for n in range(1, count + 1)], batch_size=2000)

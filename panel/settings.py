@@ -236,6 +236,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "panel.context.development",
             ],
+            "libraries": {"webmail_list": "panel.webmail.listtags"},
         },
     },
 ]

@@ -1,11 +1,14 @@
-"""IMAP FETCH: every data item, body sections and partials, \\Seen, BINARY, backfilled structure."""
+"""IMAP FETCH: every data item, body sections and partials, \\Seen, BINARY, backfilled structure,
+header sections from the header the store keeps."""
 
 from __future__ import annotations
 
 import imapclient
 import pytest
 
+from mailcore.message import mime
 from mailcore.models import Message
+from mailcore.store import structure
 from mailcore.store.delivery import deliver
 from tests.conftest import PASSWORD
 from tests.imap_client import ALICE, connect, imaplib_client, message, selected
@@ -205,3 +208,115 @@ def test_fetch_needs_a_selected_folder(server, alice):
     client = connect(server, login=True)
     assert client.run("FETCH 1 FLAGS")[1] == "BAD FETCH not valid in this state"
     assert client.run("UID FETCH 1 FLAGS")[1] == "BAD UID FETCH not valid in this state"
+
+
+# Header sections from Message.header -------------------------------------------------------
+
+HEADERS = (
+    b"Received: from a\r\n\tby b; Tue, 2 Jan 2024 10:00:00 +0000\r\n"
+    b"From: Ren\xc3\xa9 <rene@example.test>\r\n"
+    b"SUBJECT: caf\xc3\xa9\r\n"
+    b"X-Folded: one\r\n two\r\n\tthree\r\n"
+    b"subject : second\r\n"
+    b"Date: Tue, 2 Jan 2024 10:00:00 +0000\r\n"
+    b"\r\nbody\r\n"
+)
+HEADER_ITEMS = (
+    "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)]", "BODY.PEEK[HEADER.FIELDS (x-folded)]",
+    "BODY.PEEK[HEADER.FIELDS (X-Missing)]", "BODY.PEEK[HEADER.FIELDS.NOT (Received Subject)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (X-Missing)]", "BODY.PEEK[HEADER]",
+    "BODY.PEEK[HEADER.FIELDS (SUBJECT)]<3.20>", "RFC822.HEADER",
+)
+
+
+def _expected(raw: bytes, item: str) -> bytes:
+    """Return FETCH's answer for a header item, as read from the whole message."""
+    if item == "RFC822.HEADER":
+        return b"RFC822.HEADER " + _literal(mime.section_bytes(raw, None, "HEADER"))
+    spec, _, partial = item[len("BODY.PEEK["):].partition("]")
+    data = mime.section_bytes(raw, mime.parse_structure(raw), spec)
+    label = f"BODY[{spec}]".encode()
+    if partial:
+        origin, count = map(int, partial.strip("<>").split("."))
+        data, label = data[origin:origin + count], label + b"<%d>" % origin
+    return label + b" " + _literal(data)
+
+
+def _literal(data: bytes) -> bytes:
+    return b"{%d}\r\n%s" % (len(data), data)
+
+
+def _fetch_bytes(client, command: str) -> list[bytes]:
+    """Return the untagged FETCH responses as raw bytes (8-bit headers stay as sent)."""
+    untagged, done = client.run(command)
+    assert done.startswith("OK"), done
+    return [line.encode("utf-8", "surrogateescape") for line in untagged]
+
+
+def _check_header_items(client, raws: list[bytes]) -> None:
+    for item in HEADER_ITEMS:
+        got = _fetch_bytes(client, f"FETCH 1:* ({item})")
+        assert got == [b"* %d FETCH (%s)" % (n, _expected(raw, item))
+                       for n, raw in enumerate(raws, 1)], item
+
+
+@pytest.fixture
+def headers(alice):
+    raws = [HEADERS, MULTIPART, message(3), b"Subject: no body, no blank line"]
+    for raw in raws:
+        deliver(raw, "s@remote.test", [alice.pk])
+    seen_by_an_earlier_session(alice)
+    return raws
+
+
+def test_delivery_keeps_the_header_and_fetch_answers_from_it(server, headers):
+    kept = dict(Message.objects.values_list("uid", "header"))
+    assert kept == {n: raw[:mime.header_end(raw)] for n, raw in enumerate(headers, 1)}
+    _check_header_items(selected(server), headers)
+
+
+def test_header_sections_from_the_kept_header_are_those_of_the_blob(server, headers):
+    # Kept headers that differ from the blob show which one FETCH reads: the kept one.
+    Message.objects.filter(uid=1).update(header=HEADERS.replace(b"one", b"ONE")[:200])
+    client = selected(server)
+    assert b"ONE" in _fetch_bytes(client, "FETCH 1 (BODY.PEEK[HEADER.FIELDS (X-FOLDED)])")[0]
+    Message.objects.filter(uid=1).update(header=HEADERS[:mime.header_end(HEADERS)])
+    _check_header_items(client, headers)
+
+
+def test_headers_missing_on_old_rows_are_read_from_the_blob_and_saved(server, headers):
+    Message.objects.update(header=None)
+    client = selected(server)
+    _check_header_items(client, headers)
+    kept = dict(Message.objects.values_list("uid", "header"))
+    assert kept == {n: raw[:mime.header_end(raw)] for n, raw in enumerate(headers, 1)}
+
+
+def test_a_header_too_long_to_keep_is_read_from_the_blob(server, alice, settings):
+    long_header = b"".join(b"X-Long-%d: %s\r\n" % (n, b"x" * 900) for n in range(80))
+    raw = long_header + message(1)
+    assert mime.header_end(raw) > structure.HEADER_KEEP_LIMIT
+    deliver(raw, "s@remote.test", [alice.pk])
+    seen_by_an_earlier_session(alice)
+    assert bytes(Message.objects.get().header) == b""
+    _check_header_items(selected(server), [raw])
+
+
+def test_a_message_expunged_elsewhere_still_shows_its_header_fields(server, headers):
+    reader, other = selected(server), selected(server)
+    other.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    other.ok("EXPUNGE")
+    item = "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)]"
+    assert _fetch_bytes(reader, f"FETCH 1 ({item})") == [
+        b"* 1 FETCH (%s)" % _expected(HEADERS, item)]
+
+
+def test_copies_keep_the_header_and_it_goes_with_the_message(server, headers):
+    client = selected(server)
+    client.ok("CREATE Kept")
+    client.ok("COPY 1:* Kept")
+    assert Message.objects.filter(folder__name="Kept").exclude(header=None).count() == 4
+    client.ok("STORE 1:* +FLAGS.SILENT (\\Deleted)")
+    client.ok("EXPUNGE")
+    assert not Message.objects.filter(folder__name="INBOX").exists()
+    assert Message.objects.exclude(header=None).count() == 4

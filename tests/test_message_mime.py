@@ -594,3 +594,71 @@ def test_field_spans_reads_headers_as_read_header_does() -> None:
             fields, stop, blank_line = field_spans(message, start, end)
             assert fields == [(field_name(f).upper(), f.start, f.end) for f in header.fields]
             assert (stop, blank_line) == (header.end, header.blank_line), message
+
+
+KEPT_HEADER_SECTIONS = (
+    "HEADER", "HEADER.FIELDS (FROM SUBJECT DATE)", "HEADER.FIELDS (from Subject dAtE)",
+    "HEADER.FIELDS (X-FOLDED)", "HEADER.FIELDS (X-MISSING)", "HEADER.FIELDS (CLASS)",
+    "HEADER.FIELDS (X-8BIT SUBJECT)", 'HEADER.FIELDS ("X.Dot" A+B)',
+    "HEADER.FIELDS.NOT (SUBJECT)", "HEADER.FIELDS.NOT (received CONTENT-TYPE)",
+    "HEADER.FIELDS.NOT (X-MISSING)", "HEADER.FIELDS.NOT (X-FOLDED FROM)",
+)
+
+
+def test_sections_from_the_kept_header_block_are_those_of_the_whole_message() -> None:
+    """FETCH of the message's own header sections from Message.header, byte for byte.
+
+    From the header block alone (with its regular expression for field names) the
+    answer is the one the whole message gives: folded fields, missing ones, 8-bit
+    headers, names in any case and with white space before the colon, "ß" (which
+    upper-cases to "SS"), a header without a blank line, bare LFs.
+    """
+    rng = random.Random(13)
+    samples = [message for _, message in CORPUS] + [
+        b"", b"\n", b"\r\n", b"Subject: no body", b"Subject: no body\r\n",
+        b"Subject: bare\nX-Folded: a\n b\n\nbody\n",
+        b"From: a@b\r\nX-Folded: one\r\n two\r\n\tthree\r\nSubject: s\r\n\r\nbody\r\n",
+        b"SUBJECT: upper\r\nsubject: lower\r\nSubject \t: spaced\r\n\r\n",
+        b"X-8bit: caf\xc3\xa9\r\nSubject: \xe9t\xe9\r\nFr\xf6m: x\r\n\r\nbody",
+        b"Cla\xdf: eszett\r\nClass: plain\r\nSubject: s\r\n\r\n",
+        b"no colon line\r\nSubject: x\r\n\r\n", b" Subject: indented first\r\n\r\n",
+        b"X.Dot: 1\r\nA+B: 2\r\nAxB: 3\r\nX-Dot: 4\r\n\r\n",
+        b"Subject:x\r\n \r\n\r\nbody", b"Subject: cr\rSubject: still\r\n\r\n",
+        b"X-Folded: last\r\n folded", NESTED]
+    for message in list(samples):
+        for _ in range(3):
+            data = bytearray(message)
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = rng.choice([b"\r\n", b"\n", b"\r\n\r\n", b" folded", b":", b"\t"])
+            samples.append(bytes(data))
+    for message in samples:
+        structure = mime.parse_structure(message)
+        block = message[:mime.header_end(message)]
+        assert block == message[:structure["header"][1]]
+        for spec in KEPT_HEADER_SECTIONS:
+            reader = mime.SectionReader(spec)
+            assert reader.of_header
+            assert reader.from_header(block) == reader(message, structure), (spec, message)
+
+
+def test_only_the_message_s_own_header_sections_come_from_its_header_block() -> None:
+    assert not mime.SectionReader("TEXT").of_header
+    assert not mime.SectionReader("").of_header
+    assert not mime.SectionReader("1.HEADER").of_header
+    assert not mime.SectionReader("2.HEADER.FIELDS (SUBJECT)").of_header
+
+
+@pytest.mark.parametrize("name,message", COMPARED, ids=[name for name, _ in COMPARED])
+def test_header_sections_from_the_kept_block_match_dovecot(
+    name: str, message: bytes, dovecot_answers: dict[str, dict[str, bytes]],
+) -> None:
+    block = message[:mime.header_end(message)]
+    skipped = DEVIATIONS.get(name, {})
+    compared = 0
+    for item, theirs in dovecot_answers[name].items():
+        spec = item[len("BODY["):-1]
+        if not item.startswith("BODY[HEADER") or item in skipped:
+            continue
+        assert mime.SectionReader(spec).from_header(block) == theirs, item
+        compared += 1
+    assert compared == 3

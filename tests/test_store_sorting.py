@@ -63,3 +63,42 @@ def test_migration_fills_the_keys_of_older_messages(alice):
     migration = importlib.import_module("mailcore.migrations.0012_message_sort_keys")
     migration.fill_sort_keys(apps, None)
     assert Message.objects.values(*expected).get() == expected
+
+
+def test_delivery_keeps_the_thread_root_a_conversation_is_found_by(alice):
+    deliver(raw("plans", 1, message_id="p@x"), "s@remote.test", [alice.pk])
+    deliver(raw("Re: plans", 2, message_id="r@x", extra="In-Reply-To: <p@x>\r\n"),
+            "s@remote.test", [alice.pk])
+    deliver(raw("Re: plans", 3, message_id="s@x", extra="References: <p@x> <r@x>\r\n"),
+            "s@remote.test", [alice.pk])
+    assert list(Message.objects.order_by("uid").values_list("thread_root", flat=True)) == [
+        "<p@x>", "<p@x>", "<p@x>"]
+
+
+def test_conversation_finds_replies_with_another_subject_by_their_root(alice):
+    for m in (raw("plans", 1, message_id="p@x"),
+              raw("changed the subject", 2, message_id="r@x",
+                  extra="References: <p@x>\r\n"),
+              raw("and again", 3, message_id="s@x", extra="References: <p@x> <r@x>\r\n"),
+              # Its References lost their start: found through its parent, named first.
+              raw("a third subject", 4, message_id="t@x", extra="In-Reply-To: <s@x>\r\n"),
+              raw("unrelated", 5, message_id="q@x")):
+        deliver(m, "s@remote.test", [alice.pk])
+    folder = _inbox(alice)
+    assert threading.conversation(folder, 1) == [1, 2, 3]
+    assert threading.conversation(folder, 3) == [1, 2, 3, 4]
+    # Deviation (threading.conversation): from 4, whose root is 3, under another subject,
+    # its ancestors are not looked up by Message-ID.
+    assert threading.conversation(folder, 4) == [4]
+
+
+def test_migration_fills_the_thread_roots_of_older_messages(alice):
+    deliver(raw("plans", 1, message_id="p@x"), "s@remote.test", [alice.pk])
+    deliver(raw("Re: plans", 2, extra="References: <a@x> <b@x>\r\n"), "s@remote.test",
+            [alice.pk])
+    Message.objects.update(thread_root="")
+    migration = importlib.import_module(
+        "mailcore.migrations.0019_bigbox_conversations_and_unread")
+    migration.fill_thread_roots(apps, None)
+    assert list(Message.objects.order_by("uid").values_list("thread_root", flat=True)) == [
+        "<p@x>", "<a@x>"]

@@ -289,3 +289,43 @@ def test_a_message_shows_its_conversation(signed_in, alice, bob) -> None:
     assert [r.uid for r in listing.conversation(inbox, third)] == [first, second, third]
     lone = signed_in.get(reverse("webmail:message", args=[inbox.pk, 2])).content.decode()
     assert "wm-conversation" not in lone
+
+
+def test_list_dates_read_as_the_date_filters_would() -> None:
+    from django.template import Context, Template
+
+    old = Template(
+        "<time datetime=\"{{ d|date:'c' }}\" title=\"{{ d|date:'j M Y H:i' }}\">"
+        "{% if d|date:'Y-m-d' == today|date:'Y-m-d' %}{{ d|time:'H:i' }}"
+        "{% elif d|date:'Y' == today|date:'Y' %}{{ d|date:'j M' }}"
+        "{% else %}{{ d|date:'j M Y' }}{% endif %}</time>")
+    new = Template("{% load webmail_list %}{% listed_date d today %}")
+    now = timezone.now().replace(hour=9, minute=5)
+    today = timezone.localdate(now)
+    for moment in (now, now - timedelta(days=40), now.replace(year=now.year - 3),
+                   now.replace(month=1, day=1, hour=0, minute=0)):
+        context = {"d": moment, "today": today}
+        assert new.render(Context(context)) == old.render(Context(context)), moment
+
+
+def test_pages_count_unread_mail_only_the_folders_page_counts_all(signed_in, alice) -> None:
+    _three(alice)
+    Message.objects.filter(uid=1).update(seen=True)
+    inbox = folder(alice)
+    with CaptureQueriesContext(connection) as queries:
+        page = signed_in.get(reverse("webmail:folder", args=[inbox.pk])).content.decode()
+    assert f'data-unread-for="{inbox.pk}">2<' in page
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"] and "GROUP BY" in q["sql"]]
+    assert counts and all('"seen"' in sql for sql in counts)  # no count of all mail
+    managed = signed_in.get(reverse("webmail:folders")).content.decode()
+    assert '<td data-label="Messages">3</td>' in managed
+    assert '<td data-label="Unread">2</td>' in managed
+
+
+def test_unread_counts_are_read_from_their_index(alice) -> None:
+    from mailcore.webclient import folder_list
+
+    if connection.vendor != "sqlite":
+        return  # Postgres picks its plan by its statistics
+    assert "message_folder_unread" in folder_list.unread_query(alice.pk).explain()
+    assert folder_list.unread_counts(alice.pk) == {}

@@ -1,8 +1,10 @@
 """IMAP FETCH (RFC 9051 section 6.4.5): every message data item, in bounded chunks.
 
-Rows are loaded a chunk at a time with only the columns the items need; blobs are read
-only for body sections, in batches of bounded size; non-PEEK body fetches set \\Seen
-first, so the FLAGS they report are the new ones.
+Rows are loaded a chunk at a time with only the columns the items need; the message's
+own header sections (BODY[HEADER], BODY[HEADER.FIELDS ...], RFC822.HEADER) come from the
+header block the store keeps per message, other body sections from the blobs, read in
+batches of bounded size; non-PEEK body fetches set \\Seen first, so the FLAGS they
+report are the new ones. A chunk's responses go out in one write.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ Renderer = Callable[[MessageRow, bytes | None], bytes]
 
 
 def _needs_body(item: FetchItem) -> bool:
-    return item.name in _WHOLE_MESSAGE_ITEMS or item.section is not None
+    return (item.name in _WHOLE_MESSAGE_ITEMS or item.section is not None) \
+        and not _needs_header(item)
+
+
+def _needs_header(item: FetchItem) -> bool:
+    """Tell whether the item is a section of the message's own header (Message.header)."""
+    if item.name == "RFC822.HEADER":
+        return True
+    return (item.name == "BODY" and item.section is not None and not item.section.part
+            and (item.section.text or "").startswith("HEADER"))
 
 
 def _needs_structure(item: FetchItem) -> bool:
@@ -85,13 +96,16 @@ async def do_fetch(session: Session, command: Command) -> str:
         columns.update(_BODY_COLUMNS)
     if any(_needs_structure(i) for i in items):
         columns.add("bodystructure")
+    header = any(_needs_header(i) for i in items)
+    if header:
+        columns.update(("header", "blob_id"))
     renderers = [_renderer(item, view) for item in items]
     sets_seen = not view.read_only and any(_sets_seen(i) for i in items)
     found = 0
     for start in range(0, len(uids), CHUNK):
         chunk = uids[start:start + CHUNK]
         rows, raws = await dbpool.run(_load, view.folder_id, chunk, columns,
-                                      args.changed_since, body)
+                                      args.changed_since, body, header)
         found += len(rows)
         seen_now = await _mark_seen(session, view, rows) if sets_seen else set()
         await _respond(session, view, renderers, "FLAGS" in names, rows, raws, seen_now)
@@ -103,7 +117,7 @@ async def do_fetch(session: Session, command: Command) -> str:
 
 
 def _load(folder_id: int, uids: list[int], columns: set[str], changed_since: int | None,
-          body: bool) -> tuple[list[MessageRow], list[bytes]]:
+          body: bool, header: bool) -> tuple[list[MessageRow], list[bytes]]:
     """Return a chunk's rows and, when bodies are wanted, its first batch of blobs.
 
     One unit of database work, so that a FETCH of a few messages is one trip to the pool.
@@ -116,6 +130,8 @@ def _load(folder_id: int, uids: list[int], columns: set[str], changed_since: int
         kept = messages.fetch_kept(folder_id, [uid for uid in uids if uid not in found])
         if kept:
             rows = sorted([*rows, *kept], key=lambda row: row.uid)
+    if header:
+        messages.read_headers(rows)
     if not body or not rows:
         return rows, []
     return rows, messages.read_many(_batches(rows)[0])
@@ -152,6 +168,8 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
             bodies = raws
         else:
             bodies = await dbpool.run(messages.read_many, batch)
+        # One write a batch: a write per message costs a send() system call each.
+        out: list[bytes] = []
         for row, raw in zip(batch, bodies, strict=True):
             number = view.seq(row.uid)
             if number is None:
@@ -162,9 +180,9 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
             if (with_flags or row.uid in seen_now) and view.learn_keywords(flags_of(row)):
                 # A keyword another session set: announced in FLAGS before it is used
                 # (RFC 9051 section 7.3.5; RFC 3501 section 7.2.6).
-                for line in view.flags_response():
-                    session.write(line)
-            session.write(b"* %d FETCH (%s)\r\n" % (number, b" ".join(values)))
+                out.extend(view.flags_response())
+            out.append(b"* %d FETCH (%s)\r\n" % (number, b" ".join(values)))
+        session.write(b"".join(out))
         await session.drain()
 
 
@@ -209,6 +227,17 @@ def _renderer(item: FetchItem, view: View) -> Renderer:
         reader = SectionReader(str(item.section) if name == "BODY"
                                     else name.removeprefix("RFC822."))
         partial = item.partial
+        if _needs_header(item):
+            from_header = reader.from_header
+            if partial is None:
+                def header_section(row: MessageRow, raw: bytes | None) -> bytes:
+                    data = from_header(row.header)
+                    return b"%s{%d}\r\n%s" % (label, len(data), data)  # encode.literal
+            else:
+                def header_section(row: MessageRow, raw: bytes | None) -> bytes:
+                    return label + encode.literal(_partial(from_header(row.header), partial))
+
+            return header_section
 
         def section(row: MessageRow, raw: bytes | None) -> bytes:
             data = reader(raw, getattr(row, "bodystructure", None))

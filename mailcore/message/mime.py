@@ -43,7 +43,7 @@ from mailcore.message.header import (
     text,
 )
 
-__all__ = ["find_part", "parse_structure", "section_bytes", "SectionReader"]
+__all__ = ["find_part", "header_end", "parse_structure", "section_bytes", "SectionReader"]
 
 # Dovecot's limits; past them a multipart or message/rfc822 part is not descended into
 # but shown as an opaque application/octet-stream leaf.
@@ -386,7 +386,7 @@ class SectionReader:
     same read_header, without boundaries). Part sections need the structure.
     """
 
-    __slots__ = ("part", "spec", "wanted", "keep")
+    __slots__ = ("part", "spec", "wanted", "keep", "_fields")
 
     def __init__(self, section_spec: str) -> None:
         match = _SECTION.fullmatch(section_spec.strip())
@@ -404,10 +404,43 @@ class SectionReader:
                            for quoted, atom in _FIELD_NAME.findall(match["names"] or "")} - {""}
             if not self.wanted:
                 raise ValueError("HEADER.FIELDS needs at least one field name")
+        self._fields = _fields_pattern(self.wanted) if self.wanted else None
 
     @property
     def needs_structure(self) -> bool:
         return self.part is not None
+
+    @property
+    def of_header(self) -> bool:
+        """Tell whether the message's header block alone answers this section."""
+        return self.part is None and self.spec.startswith("HEADER")
+
+    def from_header(self, block: bytes) -> bytes:
+        """Return this section (see of_header) from the message's header block.
+
+        block is the raw message up to the end of its header (header_end()): what
+        __call__ returns for the whole message, found by one regular expression instead
+        of a Python loop over the lines (a FETCH of 50,000 messages' headers).
+        """
+        if self.spec == "HEADER":
+            return block
+        pattern = self._fields
+        if pattern is None or b"\xdf" in block:
+            # "ß" upper-cases to "SS": only field_spans() compares such names as Dovecot.
+            fields, end, blank_line = field_spans(block)
+            return self._message(block, 0, end, end, True, (fields, end, blank_line))
+        if self.keep:  # the message's own HEADER.FIELDS always ends with a blank line
+            return b"".join(pattern.findall(block)) + b"\r\n"
+        last = block.rfind(b"\n", 0, len(block) - 1) + 1
+        blank_line = block[last:] in (b"\n", b"\r\n")
+        out, pos = [], 0
+        for match in pattern.finditer(block):
+            out.append(block[pos:match.start()])
+            pos = match.end()
+        out.append(block[pos:last if blank_line else len(block)])
+        if blank_line:
+            out.append(b"\r\n")
+        return b"".join(out)
 
     def __call__(self, raw: bytes, structure: dict | None) -> bytes:
         spec = self.spec
@@ -459,6 +492,30 @@ class SectionReader:
                                                     and end < len(raw)):
             out += b"\r\n"
         return bytes(out)
+
+
+def _fields_pattern(wanted: set[str]) -> re.Pattern[bytes] | None:
+    """Return a pattern matching whole fields (with their folded lines) named as wanted.
+
+    A field starts at a line start with no white space before its name (as field_spans()
+    reads it, every such line inside a header starts a field); its name is compared as
+    field_spans() compares it, ASCII case-insensitively, white space before the colon
+    allowed. None for a name that is not ASCII (field_spans() then decides).
+    """
+    if not all(name.isascii() for name in wanted):
+        return None
+    names = b"|".join(re.escape(name.encode("ascii")) for name in sorted(wanted))
+    return re.compile(rb"^(?:" + names + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n?",
+                      re.IGNORECASE | re.MULTILINE)
+
+
+def header_end(raw: bytes) -> int:
+    """Return where the message's header ends: past its blank line, or at the end of raw.
+
+    The same end SectionReader finds for BODY[HEADER] (field_spans(), as parse_structure()
+    ends the top header).
+    """
+    return field_spans(raw)[1]
 
 
 def _slice(raw: bytes, span: list[int]) -> bytes:

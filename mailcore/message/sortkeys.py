@@ -118,6 +118,20 @@ def own_message_id(value: str | None) -> str | None:
     return found[0] if found else None
 
 
+THREAD_ROOT_LENGTH = 255
+
+
+def thread_root(message_id: str | None, thread_refs: str | None) -> str:
+    """Return the msg-id a message's conversation is looked up by, as "<id>" ("" if none).
+
+    The first parent it names (its thread's root, when the References are whole), else its
+    own Message-ID; cut to THREAD_ROOT_LENGTH characters to stay indexable.
+    """
+    refs = message_ids(thread_refs)
+    root = refs[0] if refs else own_message_id(message_id)
+    return f"<{root}>"[:THREAD_ROOT_LENGTH] if root else ""
+
+
 def thread_references(references: str | None, in_reply_to: str | None) -> list[str]:
     """Return the parents a message names, oldest first (RFC 5256 section 2.2).
 

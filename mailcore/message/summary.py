@@ -14,7 +14,7 @@ from email.header import Header, decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from mailcore.message.sortkeys import header_sort_fields
+from mailcore.message.sortkeys import header_sort_fields, thread_root
 
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes the parser could not read as ASCII
 
@@ -67,6 +67,8 @@ def summarize(raw: bytes) -> dict:
                                       < datetime(9999, 1, 1, tzinfo=UTC)):
         sent_date = None
     subject = text("Subject")
+    message_id = text("Message-ID")[:998]
+    sort = header_sort_fields(block, subject)
     return {
         # SEARCH SENT* compare the date as written, its time and zone disregarded (RFC 3501
         # section 6.4.4): the calendar date in the header, not the UTC instant's.
@@ -75,7 +77,8 @@ def summarize(raw: bytes) -> dict:
         "from_addr": text("From"),
         "to_addrs": text("To"),
         "cc_addrs": text("Cc"),
-        "message_id": text("Message-ID")[:998],
+        "message_id": message_id,
         "sent_date": sent_date,
-        **header_sort_fields(block, subject),
+        **sort,
+        "thread_root": thread_root(message_id, sort["thread_refs"]),
     }

@@ -129,9 +129,15 @@ class Message(models.Model):
     sort_display_from = models.TextField(blank=True, default="")
     sort_display_to = models.TextField(blank=True, default="")
     thread_refs = models.TextField(blank=True, default="")
+    # What webmail finds a conversation by (sortkeys.thread_root): the first parent's msg-id,
+    # or the message's own.
+    thread_root = models.CharField(max_length=255, blank=True, default="")
     # IMAP's ENVELOPE and BODYSTRUCTURE, computed once and kept as JSON.
     envelope = models.JSONField(null=True, blank=True)
     bodystructure = models.JSONField(null=True, blank=True)
+    # The header block (up to and with its blank line), so that FETCH of header fields
+    # reads no blob: b"" when too big to keep (read from the blob), null until computed.
+    header = models.BinaryField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
@@ -145,12 +151,16 @@ class Message(models.Model):
             models.Index(fields=["folder", "internal_date"], name="message_folder_date"),
             models.Index(fields=["folder"], condition=models.Q(seen=False),
                          name="message_folder_unseen"),
+            # Webmail's unread counts (mailcore.webclient.folder_list), on every page.
+            models.Index(fields=["folder"], condition=models.Q(seen=False, deleted=False),
+                         name="message_folder_unread"),
             # The webmail's sorted pages (mailcore.store.sorting.PAGE_ORDERS).
             models.Index(fields=["folder", "sort_subject", "uid"], name="message_folder_subject"),
             models.Index(fields=["folder", "sort_display_from", "uid"],
                          name="message_folder_from"),
             models.Index(fields=["folder", "sort_display_to", "uid"], name="message_folder_to"),
             models.Index(fields=["folder", "size", "uid"], name="message_folder_size"),
+            models.Index(fields=["folder", "thread_root", "uid"], name="message_folder_thread"),
         ]
 
     def __str__(self) -> str:

@@ -102,8 +102,8 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
 _MESSAGE_FIELDS = ("folder_id", "uid", "blob_id", "size", "internal_date", "modseq",
                    "seen", "answered", "flagged", "deleted", "draft", "keywords",
                    "pop3_hidden", "subject", "from_addr", "to_addrs", "cc_addrs",
-                   "message_id", "sent_date", "sent_on", "envelope", "bodystructure",
-                   *sortkeys.SORT_FIELDS)
+                   "message_id", "sent_date", "sent_on", "envelope", "bodystructure", "header",
+                   *sortkeys.SORT_FIELDS, "thread_root")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from mailcore import dbpool, hooks
+from mailcore.message import mime
 from mailcore.message.summary import summarize
 from mailcore.models import Expunged, Folder, Mailbox, Message
 from mailcore.store import delivery, events, fulltext, sql, structure
@@ -647,6 +648,23 @@ def fetch_rows(folder_id: int, uids: Sequence[int], fields: Iterable[str],
             if row.envelope is None or row.bodystructure is None:
                 structure.backfill(row, blob_store().get(row.blob_id))
     return rows
+
+
+def read_headers(rows: Sequence[MessageRow]) -> None:
+    """Give each row (with blob_id, and header unless expunged) its header block in .header.
+
+    Rows stored before the store kept headers get theirs from the blob, saved for next
+    time; a header too long to keep, or an expunged message's, is read from the blob.
+    """
+    store = blob_store()
+    for row in rows:
+        if not hasattr(row, "header"):
+            row.header = b""
+    structure.fill_headers(rows, store.get)
+    for row in rows:
+        if not row.header:
+            raw = store.get(row.blob_id)
+            row.header = raw[:mime.header_end(raw)]
 
 
 def read_many(messages: Sequence[Message]) -> list[bytes]:

@@ -57,23 +57,32 @@ def _message(row: Iterable) -> ThreadMessage:
 def conversation(folder_id: int, uid: int) -> list[int]:
     """Return the UIDs of the conversation uid belongs to (THREAD=REFERENCES), in order.
 
-    Only the likely relatives are read: the messages it names, those naming it, and
-    those with its base subject; [uid] alone when it has none (or does not exist).
+    Only the likely relatives are read, by index (a 50,000-message folder is not
+    scanned): those with its base subject, and those whose thread root
+    (sortkeys.thread_root: the first parent they name, else themselves) is its own
+    root, one of its nearest parents, or itself; [uid] alone when it has none (or does
+    not exist). Deviation: a relative that names none of these first and has another
+    subject (a reply whose References lost their start) is left out.
     """
     row = (Message.objects.filter(folder_id=folder_id, uid=uid)
            .values_list(*_FIELDS).first())
     if row is None:
         return []
     message = _message(row)
-    related = Q(sort_subject=message.base_subject) if message.base_subject else Q(pk__in=[])
-    # The nearest parents are enough to find the rest: each names its own.
-    ids = [*message.references[-MAX_LOOKUP_REFERENCES:],
+    ids = [*message.references[:1], *message.references[-MAX_LOOKUP_REFERENCES:],
            *([message.message_id] if message.message_id else [])]
-    for message_id in ids:
-        related |= Q(message_id__contains=f"<{message_id}>") | \
-            Q(thread_refs__contains=f"<{message_id}>")
-    rows = list(Message.objects.filter(Q(folder_id=folder_id) & (related | Q(uid=uid)))
-                .order_by("-uid").values_list(*_FIELDS)[:MAX_CONVERSATION])
+    roots = sorted({sortkeys.thread_root(None, f"<{message_id}>") for message_id in ids})
+    related = [Q(thread_root=root) for root in roots]
+    if message.base_subject:
+        related.append(Q(sort_subject=message.base_subject))
+    # One query a condition, each read by its own index, newest first: under an OR (or a
+    # UNION) SQLite walks the whole folder in UID order instead.
+    found = {uid: row}
+    for condition in related:
+        found.update((row[0], row) for row in Message.objects.filter(
+            condition, folder_id=folder_id).order_by("-uid").values_list(*_FIELDS)
+            [:MAX_CONVERSATION])
+    rows = [found[u] for u in sorted(found, reverse=True)[:MAX_CONVERSATION]]
     rows.reverse()
     for root in threads.references([_message(r) for r in rows]):
         numbers = root.numbers()

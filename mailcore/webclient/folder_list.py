@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Count, QuerySet
 
 from mailcore.models import Folder, Message
 from mailcore.store import folders as store_folders
@@ -37,7 +37,7 @@ class FolderItem:
     depth: int
     role: str  # "inbox", "sent", "drafts", "trash", "junk", "archive" or ""
     unread: int
-    total: int
+    total: int | None  # None unless asked for (a count over every message of the folder)
 
 
 def role_of(folder: Folder) -> str:
@@ -54,20 +54,24 @@ def get_folder(mailbox_id: int, folder_id: int) -> Folder:
     return folder
 
 
-def folder_list(mailbox_id: int) -> list[FolderItem]:
-    """Return the mailbox's folders, INBOX and the special ones first, with their counts."""
+def folder_list(mailbox_id: int, totals: bool = False) -> list[FolderItem]:
+    """Return the mailbox's folders, INBOX and the special ones first, with unread counts.
+
+    totals: count every folder's messages too (the folders page; every other page shows
+    only unread counts, which an index answers without reading a 50,000-message folder).
+    """
     folders = store_folders.list_folders(mailbox_id)
-    counts = {
-        row["folder_id"]: row for row in
-        Message.objects.filter(folder__mailbox_id=mailbox_id).values("folder_id")
-        .annotate(total=Count("id"), unread=Count("id", filter=Q(seen=False, deleted=False)))
-    }
+    unread = unread_counts(mailbox_id)
+    total = {}
+    if totals:
+        total = dict(Message.objects.filter(folder__mailbox_id=mailbox_id).values("folder_id")
+                     .annotate(n=Count("id")).values_list("folder_id", "n"))
     items = []
     for folder in folders:
-        row = counts.get(folder.pk, {})
         parts = folder.name.split(SEPARATOR)
         items.append(FolderItem(folder.pk, folder.name, parts[-1], len(parts) - 1,
-                                role_of(folder), row.get("unread", 0), row.get("total", 0)))
+                                role_of(folder), unread.get(folder.pk, 0),
+                                total.get(folder.pk, 0) if totals else None))
 
     def key(item: FolderItem) -> tuple:
         # Top-level special folders in a fixed order, then the rest as a tree by name.
@@ -82,9 +86,14 @@ def folder_list(mailbox_id: int) -> list[FolderItem]:
 
 def unread_counts(mailbox_id: int) -> dict[int, int]:
     """Return unread messages per folder id (folders without any are left out)."""
-    rows = (Message.objects.filter(folder__mailbox_id=mailbox_id, seen=False, deleted=False)
+    return dict(unread_query(mailbox_id).values_list("folder_id", "n"))
+
+
+def unread_query(mailbox_id: int) -> QuerySet:
+    """Return the query of unread_counts(): the message_folder_unread index's condition,
+    so that only unread rows are read (a page's sidebar, on every page)."""
+    return (Message.objects.filter(folder__mailbox_id=mailbox_id, seen=False, deleted=False)
             .values("folder_id").annotate(n=Count("id")))
-    return {row["folder_id"]: row["n"] for row in rows}
 
 
 def inbox(mailbox_id: int) -> Folder:

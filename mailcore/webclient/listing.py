@@ -10,6 +10,7 @@ first, saying how far it got (on Postgres, what it read is indexed for next time
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -97,6 +98,9 @@ class Page:
         return (self.number - 1) * self.size + len(self.rows)
 
 
+# Senders and recipients repeat from row to row and page to page: email.utils reads
+# each address once per process (a quarter of page()'s profile).
+@functools.lru_cache(maxsize=4096)
 def _display(value: str) -> tuple[str, str]:
     """Return (name or address, address) of the first address in a cached header."""
     pairs = [(n, a) for n, a in getaddresses([value]) if a or n]
@@ -106,6 +110,7 @@ def _display(value: str) -> tuple[str, str]:
     return (name.strip() or address), address
 
 
+@functools.lru_cache(maxsize=4096)
 def _display_list(value: str) -> str:
     names = [(n.strip() or a) for n, a in getaddresses([value]) if a or n]
     return ", ".join(names) if names else value.strip()

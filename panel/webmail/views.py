@@ -88,8 +88,9 @@ def _folder_url(folder_id: int, query: str = "") -> str:
     return f"{url}?{query}" if query else url
 
 
-def _sidebar(request: HttpRequest, current: Folder | None = None) -> dict:
-    items = folder_list.folder_list(request.principal.mailbox_id)
+def _sidebar(request: HttpRequest, current: Folder | None = None, totals: bool = False
+             ) -> dict:
+    items = folder_list.folder_list(request.principal.mailbox_id, totals=totals)
     return {"folders": items, "current_folder": current,
             "poll_seconds": settings.WEBMAIL_POLL_SECONDS}
 
@@ -421,7 +422,7 @@ def mark_all_read(request: HttpRequest, folder_id: int) -> HttpResponse:
 @auth.mailbox_required
 @require_http_methods(["GET", "POST"])
 def folder_manage(request: HttpRequest) -> HttpResponse:
-    sidebar = _sidebar(request)
+    sidebar = _sidebar(request, totals=True)
     form = forms.FolderCreateForm(request.POST or None, folders=sidebar["folders"])
     if request.method == "POST" and form.is_valid():
         try:
