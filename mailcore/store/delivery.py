@@ -92,8 +92,8 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
         return Delivered(key, message_ids, outbound_id)
 
     nested = connection.in_atomic_block
-    # Concurrent deliveries share a transaction and its flush to disk (groupcommit).
-    delivered = groupcommit.commit(write, mailbox_ids)
+    # On SQLite concurrent deliveries share a transaction and its flush (groupcommit).
+    delivered = groupcommit.commit(write)
     arrival = hooks.Arrival(mailbox_ids, key, mail_from, folder, junk=junk)
     if nested:  # the caller's transaction commits it: tell of it then
         if mailbox_ids:
