@@ -7,6 +7,7 @@ row for mailcore); then every mailbox is downloaded over POP3 (LIST, RETR all, Q
 Run as root (the reference daemons drop privileges themselves):
 
     python bench/smtp_pop3.py --messages 3000 [--database-url postgres://...] [--only ours]
+        [--processes N]
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def _children(pid: int) -> list[int]:
 def run_ours(users: Sequence[tuple[str, str]], args: argparse.Namespace) -> Figures:
     with (
         tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp,
-        mailcore(tmp, users, args.database_url) as server,
+        mailcore(tmp, users, args.database_url,
+                 settings={"MAILCORE_PROCESSES": str(args.processes)}) as server,
     ):
         return measure(server, users, args)
 
@@ -189,6 +191,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=10, help="mailboxes (round-robin)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--only", choices=("ours", "reference"), help="run one server only")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="our MAILCORE_PROCESSES (Postfix and Dovecot use every core)")
     parser.add_argument(
         "--database-url", metavar="postgres://USER@HOST:PORT/NAME",
         help="run ours on this scratch Postgres database (created, then dropped; "
@@ -213,7 +217,8 @@ def main() -> None:
     print(f"{args.messages} messages of {args.size} B, {args.concurrency} connections, "
           f"{args.users} mailboxes, 127.0.0.1; {os.cpu_count()} CPUs, load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other work skews rates)")
-    servers = {"ours": f"mailcore on {database_label(args.database_url)}",
+    servers = {"ours": f"mailcore on {database_label(args.database_url)}, "
+                       f"MAILCORE_PROCESSES={args.processes}",
                "reference": "Postfix -> Dovecot LMTP, maildir"}
     print("; ".join(f"{name}: {servers[name]}" for name in results))
     for name, figures in results.items():
