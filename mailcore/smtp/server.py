@@ -36,10 +36,6 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # Syntax and sequence errors: the replies that spend a session's error budget. Refused
 # recipients do not (a list's stale addresses are no abuse), nor a message too big.
 _BAD_COMMAND_CODES = frozenset({500, 501, 502, 503, 504, 553, 555})
-# A path of dot-atoms in angle brackets, as nearly all mail has (RFC 5321 section 4.1.2):
-# it always parses, so _malformed_path need not run the header parser on it too.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_PATH = re.compile(rf"<{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>(?: |$)")
 
 
 class SMTPSession(adapter.SMTPProtocol):
@@ -464,7 +460,8 @@ def _malformed_path(arg: str | None, keyword: str) -> bool:
     if arg is None or arg[:len(keyword)].upper() != keyword:
         return False
     path = arg[len(keyword):].strip()
-    if not path or _PLAIN_PATH.match(path):
+    # A plain <dot-atom@domain> path always parses: no need to run the header parser on it.
+    if not path or adapter.PLAIN_PATH.match(path):
         return False
     try:
         parsed, _ = get_angle_addr(path) if path.startswith("<") else get_addr_spec(path)
