@@ -2,13 +2,13 @@
 
 A durable commit waits for the disk (the WAL's fsync), and SQLite lets one writer at a
 time hold the database. Delivered one by one, ten SMTP sessions queue for the writer and
-each pays for its own flush. Here a thread that wants
-its rows written puts them in a queue and takes the leader's lock; whoever gets the lock
-writes everything queued so far (its own and the other threads') in one transaction,
-each in a savepoint of its own so one delivery's failure (a full mailbox) undoes only
-its rows, and commits once. A thread whose rows a leader committed meanwhile finds them
-done when it gets the lock. Every caller returns only after the commit that holds its
-rows, so a 250 after DATA still means the message survives kill -9.
+each pays for its own flush. Here a thread that wants its rows written puts them in a
+queue and takes the leader's lock; whoever gets the lock writes everything queued so far
+(its own and the other threads') in one transaction, each in a savepoint of its own so
+one delivery's failure (a full mailbox) undoes only its rows, and commits once. A thread
+whose rows a leader committed meanwhile finds them done when it gets the lock. Every
+caller returns only after the commit that holds its rows, so a 250 after DATA still means
+the message survives kill -9.
 
 Postgres is left to group its own commits: its writers run side by side, and concurrent
 commits already share a WAL flush. A group there would serialise them and add two
