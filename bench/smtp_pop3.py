@@ -7,11 +7,13 @@ row for mailcore); then every mailbox is downloaded over POP3 (LIST, RETR all, Q
 Run as root (the reference daemons drop privileges themselves):
 
     python bench/smtp_pop3.py --messages 3000 [--database-url postgres://...] [--only ours]
+        [--processes N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -28,10 +30,16 @@ from load import DownloadResult, free_port, pop3_download, rate, report, smtp_se
 from ours import mailcore
 from reference import postfix_dovecot
 
-TARGET = 0.5  # ours must reach at least this fraction of the reference's rate
 PASSWORD = "secret"
-# Rows held to the target; the 250 rate is shown for insight only (Postfix queues first).
-TARGET_ROWS = ("delivered and visible, msgs/s", "POP3 download, msgs/s", "POP3 download, MB/s")
+# The fraction of the reference's rate each row must reach. Postfix answers 250 once the
+# message is in its queue, before Dovecot has it; we answer once it is in the mailbox, so
+# the 250 row is held to less than the reference's and the delivered row to all of it.
+TARGETS = {
+    "SMTP accepted (250 after DATA), msgs/s": 0.8,
+    "delivered and visible, msgs/s": 1.0,
+    "POP3 download, msgs/s": 1.0,
+    "POP3 download, MB/s": 1.0,
+}
 
 
 class MailServer(Protocol):
@@ -53,6 +61,7 @@ class Figures:
     delivering: float  # seconds, first send to last message visible
     download: DownloadResult
     complete: bool
+    cpu: tuple[float, float] | None = None  # server CPU seconds: sending, downloading
 
     def rates(self) -> dict[str, float]:
         """The compared figures, by row label."""
@@ -64,12 +73,19 @@ class Figures:
         }
 
     def lines(self, name: str) -> list[str]:
-        return [
+        lines = [
             report(f"{name}: SMTP accepted (250 after DATA)", self.accepted, self.accepting),
             report(f"{name}: delivered, first send to last", self.delivered, self.delivering),
             report(f"{name}: POP3 RETR all, no DELE", self.download.messages,
                    self.download.elapsed, self.download.octets),
         ]
+        if self.cpu is not None and self.delivered and self.download.messages:
+            # Less skewed by other work on the machine than the rates.
+            sending = 1000 * self.cpu[0] / self.delivered
+            downloading = 1000 * self.cpu[1] / self.download.messages
+            lines.append(f"{name}: server CPU (user+sys) {sending:.2f} ms a delivered message, "
+                         f"{downloading:.3f} ms a downloaded one")
+        return lines
 
 
 def measure(server: MailServer, users: Sequence[tuple[str, str]],
@@ -85,26 +101,50 @@ def measure(server: MailServer, users: Sequence[tuple[str, str]],
     warm = send(2 * args.concurrency)
     wait_for(lambda: server.delivered() >= warm, args.timeout)
     before = server.delivered()
+    pid = getattr(server, "pid", None)
+    cpu_start = cpu_seconds(pid)
     start = time.monotonic()
     sent = send(args.messages)
     accepting = time.monotonic() - start
     visible = wait_for(lambda: server.delivered() >= before + sent, args.timeout, 0.02)
     delivering = time.monotonic() - start
     delivered = server.delivered() - before
+    cpu_sent = cpu_seconds(pid)
     download = pop3_download(server.host, server.pop3_port, users, args.concurrency,
                              args.timeout)
+    cpu_downloaded = cpu_seconds(pid)
     complete = (visible and sent == args.messages
                 and download.messages == before + delivered)
     if not complete:  # quote the logs now: they go with the server's tmpdir
         for log in server.logs:
             print(f"--- {log}:\n{tail(log)}", file=sys.stderr)
-    return Figures(sent, accepting, delivered, delivering, download, complete)
+    cpu = None if pid is None else (cpu_sent - cpu_start, cpu_downloaded - cpu_sent)
+    return Figures(sent, accepting, delivered, delivering, download, complete, cpu)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """Return the user+sys seconds a process and its children (workers) have used."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    for task in [pid, *_children(pid)]:
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(FileNotFoundError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
 
 
 def run_ours(users: Sequence[tuple[str, str]], args: argparse.Namespace) -> Figures:
     with (
         tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp,
-        mailcore(tmp, users, args.database_url) as server,
+        mailcore(tmp, users, args.database_url,
+                 settings={"MAILCORE_PROCESSES": str(args.processes)}) as server,
     ):
         return measure(server, users, args)
 
@@ -125,14 +165,20 @@ def database_label(url: str | None) -> str:
 
 
 def comparison(ours: Figures, ref: Figures) -> list[str]:
-    """The table: each rate for both servers, ours/reference, and the target verdict."""
-    head = f"{'':<40} {'ours':>9} {'reference':>10} {'ours/ref':>9}  target >= {TARGET:g}x"
+    """The table: each rate for both servers, ours/reference, and the target verdict.
+
+    The reference is Postfix for the 250 row, Postfix -> Dovecot for delivery, Dovecot
+    for POP3.
+    """
+    head = f"{'':<40} {'ours':>9} {'reference':>10} {'ours/ref':>9}  {'target':>7}"
     lines = [head]
     ref_rates = ref.rates()
     for label, value in ours.rates().items():
         ratio = value / ref_rates[label] if ref_rates[label] else 0.0
-        verdict = ("met" if ratio >= TARGET else "NOT met") if label in TARGET_ROWS else "-"
-        lines.append(f"{label:<40} {value:9.1f} {ref_rates[label]:10.1f} {ratio:9.2f}  {verdict}")
+        target = TARGETS[label]
+        verdict = "met" if ratio >= target else "NOT met"
+        lines.append(f"{label:<40} {value:9.1f} {ref_rates[label]:10.1f} {ratio:9.2f}  "
+                     f">= {target:g}x {verdict}")
     return lines
 
 
@@ -145,6 +191,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=10, help="mailboxes (round-robin)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--only", choices=("ours", "reference"), help="run one server only")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="our MAILCORE_PROCESSES (Postfix and Dovecot use every core)")
     parser.add_argument(
         "--database-url", metavar="postgres://USER@HOST:PORT/NAME",
         help="run ours on this scratch Postgres database (created, then dropped; "
@@ -169,7 +217,8 @@ def main() -> None:
     print(f"{args.messages} messages of {args.size} B, {args.concurrency} connections, "
           f"{args.users} mailboxes, 127.0.0.1; {os.cpu_count()} CPUs, load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other work skews rates)")
-    servers = {"ours": f"mailcore on {database_label(args.database_url)}",
+    servers = {"ours": f"mailcore on {database_label(args.database_url)}, "
+                       f"MAILCORE_PROCESSES={args.processes}",
                "reference": "Postfix -> Dovecot LMTP, maildir"}
     print("; ".join(f"{name}: {servers[name]}" for name in results))
     for name, figures in results.items():

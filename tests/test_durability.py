@@ -155,6 +155,66 @@ def test_every_message_acknowledged_before_kill_9_survives_intact(blob_backend, 
     assert not missing, f"acknowledged with 250 but lost: {sorted(missing)}"
 
 
+def test_kill_9_while_many_sessions_end_data_at_once_keeps_every_acknowledged_one(
+        server_process, alice, tmp_path: Path):
+    # Concurrent deliveries are committed together (mailcore.store.groupcommit): a kill
+    # while a group is being written must lose no message that was answered 250.
+    port = server_process.port("smtp")
+    acknowledged: set[str] = set()
+    ended: set[str] = set()
+    rounds = 5
+    for round_number in range(rounds):
+        sessions = {}
+        for n in range(10):
+            client = RawClient(port)
+            assert client.smtp_reply().startswith("220 ")
+            client.transact("EHLO client.remote.test", "250", smtp=True)
+            client.transact("MAIL FROM:<sender@remote.test>", "250", smtp=True)
+            client.transact(f"RCPT TO:<{ALICE}>", "250", smtp=True)
+            client.transact("DATA", "354", smtp=True)
+            test_id = f"r{round_number}-s{n}"
+            client.send(message_for(test_id).replace(b"\r\n.", b"\r\n.."))  # dot-stuffed
+            sessions[test_id] = client
+        for test_id, client in sessions.items():  # every session ends its DATA at once
+            client.send(b".\r\n")
+            ended.add(test_id)
+        for test_id, client in sessions.items():
+            assert client.smtp_reply().startswith("250 2.0.0 "), test_id
+            acknowledged.add(test_id)
+            if round_number == rounds - 1:
+                break  # the first answer of the last round: kill while the rest commit
+        else:
+            for client in sessions.values():
+                client.close()
+    server_process.kill()
+    # Replies already on their way when the kill landed count as acknowledged too.
+    for test_id, client in sessions.items():
+        client.sock.settimeout(5)
+        try:
+            if test_id not in acknowledged and client.smtp_reply().startswith("250 "):
+                acknowledged.add(test_id)
+        except (ConnectionError, TimeoutError):
+            pass
+    assert server_process.proc.returncode == -signal.SIGKILL
+
+    restarted = ServerProcess(tmp_path / "mailcore", ports=server_process.ports).start()
+    try:
+        messages = download_all(restarted)
+    finally:
+        exit_code = restarted.terminate()
+    assert exit_code == 0
+    assert_log_clean(restarted)
+    found: dict[str, int] = {}
+    for raw in messages:
+        [test_id] = _TEST_ID.findall(raw)
+        found[test_id.decode()] = found.get(test_id.decode(), 0) + 1
+        assert raw.endswith(message_for(test_id.decode())), test_id
+    assert set(found) <= ended
+    assert not {i for i, n in found.items() if n > 1}, "stored more than once"
+    missing = acknowledged - set(found)
+    assert not missing, f"acknowledged with 250 but lost: {sorted(missing)}"
+
+
 # SIGTERM ----------------------------------------------------------------------------------
 
 def test_sigterm_refuses_new_connections_and_lets_an_open_session_finish(server_process,

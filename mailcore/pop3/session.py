@@ -36,7 +36,6 @@ INLINE_READ_LIMIT = 64 * 1024
 MAX_ERRORS = 20
 LOCK_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.4)
 SEND_CHUNK = 256 * 1024
-_DOT_LINE = re.compile(rb"(^|\n)\.", re.M)
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -86,14 +85,29 @@ class POP3Session(StreamSession):
         """Send a multi-line response: body dot-stuffed and terminated (RFC 1939 section 3)."""
         if body and not body.endswith(b"\r\n"):
             body += b"\r\n"
-        data = memoryview(first.encode() + b"\r\n" + _DOT_LINE.sub(rb"\1..", body) + b".\r\n")
+        # bytes.replace, not a regular expression: RETR's hot path, and most mail has no
+        # line starting with a dot at all.
+        if b"\n." in body:
+            body = body.replace(b"\n.", b"\n..")
+        data = b"".join((first.encode(), b"\r\n.." if body[:1] == b"." else b"\r\n",
+                         body[1:] if body[:1] == b"." else body, b".\r\n"))
+        if len(data) <= SEND_CHUNK:
+            self.writer.write(data)
+            await self.drain()
+            return
         # In chunks, so the timeout bounds a stalled client, not a slow download.
+        view = memoryview(data)
         for start in range(0, len(data), SEND_CHUNK):
-            self.writer.write(data[start:start + SEND_CHUNK])
+            self.writer.write(view[start:start + SEND_CHUNK])
             await self.drain()
 
     async def drain(self) -> None:
         # A client that stops reading must not hold the session (and its lock) forever.
+        # While the transport holds less than a chunk nothing can stall: skip the timed
+        # wait (a timer per reply), as writer.drain() would not wait either.
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() < SEND_CHUNK and not transport.is_closing():
+            return
         await self.drain_within(settings.POP3_TIMEOUT)
 
     async def read_line(self) -> bytes | None:

@@ -19,6 +19,7 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from typing import Protocol
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from mailcore import directory
@@ -29,6 +30,7 @@ from mailcore.models import MailboxSettings, VacationReply
 from mailcore.principal import Principal
 from mailcore.sending import outgoing
 from mailcore.sending.senders import sender_addresses
+from mailcore.store import sql
 from mailcore.store.delivery import QuotaExceeded
 
 DEFAULT_INTERVAL = timedelta(days=7)  # RFC 5230 section 4.1's default :days
@@ -195,8 +197,21 @@ class StoredReplyLog:
 
 def away(mailbox_ids: list[int]) -> list[int]:
     """Return those of the mailboxes whose vacation reply is on."""
-    rows = MailboxSettings.objects.filter(mailbox_id__in=mailbox_ids, vacation_enabled=True)
-    return list(rows.values_list("mailbox_id", flat=True))
+    # Asked after every delivery: a plain statement per mailbox (most mail has one) costs
+    # a fraction of the ORM query (mailcore.store.sql).
+    found = []
+    with connection.cursor() as cursor:
+        for mailbox_id in mailbox_ids:
+            cursor.execute(_away_sql(), [mailbox_id, True])
+            if cursor.fetchone() is not None:
+                found.append(mailbox_id)
+    return found
+
+
+@sql.statements
+def _away_sql() -> str:
+    return sql.render("SELECT 1 FROM {settings} WHERE {settings.mailbox_id} = %s "
+                      "AND {settings.vacation_enabled} = %s", settings=MailboxSettings)
 
 
 def answer(mailbox_id: int, raw: bytes, envelope_sender: str) -> str:

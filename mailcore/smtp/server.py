@@ -460,7 +460,8 @@ def _malformed_path(arg: str | None, keyword: str) -> bool:
     if arg is None or arg[:len(keyword)].upper() != keyword:
         return False
     path = arg[len(keyword):].strip()
-    if not path:
+    # A plain <dot-atom@domain> path always parses: no need to run the header parser on it.
+    if not path or adapter.PLAIN_PATH.match(path):
         return False
     try:
         parsed, _ = get_angle_addr(path) if path.startswith("<") else get_addr_spec(path)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from mailcore import dbpool, hooks
+from mailcore import hooks
 from mailcore.message import sortkeys
 from mailcore.message.summary import summarize
 from mailcore.models import (
@@ -22,7 +22,7 @@ from mailcore.models import (
     OutboundMessage,
     OutboundRecipient,
 )
-from mailcore.store import events, fulltext, sql, structure
+from mailcore.store import events, fulltext, groupcommit, sql, structure
 from mailcore.store.blobs import blob_store
 from mailcore.store.folders import INBOX, JUNK, create_folder
 
@@ -69,7 +69,8 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     text = fulltext.searchable(raw) if mailbox_ids else None  # only a mailbox is searched
     key = blob_store().put(raw)
     now = timezone.now()
-    with dbpool.writing():
+
+    def write() -> Delivered:
         with connection.cursor() as cursor:
             full = charge(cursor, mailbox_ids, size)
             if full:
@@ -78,9 +79,6 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
             message_ids = [insert(cursor, _Junk(mailbox_id) if junk else (mailbox_id, folder),
                                   key, size, now, fields).message_id
                            for mailbox_id in mailbox_ids]
-        if mailbox_ids:
-            arrival = hooks.Arrival(mailbox_ids, key, mail_from, folder, junk=junk)
-            transaction.on_commit(lambda: hooks.arrived(arrival))
         outbound_id = None
         if remote:
             outbound = OutboundMessage.objects.create(
@@ -91,8 +89,23 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
                 OutboundRecipient(message=outbound, address=a, next_attempt_at=now)
                 for a in remote)
             outbound_id = outbound.pk
-            transaction.on_commit(lambda: _kick(outbound.pk))
-    return Delivered(key, message_ids, outbound_id)
+        return Delivered(key, message_ids, outbound_id)
+
+    nested = connection.in_atomic_block
+    # On SQLite concurrent deliveries share a transaction and its flush (groupcommit).
+    delivered = groupcommit.commit(write)
+    arrival = hooks.Arrival(mailbox_ids, key, mail_from, folder, junk=junk)
+    if nested:  # the caller's transaction commits it: tell of it then
+        if mailbox_ids:
+            transaction.on_commit(lambda: hooks.arrived(arrival))
+        if delivered.outbound_id is not None:
+            transaction.on_commit(lambda: _kick(delivered.outbound_id))
+    else:  # committed; told here, in this thread, not while holding the writer lock
+        if mailbox_ids:
+            _tell_arrival(arrival)
+        if delivered.outbound_id is not None:
+            _kick(delivered.outbound_id)
+    return delivered
 
 
 # Hand-written SQL (mailcore.store.sql): delivery is the hottest write path, and four plain
@@ -235,6 +248,14 @@ def _junk_folder_id(mailbox_id: int) -> int:
     if found:
         return found[0]
     return create_folder(Mailbox.objects.get(pk=mailbox_id), JUNK, Folder.SpecialUse.JUNK).pk
+
+
+def _tell_arrival(arrival: hooks.Arrival) -> None:
+    """Report a committed arrival; the message is stored whatever the hook does."""
+    try:
+        hooks.arrived(arrival)
+    except Exception:
+        log.warning("the arrival hook failed for blob %s", arrival.blob_key, exc_info=True)
 
 
 def _kick(outbound_id: int) -> None:

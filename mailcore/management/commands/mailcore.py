@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import resource
 import signal
 import sys
 
@@ -39,6 +40,21 @@ def _return_large_blocks() -> None:
     libc.mallopt(m_mmap_threshold, 128 * 1024)
 
 
+def _raise_open_files_limit() -> None:
+    """Let mailcore hold as many connections as the hard limit on open files allows.
+
+    Every connection is a descriptor, and the soft limit is often 1,024 (systemd, Docker)
+    while the hard one is far higher: ten thousand IDLE sessions need the hard one. Go does
+    the same for every program at start-up.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # refused: serve within the soft limit
+            log.warning("could not raise the open files limit from %d to %d", soft, hard)
+
+
 class Command(BaseCommand):
     help = ("Serve every mail protocol on the ports the settings name (a port of 0 disables "
             "one, \"auto\" lets the system pick), in MAILCORE_PROCESSES worker processes; "
@@ -46,6 +62,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         _return_large_blocks()
+        _raise_open_files_limit()
         if settings.MAILCORE_PROCESSES == 1:
             asyncio.run(self.serve())
             return
