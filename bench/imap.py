@@ -41,11 +41,13 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import random
 import re
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,7 @@ PROGRAMS = [
     "UID 1000:2000 SEEN", "FLAGGED BODY needle", "HEADER X-Mailer bench FLAGGED",
 ]
 TARGET = 0.5  # ours must reach at least this fraction of Dovecot's commands/s
+MEDIAN_TARGET_MS, P99_TARGET_MS = 20, 100  # every command's, at the most clients
 IDLE_TARGET_MB = 200  # for the whole of our process with --connections idle sessions
 BIG_USER = "big@bench.test"
 HEADERS_FETCH = "FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"
@@ -198,7 +201,7 @@ fill_ours({spec!r})
 
 
 def _our_environment(data_dir: Path, port: str, database_url: str | None,
-                     processes: int) -> dict[str, str]:
+                     processes: str) -> dict[str, str]:
     from ours import NOT_INHERITED
 
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
@@ -231,7 +234,7 @@ def _manage(args: list[str], env: dict[str, str], log: Path) -> None:
 
 @contextlib.contextmanager
 def our_server(tmpdir: Path, spec: Sequence[tuple[str, str, int]],
-               database_url: str | None, processes: int = 1) -> Iterator[Server]:
+               database_url: str | None, processes: str = "1") -> Iterator[Server]:
     """`manage.py mailcore` serving IMAP on a port it picks and reports, its store filled per spec.
 
     With processes above one it is a supervisor and that many workers, all counted. A
@@ -427,7 +430,7 @@ class LoadFigures:
     errors: int = 0
     client_cpu: float = 0.0  # seconds of CPU the load generator used while measuring
     server_cpu: float = 0.0  # and the server, all its processes
-    latency: dict[str, list[float]] = field(default_factory=dict)  # verb -> [count, seconds]
+    latency: dict[str, list[float]] = field(default_factory=dict)  # verb -> seconds, each
     first_error: str = ""
 
     @property
@@ -447,10 +450,7 @@ class _Load:
         began = time.perf_counter()
         result = await conn.command(text, literal)
         if self.measuring:
-            took = time.perf_counter() - began
-            entry = self.figures.latency.setdefault(verb, [0, 0.0])
-            entry[0] += 1
-            entry[1] += took
+            self.figures.latency.setdefault(verb, []).append(time.perf_counter() - began)
             self.figures.commands += 1
         return result
 
@@ -662,7 +662,8 @@ def measure(server: Server, args: argparse.Namespace, users: Sequence[tuple[str,
                                                 args.warmup))
                 results.load.append(figures)
                 print(f"  {server.name}: {clients} clients, {rounds} rounds a login: "
-                      f"{figures.rate:.0f} commands/s ({figures.errors} errors)", flush=True)
+                      f"{figures.rate:.0f} commands/s, {_cpu_per_command(figures):.2f} ms CPU a "
+                      f"command ({figures.errors} errors)", flush=True)
     if "folder" in phases:
         for _ in range(2):
             results.folder.append(asyncio.run(_open_big_folder(server)))
@@ -676,6 +677,20 @@ def measure(server: Server, args: argparse.Namespace, users: Sequence[tuple[str,
         print(f"  {server.name}: idle: RSS summed {results.idle.after_rss / 1024:.0f} MB, PSS "
               f"summed {results.idle.after_pss / 1024:.0f} MB", flush=True)
     return results
+
+
+def _latency(took: list[float]) -> tuple[float, float, float]:
+    """Return (mean, median, 99th percentile) in milliseconds; zeros without samples."""
+    if not took:
+        return 0.0, 0.0, 0.0
+    ordered = sorted(took)
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return (1000 * statistics.fmean(ordered), 1000 * statistics.median(ordered), 1000 * p99)
+
+
+def _cpu_per_command(figures: LoadFigures) -> float:
+    """Return the server's CPU milliseconds per command answered while measuring."""
+    return 1000 * figures.server_cpu / figures.commands if figures.commands else 0.0
 
 
 def _mb(kib: float) -> str:
@@ -707,19 +722,21 @@ def report(results: dict[str, Results], args: argparse.Namespace) -> list[str]:
                     f"  {name} at {figures.clients} clients, {figures.rounds} rounds: "
                     f"{figures.commands} commands, {figures.sessions} sessions ended, "
                     f"{figures.errors} errors; CPU: server "
-                    f"{100 * figures.server_cpu / figures.seconds:.0f}%, load generator "
+                    f"{100 * figures.server_cpu / figures.seconds:.0f}% "
+                    f"({_cpu_per_command(figures):.2f} ms a command), load generator "
                     f"{100 * figures.client_cpu / figures.seconds:.0f}%"
                     + (f"; first error: {figures.first_error}" if figures.errors else ""))
         for run in runs:
             if run[0].clients != max(args.clients):
                 continue
-            lines.append(f"  mean latency, ms, at {run[0].clients} clients, {run[0].rounds} "
-                         "rounds a login:")
+            lines.append(f"  latency, ms, at {run[0].clients} clients, {run[0].rounds} rounds a "
+                         f"login: mean, median, 99th percentile (target: median < "
+                         f"{MEDIAN_TARGET_MS} ms, p99 < {P99_TARGET_MS} ms)")
             for verb in sorted({v for figures in run for v in figures.latency}):
                 row = f"    {verb:<14}"
                 for name, figures in zip(names, run, strict=True):
-                    count, took = figures.latency.get(verb, [0, 0.0])
-                    row += f"{name:>10} {1000 * took / count if count else 0:8.2f}"
+                    mean, median, p99 = _latency(figures.latency.get(verb, []))
+                    row += f"{name:>10} {mean:7.1f} {median:7.1f} {p99:7.1f}"
                 lines.append(row)
     if "folder" in args.phases:
         lines.append(f"(b) {args.folder_messages} messages: SELECT INBOX, then {HEADERS_FETCH}:")
@@ -747,7 +764,7 @@ def report(results: dict[str, Results], args: argparse.Namespace) -> list[str]:
                 def verdict(kib: int) -> str:
                     return "met" if kib < IDLE_TARGET_MB * 1024 else "NOT met"
 
-                who = ("one process" if args.processes == 1
+                who = ("one process" if args.processes == "1"
                        else f"{args.processes} workers and their supervisor")
                 lines.append(
                     f"  {name:<8} opened in {idle.opening:.1f} s; {who}: "
@@ -864,6 +881,13 @@ def bench_search(count: int) -> None:
             print(f"{'SEARCH ' + program:40} {took:8.1f} ms  {len(found)} found")
 
 
+def _processes(text: str) -> str:
+    """Return --processes as MAILCORE_PROCESSES takes it: a positive number or "auto"."""
+    if text != "auto" and not (text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError("a positive number or 'auto'")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -877,9 +901,9 @@ def main() -> None:
         command.add_argument("--database-url", metavar="postgres://USER@HOST:PORT/NAME",
                              help="ours on this scratch Postgres database (created, then "
                              "dropped); default: SQLite in a temporary folder")
-        command.add_argument("--processes", type=int, default=1,
-                             help="ours: MAILCORE_PROCESSES, worker processes (default 1, "
-                             "as the setting's default)")
+        command.add_argument("--processes", type=_processes, default="1",
+                             help="ours: MAILCORE_PROCESSES, worker processes or \"auto\" "
+                             "(one per CPU; default 1, as the setting's default)")
     compare.add_argument("--phases", default="load,folder,idle",
                          type=lambda text: set(text.split(",")),
                          help="comma-separated: load, folder, idle")
