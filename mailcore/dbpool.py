@@ -12,10 +12,10 @@ import contextlib
 import fcntl
 import functools
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from django.conf import settings
@@ -23,16 +23,103 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 
 T = TypeVar("T")
 
-_executor: ThreadPoolExecutor | None = None
+class Pool:
+    """A fixed set of threads taking units of work from one queue, answering on the loop.
+
+    Lighter than a ThreadPoolExecutor behind run_in_executor, which every IMAP command
+    crosses at least once: no concurrent.futures.Future (and its Condition) per unit and
+    no chaining of two futures; a unit's result goes straight to the asyncio future.
+    Threads start as units arrive, up to `size`.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size, self.name = size, name
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.waiting: list[bool] = []  # per thread, set by that thread alone: no lock needed
+        self.lock = threading.Lock()
+
+    def submit(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future,
+               fn: Callable[[], object]) -> None:
+        self.queue.put((loop, future, fn))
+        if len(self.threads) < self.size and not any(self.waiting):
+            with self.lock:
+                if len(self.threads) < self.size:
+                    number = len(self.threads)
+                    self.waiting.append(False)
+                    thread = threading.Thread(target=self._work, args=(number,), daemon=True,
+                                              name=f"{self.name}_{number}")
+                    self.threads.append(thread)
+                    thread.start()
+
+    def _work(self, number: int) -> None:
+        take, waiting = self.queue.get, self.waiting
+        while True:
+            waiting[number] = True
+            item = take()
+            waiting[number] = False
+            if item is None:
+                return
+            loop, future, fn = item
+            if future is not None and future.cancelled():
+                continue  # its task was cancelled while the unit waited: skip the work
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001  handed to the awaiting task
+                _answer(loop, future, exc, failed=True)
+            else:
+                _answer(loop, future, result, failed=False)
+            del item, loop, future, fn
+
+    def run_in_threads(self, fn: Callable[[], object]) -> None:
+        """Run fn once in every thread started, each taking exactly one (then stop them)."""
+        barrier = threading.Barrier(len(self.threads) or 1)
+        for _ in self.threads:
+            self.queue.put((None, None, functools.partial(_at_barrier, fn, barrier)))
+
+    def shutdown(self) -> None:
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+        self.threads, self.waiting = [], []
 
 
-def executor() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(
-            max_workers=settings.MAILCORE_DB_THREADS, thread_name_prefix="mailcore-db",
-        )
-    return _executor
+def _at_barrier(fn: Callable[[], object], barrier: threading.Barrier) -> None:
+    fn()
+    try:
+        barrier.wait(timeout=10)
+    except threading.BrokenBarrierError:
+        pass
+
+
+def _answer(loop: asyncio.AbstractEventLoop | None, future: asyncio.Future | None,
+            value: object, failed: bool) -> None:
+    if loop is None or future is None:
+        return
+    try:
+        loop.call_soon_threadsafe(_settle, future, value, failed)
+    except RuntimeError:  # the loop has closed: nobody is waiting any more
+        pass
+
+
+def _settle(future: asyncio.Future, value: object, failed: bool) -> None:
+    if future.cancelled():
+        return
+    if failed:
+        future.set_exception(value)
+    else:
+        future.set_result(value)
+
+
+_pool: Pool | None = None
+
+
+def pool() -> Pool:
+    global _pool
+    if _pool is None:
+        _pool = Pool(settings.MAILCORE_DB_THREADS, "mailcore-db")
+    return _pool
 
 
 _CHECK_EVERY = 30.0  # seconds between connection health checks in one thread
@@ -56,28 +143,20 @@ def _unit(fn: Callable[..., T], *args, **kwargs) -> T:
 async def run(fn: Callable[..., T], *args, **kwargs) -> T:
     """Run fn(*args, **kwargs) in a pool thread and return its result."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor(), functools.partial(_unit, fn, *args, **kwargs))
+    future = loop.create_future()
+    pool().submit(loop, future, functools.partial(_unit, fn, *args, **kwargs))
+    return await future
 
 
 def shutdown() -> None:
     """Close every pool thread's database connection and let the threads go."""
-    global _executor
-    if _executor is None:
+    global _pool
+    if _pool is None:
         return
-    pool, _executor = _executor, None
-    # One closing task per thread: each waits at the barrier, so no thread takes two.
-    barrier = threading.Barrier(pool._max_workers)  # noqa: SLF001
-
-    def close() -> None:
-        connections.close_all()
-        try:
-            barrier.wait(timeout=10)
-        except threading.BrokenBarrierError:
-            pass
-
-    for _ in range(pool._max_workers):  # noqa: SLF001
-        pool.submit(close)
-    pool.shutdown(wait=True)
+    running, _pool = _pool, None
+    # One closing unit per thread: each waits at the barrier, so no thread takes two.
+    running.run_in_threads(connections.close_all)
+    running.shutdown()
 
 
 _sqlite_writer = threading.Lock()
