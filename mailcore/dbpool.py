@@ -200,17 +200,52 @@ def _sqlite_processes_queue() -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-_synchronous = threading.local()  # per thread: (its SQLite connection, durable or not)
+_synchronous = threading.local()  # per thread: the SQLite connection set to NORMAL
 
 
-def _commit_mode(durable: bool) -> None:
-    """Make the coming commit wait for the disk, or not (SQLite; outside a transaction)."""
+def _normal_commits() -> None:
+    """Make this thread's SQLite connection commit without syncing the WAL (NORMAL).
+
+    A durable writing() syncs the WAL itself once the write lock is released
+    (_sync_wal), so no writer waits behind another's fsync.
+    """
     raw = connection.connection
-    if getattr(_synchronous, "state", None) == (id(raw), durable):
+    if getattr(_synchronous, "connection", None) == id(raw):
         return
     with connection.cursor() as cursor:
-        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-    _synchronous.state = (id(raw), durable)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    _synchronous.connection = id(raw)
+
+
+# Group commit of durable SQLite writes: each is numbered as it commits (under the write
+# lock), and one fsync of the WAL file makes every commit before it durable; a writer
+# whose commit a sync already covered returns at once.
+_wal_sync = threading.Lock()
+_committed = 0  # durable commits of this process, numbered in commit order
+_synced = 0  # the highest of them known to be on disk
+
+
+def _sync_wal(number: int) -> None:
+    """Return once durable commit number `number` of this process is on disk."""
+    global _synced
+    if _synced >= number:
+        return
+    with _wal_sync:
+        if _synced >= number:
+            return  # another writer's sync, started after our commit, covered it
+        upto = _committed
+        name = str(connection.settings_dict["NAME"])
+        try:
+            fd = os.open(f"{name}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            # Checkpointed and removed by the last connection to close: the commit is
+            # in the database file, which that checkpoint synced; sync it again anyway.
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _synced = upto
 
 
 @contextlib.contextmanager
@@ -222,6 +257,11 @@ def writing(durable: bool = True) -> Iterator[None]:
     does not wait for the disk. SQLite commits without syncing the WAL (synchronous
     NORMAL; the next durable commit syncs it along), Postgres without waiting for its WAL
     flush (synchronous_commit off). A nested writing() follows the outer one.
+
+    A durable SQLite write commits the same way, releases the write lock, then syncs the
+    WAL file before returning (a group commit: one fsync covers every commit before it).
+    Holding the lock through the fsync, as synchronous=FULL does, made every other
+    writer (a STORE, an EXPUNGE, a delivery) wait a disk flush per APPEND.
 
     SQLite has one writer at a time, and a thread waiting for it sleeps in growing steps
     (up to 100 ms) even after the lock is free. Writers queue instead where a free lock
@@ -242,8 +282,18 @@ def writing(durable: bool = True) -> Iterator[None]:
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
             yield
         return
+    global _committed
     with _sqlite_writer, _sqlite_processes_queue():
         connection.ensure_connection()
-        _commit_mode(durable)
+        _normal_commits()
         with transaction.atomic():
             yield
+        _committed += 1
+        number = _committed
+    if durable and _in_file():
+        _sync_wal(number)
+
+
+def _in_file() -> bool:
+    name = str(connection.settings_dict["NAME"])
+    return bool(name) and name != ":memory:" and "mode=memory" not in name
