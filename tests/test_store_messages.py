@@ -221,3 +221,9 @@ def test_select_claims_recent_once_and_writes_only_when_there_is_something_to_cl
     after = messages.select_folder(inbox.mailbox_id, "INBOX", recent="take")
     assert after.recent == (4, 5) and len(writes) == 1
     assert messages.claim_recent(inbox.pk, 5, take=True) == 5 and len(writes) == 1
+    # A message appended and expunged (a saved draft) leaves nothing to claim.
+    messages.append(inbox.pk, RAW + b"draft", ["\\Deleted"])
+    messages.expunge_deleted(inbox.pk)
+    writes.clear()
+    last = messages.select_folder(inbox.mailbox_id, "INBOX", recent="take")
+    assert last.recent == (5, 6) and writes == []

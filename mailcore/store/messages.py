@@ -687,7 +687,11 @@ def select_folder(mailbox_id: int, name: str, recent: str = "none") -> OpenedFol
     if recent == "none":
         return opened
     below = max(opened.folder.uidnext, opened.uids[-1] + 1 if opened.uids else 0)
-    first = claim_recent(opened.folder.id, below, take=recent == "take")
+    # Claimed up to the newest message there is, not up to UIDNEXT: the UIDs between
+    # were expunged (a client's APPEND of a draft, then its EXPUNGE), and claiming them
+    # would be a write for nothing at every SELECT after.
+    first = claim_recent(opened.folder.id, opened.uids[-1] + 1 if opened.uids else 0,
+                         take=recent == "take")
     return dataclasses.replace(opened, recent=(first, below))
 
 
