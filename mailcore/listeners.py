@@ -20,6 +20,7 @@ from mailcore.store import events
 log = logging.getLogger("mailcore")
 STATS_FLUSH_SECONDS = 10.0
 BACKLOG = 100  # asyncio's default, kept for sockets bound before the workers fork
+ACCEPT_BURST = 1  # connections a worker accepts per wake-up on a shared socket
 # HAProxy writes the PROXY header as it connects; a trusted proxy silent this long is broken.
 PROXY_HEADER_TIMEOUT = 5.0
 TLS_HANDSHAKE_TIMEOUT = 30.0
@@ -30,9 +31,19 @@ _inherited: dict[tuple[str, int], socket.socket] = {}
 
 
 def listen_args(host: str, port: int) -> dict[str, object]:
-    """Return create_server's arguments for host:port: an inherited socket, or the address."""
+    """Return create_server's arguments for host:port: an inherited socket, or the address.
+
+    An inherited socket is shared by every worker, each woken by a new connection; asyncio
+    accepts up to `backlog` connections per wake-up, so with its default (100) the first
+    worker to wake took every client of a burst (50 clients connecting at once all landed
+    in one of two workers, the other idle). A backlog of ACCEPT_BURST makes each wake-up
+    take one, and the least busy worker, back in its loop first, takes the next;
+    MailServer.start then listens with BACKLOG again, the queue's length in the kernel.
+    """
     sock = _inherited.pop((host, port), None)
-    return {"host": host, "port": port} if sock is None else {"sock": sock}
+    if sock is None:
+        return {"host": host, "port": port}
+    return {"sock": sock, "backlog": ACCEPT_BURST}
 
 
 class Connections:
@@ -369,6 +380,8 @@ class MailServer:
                 port = sock.getsockname()[1]
                 _inherited[(self.host, port)] = sock
             server = await spec.start(self.host, port, self.connections)
+            if sock is not None:
+                sock.listen(BACKLOG)  # create_server listened with ACCEPT_BURST (listen_args)
             self.bound.append(Bound(spec.name, server))
             log.info("mailcore listening name=%s address=%s port=%d",
                      spec.name, self.host, self.bound[-1].port)

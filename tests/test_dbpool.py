@@ -1,4 +1,5 @@
-"""SQLite writers of several processes queue on the lock file beside the database."""
+"""SQLite writers of several processes queue on the lock file beside the database; durable
+writes sync the WAL once the write lock is free (group commit)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
+from mailcore import dbpool
 from tests.servers import ROOT
 
 WRITES = 200
@@ -61,3 +66,26 @@ def test_writers_in_two_processes_both_succeed_without_database_is_locked(tmp_pa
     assert sorted(counted) == [("a", WRITES), ("b", WRITES)]
     assert total == 2 * WRITES
     assert (tmp_path / "db.sqlite3-writer.lock").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_durable_write_syncs_the_wal_after_releasing_the_write_lock(monkeypatch):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock and WAL file")
+    synced: list[tuple[str, bool]] = []
+
+    def fsync(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), dbpool._sqlite_writer.locked()))
+
+    monkeypatch.setattr(dbpool.os, "fsync", fsync)
+    with dbpool.writing(durable=False), connection.cursor() as cursor:
+        cursor.execute("UPDATE django_migrations SET app = app WHERE id = 1")
+    assert synced == []  # a flag change: a crash of the process may not lose it, power may
+
+    with dbpool.writing(), connection.cursor() as cursor:
+        cursor.execute("UPDATE django_migrations SET app = app WHERE id = 1")
+    wal = f"{connection.settings_dict['NAME']}-wal"
+    assert synced == [(os.path.realpath(wal), False)]
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == 1  # NORMAL: the commit itself did not wait for the disk

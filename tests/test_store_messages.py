@@ -200,3 +200,30 @@ def test_a_delivery_in_another_thread_wakes_a_watcher(alice, settings):
             events.hub.unwatch(alice.pk, event)
 
     assert asyncio.run(scenario())
+
+
+def test_select_claims_recent_once_and_writes_only_when_there_is_something_to_claim(
+        inbox, monkeypatch):
+    writes = []
+    real_writing = messages.dbpool.writing
+
+    def counting_writing(*args, **kwargs):
+        writes.append(args)
+        return real_writing(*args, **kwargs)
+
+    monkeypatch.setattr(messages.dbpool, "writing", counting_writing)
+    first = messages.select_folder(inbox.mailbox_id, "INBOX", recent="take")
+    assert first.recent == (1, 4) and len(writes) == 1
+    again = messages.select_folder(inbox.mailbox_id, "INBOX", recent="take")
+    assert again.recent == (4, 4) and len(writes) == 1  # nothing new: a reader only
+    deliver(RAW + b"new", "a@remote.test", [inbox.mailbox_id])
+    writes.clear()
+    after = messages.select_folder(inbox.mailbox_id, "INBOX", recent="take")
+    assert after.recent == (4, 5) and len(writes) == 1
+    assert messages.claim_recent(inbox.pk, 5, take=True) == 5 and len(writes) == 1
+    # A message appended and expunged (a saved draft) leaves nothing to claim.
+    messages.append(inbox.pk, RAW + b"draft", ["\\Deleted"])
+    messages.expunge_deleted(inbox.pk)
+    writes.clear()
+    last = messages.select_folder(inbox.mailbox_id, "INBOX", recent="take")
+    assert last.recent == (5, 6) and writes == []

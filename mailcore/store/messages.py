@@ -154,6 +154,9 @@ class _Statements:
     delete: str  # {ids}: placeholders for message ids
     release: str
     kept: str  # {uids}: a condition on uid
+    recent: str
+    lock_recent: str
+    claim_recent: str
     uid: str  # the uid column, for conditions built per call
 
 
@@ -209,6 +212,10 @@ def _sql() -> _Statements:
         delete=render("DELETE FROM {message} WHERE {message.id} IN ({{ids}})"),
         release=render("UPDATE {mailbox} SET {mailbox.used_bytes} = {mailbox.used_bytes} - %s "
                        "WHERE {mailbox.id} = %s"),
+        recent=sql.select(Folder, ["recent_uid"], render("{folder.id} = %s")),
+        lock_recent=sql.select(Folder, ["recent_uid"], render("{folder.id} = %s"))
+        + sql.for_update(),
+        claim_recent=render("UPDATE {folder} SET {folder.recent_uid} = %s WHERE {folder.id} = %s"),
         uid=sql.column(Message, "uid"),
     )
 
@@ -698,7 +705,11 @@ def select_folder(mailbox_id: int, name: str, recent: str = "none") -> OpenedFol
     if recent == "none":
         return opened
     below = max(opened.folder.uidnext, opened.uids[-1] + 1 if opened.uids else 0)
-    first = claim_recent(opened.folder.id, below, take=recent == "take")
+    # Claimed up to the newest message there is, not up to UIDNEXT: the UIDs between
+    # were expunged (a client's APPEND of a draft, then its EXPUNGE), and claiming them
+    # would be a write for nothing at every SELECT after.
+    first = claim_recent(opened.folder.id, opened.uids[-1] + 1 if opened.uids else 0,
+                         take=recent == "take")
     return dataclasses.replace(opened, recent=(first, below))
 
 
@@ -710,16 +721,26 @@ def claim_recent(folder_id: int, below: int, take: bool) -> int:
     not yet claimed; claiming moves it up under the folder's lock, so two sessions never
     both claim a message. take=False (EXAMINE) only looks.
     """
-    try:
-        if not take:
-            return Folder.objects.values_list("recent_uid", flat=True).get(pk=folder_id)
-        with dbpool.writing(durable=False):
-            first = (Folder.objects.select_for_update()
-                     .values_list("recent_uid", flat=True).get(pk=folder_id))
-            if first < below:
-                Folder.objects.filter(pk=folder_id).update(recent_uid=below)
-    except Folder.DoesNotExist:
-        return below  # deleted meanwhile: nothing to claim
+    # Read first, unlocked: recent_uid only grows, so a value at or above `below` means
+    # there is nothing to claim, and SELECT or a sync stays a reader (no write lock, no
+    # transaction) unless messages arrived that no session has seen yet.
+    statements = _sql()
+    with connection.cursor() as cursor:
+        cursor.execute(statements.recent, [folder_id])
+        row = cursor.fetchone()
+        if row is None:
+            return below  # deleted meanwhile: nothing to claim
+        first = row[0]
+        if not take or first >= below:
+            return first
+    with dbpool.writing(durable=False), connection.cursor() as cursor:
+        cursor.execute(statements.lock_recent, [folder_id])
+        row = cursor.fetchone()
+        if row is None:
+            return below
+        first = row[0]
+        if first < below:
+            cursor.execute(statements.claim_recent, [below, folder_id])
     return first
 
 
