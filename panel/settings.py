@@ -516,6 +516,9 @@ OUTBOUND_RETRY_DELAYS = [
 ]
 OUTBOUND_TIMEOUT = env_float("OUTBOUND_TIMEOUT", 60)
 OUTBOUND_LEASE = env_int("OUTBOUND_LEASE", 900)
+# Recipients a worker claims at once (mailcore.tasks.drain_outbound); a full batch hands
+# the rest of the queue to another worker process meanwhile.
+OUTBOUND_DRAIN_BATCH = max(env_int("OUTBOUND_DRAIN_BATCH", 100), 1)
 
 # Webmail (panel/webmail, mailcore/webclient) ------------------------------------------------
 

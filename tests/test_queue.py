@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from mailcore import directory
-from mailcore.models import Message, OutboundMessage, OutboundRecipient
+from mailcore.models import Message, OutboundMessage, OutboundRecipient, OutboundWake
 from mailcore.queue import attempts
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import deliver
@@ -209,3 +209,65 @@ def test_failed_recipients_and_their_bounce_are_counted_for_the_dashboard(alice,
     counts = dict(TrafficCount.objects.values_list("kind", "count"))
     # "sent" counts what users submit, not deliveries; the DSN is system mail.
     assert counts == {"bounced": 1, "system": 1}
+
+
+# Draining the queue: what the workers do when woken -------------------------------------------
+
+def test_a_drain_takes_the_due_queue_oldest_first_and_hands_on_a_full_batch(alice, sink):
+    messages = [queue(rcpts=(f"r{n}@remote.test",)) for n in range(5)]
+    handed_on = []
+    assert attempts.drain(3, more=lambda: handed_on.append(True)) == 3
+    assert handed_on == [True]
+    states = [m.recipients.get().state for m in messages]
+    assert states == [State.DELIVERED] * 3 + [State.QUEUED] * 2
+    assert sink.handler.connections == 1
+    assert attempts.drain(3, more=lambda: handed_on.append(True)) == 2
+    assert handed_on == [True]  # not full: nothing left for another worker
+    assert [m.recipients.get().state for m in messages] == [State.DELIVERED] * 5
+    assert attempts.drain(3, more=lambda: handed_on.append(True)) == 0
+
+
+def test_a_drain_leaves_recipients_not_due_or_leased_to_another_worker(alice, sink):
+    later, leased, due = queue(), queue(), queue()
+    later.recipients.update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+    leased.recipients.update(leased_until=timezone.now() + timedelta(minutes=5))
+    assert attempts.drain(10, more=lambda: None) == 1
+    assert [m.recipients.get().state for m in (later, leased, due)] == [
+        State.QUEUED, State.QUEUED, State.DELIVERED]
+    assert leased.recipients.get().attempts == 0
+
+
+def test_a_drain_records_a_retry_and_a_bounce_per_recipient(alice, sink):
+    sink.handler.rcpt_replies.extend(["451 4.7.1 greylisted", "550 5.1.1 no such user"])
+    greylisted, unknown = queue(), queue(rcpts=("dave@remote.test",))
+    assert attempts.drain(10, more=lambda: None) == 2
+    retry = greylisted.recipients.get()
+    assert (retry.state, retry.status, retry.attempts) == (State.QUEUED, "4.7.1", 1)
+    assert retry.next_attempt_at > timezone.now() + timedelta(seconds=30)
+    assert retry.leased_until is None
+    failed = unknown.recipients.get()
+    assert (failed.state, failed.last_response) == (State.FAILED, "550 5.1.1 no such user")
+    assert failed.dsn_sent
+    assert len(inbox_dsns(alice)) == 1
+
+
+def test_an_outcome_does_not_undo_an_operators_bounce_meanwhile(alice, sink):
+    message = queue()
+    [recipient] = attempts.claim([message.pk])
+    message.recipients.update(state=State.FAILED, last_response="bounced by operator")
+    attempts.record([recipient], {recipient.pk: attempts.Outcome(250, "2.0.0 OK", "mx")})
+    stored = message.recipients.get()
+    assert (stored.state, stored.last_response) == (State.FAILED, "bounced by operator")
+
+
+def test_mail_wakes_the_workers_once_until_a_drain_begins(db, settings):
+    from mailcore.queue import wake
+
+    assert wake.ask() is True  # no drain asked yet: publish one
+    assert wake.ask() is False  # that one will take this mail too
+    wake.begin()
+    assert wake.ask() is True  # mail after a drain's claim asks for the next drain
+    wake.cancel()  # its publishing failed
+    assert wake.ask() is True
+    OutboundWake.objects.update(kicked_at=timezone.now() - wake.STALE - timedelta(seconds=1))
+    assert wake.ask() is True  # a drain asked long ago and never begun was lost

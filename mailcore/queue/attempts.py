@@ -8,19 +8,21 @@ import re
 import smtplib
 import ssl
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from mailcore import stats
+from mailcore import dbpool, stats
 from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.queue import wake
 from mailcore.queue.bounces import notify_senders
 from mailcore.queue.routing import Hop, NoRoute, hops_for
+from mailcore.store import sql
 from mailcore.store.blobs import blob_store
 
 log = logging.getLogger("mailcore.queue")
@@ -60,17 +62,21 @@ class Outcome:
 
 # Claiming -------------------------------------------------------------------------------------
 
-def claim(message_ids: Iterable[int]) -> list[OutboundRecipient]:
-    """Lease the due recipients of these messages to this worker and count the attempt.
+def _due(now: datetime) -> QuerySet[OutboundRecipient]:
+    return (OutboundRecipient.objects.pending().filter(next_attempt_at__lte=now)
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now)))
+
+
+def _lease(due: QuerySet[OutboundRecipient], now: datetime) -> list[OutboundRecipient]:
+    """Lease these due recipients to this worker and count the attempt.
 
     A lease, not a lock: a worker killed mid-delivery leaves the lease to run out, and the
-    recipient is tried again (at worst delivered twice, never lost).
+    recipient is tried again (at worst delivered twice, never lost). Rows another worker
+    is leasing at this moment are skipped (Postgres), or wait for it (SQLite, one writer),
+    and are then no longer due.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        due = (OutboundRecipient.objects.pending()
-               .filter(message_id__in=list(message_ids), next_attempt_at__lte=now)
-               .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now)))
+    # Not durable: a lease a power cut loses only makes the recipient due again.
+    with dbpool.writing(durable=False):
         ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True))
         OutboundRecipient.objects.filter(pk__in=ids).update(
             leased_until=now + timedelta(seconds=settings.OUTBOUND_LEASE),
@@ -78,13 +84,16 @@ def claim(message_ids: Iterable[int]) -> list[OutboundRecipient]:
     return list(OutboundRecipient.objects.filter(pk__in=ids).select_related("message"))
 
 
-def due_message_ids(limit: int = 500) -> list[int]:
+def claim(message_ids: Iterable[int]) -> list[OutboundRecipient]:
+    """Lease the due recipients of these messages to this worker and count the attempt."""
     now = timezone.now()
-    return list(OutboundRecipient.objects.pending()
-                .filter(next_attempt_at__lte=now)
-                .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
-                .order_by("next_attempt_at").values_list("message_id", flat=True)
-                .distinct()[:limit])
+    return _lease(_due(now).filter(message_id__in=list(message_ids)), now)
+
+
+def claim_due(limit: int) -> list[OutboundRecipient]:
+    """Lease up to limit due recipients of any messages, those due longest first."""
+    now = timezone.now()
+    return _lease(_due(now).order_by("next_attempt_at", "pk")[:limit], now)
 
 
 # Talking SMTP --------------------------------------------------------------------------------
@@ -210,31 +219,47 @@ def retry_delay(attempts: int) -> int:
     return delays[min(attempts, len(delays)) - 1] if attempts else delays[0]
 
 
+_OUTCOME_FIELDS = ("last_response", "status", "remote_mta", "state", "next_attempt_at",
+                   "updated_at")
+
+
+@sql.statements
+def _record_sql() -> str:
+    # Only while still queued: an operator may have bounced or deleted it meanwhile.
+    # One statement run for every recipient (executemany) instead of the ORM's update()
+    # per recipient: that cost more than the SMTP transaction (bench/outbound.py).
+    assignments = ", ".join(f"{sql.column(OutboundRecipient, f)} = %s" for f in _OUTCOME_FIELDS)
+    return sql.render(
+        "UPDATE {r} SET " + assignments + ", {r.leased_until} = NULL "
+        "WHERE {r.id} = %s AND {r.state} = %s", r=OutboundRecipient)
+
+
 def record(recipients: list[OutboundRecipient], outcomes: dict[int, Outcome]) -> None:
     """Store each recipient's outcome, then send the bounces and delay notices it calls for."""
     now = timezone.now()
-    with transaction.atomic():
-        for recipient in recipients:
-            outcome = outcomes[recipient.pk]
-            recipient.last_response = outcome.response
-            recipient.status = outcome.enhanced
-            recipient.remote_mta = outcome.remote_mta
-            recipient.leased_until = None
-            expires = recipient.message.expires_at
-            if outcome.delivered:
-                recipient.state = OutboundRecipient.State.DELIVERED
-            elif outcome.permanent or (expires is not None and now >= expires):
-                recipient.state = OutboundRecipient.State.FAILED
-            else:
-                recipient.next_attempt_at = now + timedelta(seconds=retry_delay(recipient.attempts))
-            # Only while still queued: an operator may have bounced or deleted it meanwhile.
-            OutboundRecipient.objects.filter(
-                pk=recipient.pk, state=OutboundRecipient.State.QUEUED,
-            ).update(last_response=recipient.last_response, status=recipient.status,
-                     remote_mta=recipient.remote_mta, leased_until=None,
-                     state=recipient.state, next_attempt_at=recipient.next_attempt_at)
-            log.info("outbound message=%d to=<%s> attempt=%d %s: %s", recipient.message_id,
-                     recipient.address, recipient.attempts, recipient.state, outcome.response)
+    rows = []
+    for recipient in recipients:
+        outcome = outcomes[recipient.pk]
+        recipient.last_response = outcome.response
+        recipient.status = outcome.enhanced
+        recipient.remote_mta = outcome.remote_mta
+        recipient.leased_until = None
+        recipient.updated_at = now  # the last attempt's time, which a DSN reports
+        expires = recipient.message.expires_at
+        if outcome.delivered:
+            recipient.state = OutboundRecipient.State.DELIVERED
+        elif outcome.permanent or (expires is not None and now >= expires):
+            recipient.state = OutboundRecipient.State.FAILED
+        else:
+            recipient.next_attempt_at = now + timedelta(seconds=retry_delay(recipient.attempts))
+        rows.append([*(sql.prep(OutboundRecipient, f, getattr(recipient, f))
+                       for f in _OUTCOME_FIELDS),
+                     recipient.pk, OutboundRecipient.State.QUEUED.value])
+        log.info("outbound message=%d to=<%s> attempt=%d %s: %s", recipient.message_id,
+                 recipient.address, recipient.attempts, recipient.state, outcome.response)
+    # Not durable: an outcome a power cut loses sends the message again, never loses it.
+    with dbpool.writing(durable=False), connection.cursor() as cursor:
+        cursor.executemany(_record_sql(), rows)
     failed = [r for r in recipients if r.state == OutboundRecipient.State.FAILED]
     stats.record("bounced", len(failed))
     notify_senders({r.message_id for r in recipients})
@@ -258,13 +283,34 @@ def _company(recipients: list[OutboundRecipient], limit: int) -> list[int]:
 def attempt(message_ids: Iterable[int], batch: int = 50) -> None:
     """Try every due recipient of these messages once, with other mail for the same domains.
 
-    Each queued message asks for its own attempt; whichever attempt runs first takes the
-    waiting company along on one connection, and the later ones find nothing left to do.
+    Whichever attempt runs first takes the waiting company along on one connection, and
+    the later ones find nothing left to do.
     """
     recipients = claim(message_ids)
     if not recipients:
         return
     recipients += claim(_company(recipients, batch))
+    _deliver(recipients)
+
+
+def drain(batch: int, more: Callable[[], None]) -> int:
+    """Deliver up to batch due recipients of the whole queue, oldest first; return how many.
+
+    A full batch may have left more due: more() is called before the delivery starts, to
+    have another worker take the next batch meanwhile (one SMTP session per worker process
+    at a time, so a destination gets as many in parallel as there are worker processes).
+    """
+    wake.begin()
+    recipients = claim_due(batch)
+    if len(recipients) >= batch:
+        more()
+    if recipients:
+        _deliver(recipients)
+    return len(recipients)
+
+
+def _deliver(recipients: list[OutboundRecipient]) -> None:
+    """Deliver claimed recipients, a connection per destination domain, and record them."""
     by_domain: dict[str, dict[int, list[OutboundRecipient]]] = defaultdict(dict)
     messages: dict[int, OutboundMessage] = {}
     for recipient in recipients:
