@@ -325,8 +325,8 @@ def celery_worker(env: dict[str, str], log: Path, workers: int, profile: str = "
             "--concurrency", str(workers), "--loglevel", "INFO", "--without-mingle",
             "--without-gossip", "--without-heartbeat"]
     if profile:
-        # Sample every worker process; collapsed stacks (flamegraph.pl's input) to profile.
-        argv = ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "250",
+        # Sample every worker process, waiting too (--idle): where the wall time goes.
+        argv = ["py-spy", "record", "--subprocesses", "--idle", "--format", "raw", "--rate", "250",
                 "-o", profile, "--", *argv]
     with daemon(argv, log, env=env, cwd=PROJECT) as proc:
         ready = wait_for(lambda: proc.poll() is not None

@@ -25,10 +25,13 @@ class SinkHandler:
     data_replies: deque[str] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.connections += 1
         session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands in order, however they arrive
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):

@@ -271,3 +271,52 @@ def test_mail_wakes_the_workers_once_until_a_drain_begins(db, settings):
     assert wake.ask() is True
     OutboundWake.objects.update(kicked_at=timezone.now() - wake.STALE - timedelta(seconds=1))
     assert wake.ask() is True  # a drain asked long ago and never begun was lost
+
+
+# PIPELINING (RFC 2920): commands sent together, replies read in order ----------------------
+
+DOTTED = RAW.replace(b"At noon?\r\n", b"At noon?\r\n.hidden dot line\r\n..two dots\r\n")
+
+
+def test_a_pipelining_next_hop_gets_the_outcome_of_each_recipient(alice, sink):
+    sink.handler.pipelining = True
+    sink.handler.rcpt_replies.extend(["250 2.1.5 OK", "550 5.1.1 no such user",
+                                      "451 4.7.1 greylisted"])
+    mixed = OutboundMessage.objects.get(pk=deliver(
+        DOTTED, "alice@example.test", [],
+        ["carol@remote.test", "dave@remote.test", "erin@remote.test"]).outbound_id)
+    after = queue(rcpts=("frank@remote.test",))
+    attempts.attempt([mixed.pk, after.pk])
+    outcomes = {r.address: (r.state, r.last_response) for r in mixed.recipients.all()}
+    assert outcomes == {
+        "carol@remote.test": (State.DELIVERED, "250 2.0.0 OK"),
+        "dave@remote.test": (State.FAILED, "550 5.1.1 no such user"),
+        "erin@remote.test": (State.QUEUED, "451 4.7.1 greylisted"),
+    }
+    assert after.recipients.get().state == State.DELIVERED  # the session stayed in step
+    assert sink.handler.connections == 1
+    first, second = sink.received
+    assert first.rcpt_tos == ["carol@remote.test"]
+    assert first.data.rstrip(b"\r\n") == DOTTED.rstrip(b"\r\n")
+    assert second.rcpt_tos == ["frank@remote.test"]
+
+
+def test_a_pipelined_message_nobody_accepts_leaves_the_session_usable(alice, sink):
+    sink.handler.pipelining = True
+    sink.handler.rcpt_replies.extend(["550 5.1.1 no", "550 5.1.1 nope"])
+    refused = queue(rcpts=("carol@remote.test", "dave@remote.test"))
+    after = queue(rcpts=("frank@remote.test",))
+    attempts.attempt([refused.pk, after.pk])
+    assert {r.state for r in refused.recipients.all()} == {State.FAILED}
+    assert after.recipients.get().state == State.DELIVERED
+    assert [r.rcpt_tos for r in sink.received] == [["frank@remote.test"]]
+
+
+def test_a_pipelined_message_refused_after_its_content_is_retried(alice, sink):
+    sink.handler.pipelining = True
+    sink.handler.data_replies.append("452 4.3.1 insufficient storage")
+    message = queue()
+    attempts.attempt([message.pk])
+    recipient = message.recipients.get()
+    assert (recipient.state, recipient.status) == (State.QUEUED, "4.3.1")
+    assert sink.received == []

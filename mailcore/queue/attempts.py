@@ -81,7 +81,9 @@ def _lease(due: QuerySet[OutboundRecipient], now: datetime) -> list[OutboundReci
         OutboundRecipient.objects.filter(pk__in=ids).update(
             leased_until=now + timedelta(seconds=settings.OUTBOUND_LEASE),
             attempts=F("attempts") + 1)
-    return list(OutboundRecipient.objects.filter(pk__in=ids).select_related("message"))
+    # In the order queued: a message's RCPTs go out as its sender listed them.
+    return list(OutboundRecipient.objects.filter(pk__in=ids).select_related("message")
+                .order_by("pk"))
 
 
 def claim(message_ids: Iterable[int]) -> list[OutboundRecipient]:
@@ -145,6 +147,8 @@ def _send_one(conn: smtplib.SMTP, hop: Hop, message: OutboundMessage, raw: bytes
             return {r.pk: Outcome(553, "5.6.7 next hop does not support SMTPUTF8", hop.host)
                     for r in recipients}
         options.append("SMTPUTF8")
+    if conn.has_extn("pipelining"):
+        return _send_pipelined(conn, hop, message.mail_from, options, raw, recipients)
     code, text = conn.mail(message.mail_from, options)
     if code != 250:
         conn.rset()
@@ -164,6 +168,52 @@ def _send_one(conn: smtplib.SMTP, hop: Hop, message: OutboundMessage, raw: bytes
         code, text = conn.data(raw)
     except smtplib.SMTPDataError as exc:
         code, text = exc.smtp_code, exc.smtp_error
+    for recipient in accepted:
+        outcomes[recipient.pk] = Outcome(code, _text(text), hop.host)
+    return outcomes
+
+
+def _send_pipelined(conn: smtplib.SMTP, hop: Hop, mail_from: str, options: list[str],
+                    raw: bytes, recipients: list[OutboundRecipient]) -> dict[int, Outcome]:
+    """Run one mail transaction with MAIL, every RCPT and DATA in one write (RFC 2920).
+
+    Two round trips per message instead of three plus one per recipient: each round trip
+    waits for the next hop, and the worker's time went mostly to that waiting.
+    """
+    conn.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    extra = "".join(f" {option}" for option in options)
+    commands = [f"MAIL FROM:{smtplib.quoteaddr(mail_from)}{extra}",
+                *(f"RCPT TO:{smtplib.quoteaddr(r.address)}" for r in recipients), "DATA"]
+    conn.send("".join(f"{command}\r\n" for command in commands))
+    # RFC 2920 section 3.1: read every reply, in order, whatever the earlier ones said.
+    mail_code, mail_text = conn.getreply()
+    rcpt_replies = [conn.getreply() for _ in recipients]
+    data_code, data_text = conn.getreply()
+    outcomes: dict[int, Outcome] = {}
+    accepted = []
+    for recipient, (code, text) in zip(recipients, rcpt_replies, strict=True):
+        if mail_code != 250:
+            outcomes[recipient.pk] = Outcome(mail_code, _text(mail_text), hop.host)
+        elif code in (250, 251):
+            accepted.append(recipient)
+        else:
+            outcomes[recipient.pk] = Outcome(code, _text(text), hop.host)
+    if data_code != 354:
+        for recipient in accepted:
+            outcomes[recipient.pk] = Outcome(data_code, _text(data_text), hop.host)
+        if mail_code == 250:
+            conn.rset()
+        return outcomes
+    if not accepted:
+        # DATA accepted with no recipient: end an empty message, which the server refuses.
+        conn.send(b".\r\n")
+        conn.getreply()
+        return outcomes
+    content = re.sub(rb"(?m)^\.", b"..", raw)  # RFC 5321 section 4.5.2: dot-stuffing
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    conn.send(content + b".\r\n")
+    code, text = conn.getreply()
     for recipient in accepted:
         outcomes[recipient.pk] = Outcome(code, _text(text), hop.host)
     return outcomes
@@ -220,15 +270,31 @@ def retry_delay(attempts: int) -> int:
 
 
 _OUTCOME_FIELDS = ("last_response", "status", "remote_mta", "state", "next_attempt_at",
-                   "updated_at")
+                   "updated_at", "id")
+_ARRAY_TYPES = {"last_response": "text", "status": "text", "remote_mta": "text",
+                "state": "text", "next_attempt_at": "timestamptz", "updated_at": "timestamptz",
+                "id": "bigint"}
 
 
 @sql.statements
 def _record_sql() -> str:
-    # Only while still queued: an operator may have bounced or deleted it meanwhile.
-    # One statement run for every recipient (executemany) instead of the ORM's update()
-    # per recipient: that cost more than the SMTP transaction (bench/outbound.py).
-    assignments = ", ".join(f"{sql.column(OutboundRecipient, f)} = %s" for f in _OUTCOME_FIELDS)
+    """Return the statement storing a batch of outcomes (parameters: see record()).
+
+    Only while still queued: an operator may have bounced or deleted it meanwhile. One
+    statement for the batch instead of the ORM's update() per recipient, which cost more
+    than the SMTP transaction (bench/outbound.py): on Postgres one statement over arrays
+    (a round trip per row waits for the server each time); on SQLite, in this process,
+    one statement run per row (executemany).
+    """
+    fields = _OUTCOME_FIELDS[:-1]
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"unnest(%s::{_ARRAY_TYPES[f]}[]) AS {f}" for f in _OUTCOME_FIELDS)
+        assignments = ", ".join(f"{sql.column(OutboundRecipient, f)} = v.{f}" for f in fields)
+        return sql.render(
+            "UPDATE {r} SET " + assignments + ", {r.leased_until} = NULL "
+            "FROM (SELECT " + arrays + ") AS v WHERE {r}.{r.id} = v.id AND {r}.{r.state} = %s",
+            r=OutboundRecipient)
+    assignments = ", ".join(f"{sql.column(OutboundRecipient, f)} = %s" for f in fields)
     return sql.render(
         "UPDATE {r} SET " + assignments + ", {r.leased_until} = NULL "
         "WHERE {r.id} = %s AND {r.state} = %s", r=OutboundRecipient)
@@ -252,14 +318,17 @@ def record(recipients: list[OutboundRecipient], outcomes: dict[int, Outcome]) ->
             recipient.state = OutboundRecipient.State.FAILED
         else:
             recipient.next_attempt_at = now + timedelta(seconds=retry_delay(recipient.attempts))
-        rows.append([*(sql.prep(OutboundRecipient, f, getattr(recipient, f))
-                       for f in _OUTCOME_FIELDS),
-                     recipient.pk, OutboundRecipient.State.QUEUED.value])
+        rows.append([sql.prep(OutboundRecipient, f, getattr(recipient, f))
+                     for f in _OUTCOME_FIELDS])
         log.info("outbound message=%d to=<%s> attempt=%d %s: %s", recipient.message_id,
                  recipient.address, recipient.attempts, recipient.state, outcome.response)
     # Not durable: an outcome a power cut loses sends the message again, never loses it.
+    queued = OutboundRecipient.State.QUEUED.value
     with dbpool.writing(durable=False), connection.cursor() as cursor:
-        cursor.executemany(_record_sql(), rows)
+        if connection.vendor == "postgresql":
+            cursor.execute(_record_sql(), [*map(list, zip(*rows, strict=True)), queued])
+        else:
+            cursor.executemany(_record_sql(), [[*row, queued] for row in rows])
     failed = [r for r in recipients if r.state == OutboundRecipient.State.FAILED]
     stats.record("bounced", len(failed))
     notify_senders({r.message_id for r in recipients})
