@@ -235,6 +235,7 @@ class Figure:
     seconds: float
     complete: bool
     cpu: float | None = None  # the worker's CPU seconds (all its processes), ours only
+    tasks: int | None = None  # Celery tasks our worker ran, ours only
 
     @property
     def rate(self) -> float:
@@ -400,14 +401,15 @@ def run_ours(mode: str, counters: SinkCounters, sink_port: int,
         delivered = counters.messages.value
         seconds = counters.last.value - start
         state = states()
-        errors = [line for line in (data_dir / "worker.log").read_text(errors="replace")
-                  .splitlines() if " ERROR/" in line or "Traceback" in line]
+        worker_log = (data_dir / "worker.log").read_text(errors="replace").splitlines()
+        errors = [line for line in worker_log if " ERROR/" in line or "Traceback" in line]
+        tasks = sum(" succeeded in " in line for line in worker_log)
         complete = (complete and delivered == count and not errors
                     and state == {"delivered": count})
         if not complete:
             print(f"--- {OUR_MODES[mode]}: sink={delivered} queue={state}\n"
                   f"{tail(data_dir / 'worker.log', 40)}", file=sys.stderr)
-        return Figure(OUR_MODES[mode], delivered, seconds, complete, cpu)
+        return Figure(OUR_MODES[mode], delivered, seconds, complete, cpu, tasks)
 
 
 # Postfix -----------------------------------------------------------------------------------
@@ -528,8 +530,8 @@ def main() -> None:
           f"{database}; postfix: defaults (20 connections per destination)")
     for figure in figures.values():
         mark = "" if figure.complete else "  INCOMPLETE"
-        cpu = (f"  worker CPU {1000 * figure.cpu / figure.delivered:.2f} ms/msg"
-               if figure.cpu is not None and figure.delivered else "")
+        cpu = (f"  worker CPU {1000 * figure.cpu / figure.delivered:.2f} ms/msg, "
+               f"{figure.tasks} tasks" if figure.cpu is not None and figure.delivered else "")
         print(report(figure.label, figure.delivered, figure.seconds) + cpu + mark)
     if args.only is None:
         print()
