@@ -320,3 +320,15 @@ def test_a_pipelined_message_refused_after_its_content_is_retried(alice, sink):
     recipient = message.recipients.get()
     assert (recipient.state, recipient.status) == (State.QUEUED, "4.3.1")
     assert sink.received == []
+
+
+def test_a_next_hop_offering_starttls_gets_the_message_encrypted_unverified(alice, settings):
+    # RFC 3207 section 4.1 between MTAs: a self-signed certificate does not stop delivery.
+    from mailcore.tls import server_context
+
+    with Sink(tls_context=server_context()) as tls_sink:
+        settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{tls_sink.port}"
+        message = queue()
+        attempts.attempt([message.pk])
+        assert message.recipients.get().state == State.DELIVERED
+        assert [r.tls for r in tls_sink.received] == [True]
