@@ -45,7 +45,8 @@ def drain_outbound() -> int:
     acks_late: a worker killed mid-batch has its task given to another worker, which finds
     the dead one's recipients leased until OUTBOUND_LEASE runs out, then tries them again.
     """
-    return drain(settings.OUTBOUND_DRAIN_BATCH, more=drain_outbound.delay)
+    return drain(settings.OUTBOUND_DRAIN_BATCH, more=drain_outbound.delay,
+                 gather=settings.OUTBOUND_GATHER)
 
 
 @shared_task

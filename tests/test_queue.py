@@ -332,3 +332,19 @@ def test_a_next_hop_offering_starttls_gets_the_message_encrypted_unverified(alic
         attempts.attempt([message.pk])
         assert message.recipients.get().state == State.DELIVERED
         assert [r.tls for r in tls_sink.received] == [True]
+
+
+def test_a_wake_up_soon_after_the_last_drain_waits_to_gather_company(db, monkeypatch):
+    from mailcore.queue import wake
+
+    waits: list[float] = []
+    monkeypatch.setattr(wake.time, "sleep", waits.append)
+    wake.begin(gather=1.0)  # not woken: nothing to wait for
+    wake.ask()
+    wake.begin(gather=1.0)  # the first drain in a while leaves at once
+    assert waits == []
+    wake.ask()
+    wake.begin(gather=1.0)  # a stream of mail: this one waits out the rest of the second
+    [wait] = waits
+    assert 0 < wait <= 1.0
+    assert wake.ask() is True  # and, begun, lets the next mail wake the worker again

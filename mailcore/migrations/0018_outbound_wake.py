@@ -15,6 +15,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('kicked_at', models.DateTimeField(blank=True, null=True)),
+                ('began_at', models.DateTimeField(blank=True, help_text='When the last drain a wake-up asked for began.', null=True)),
             ],
         ),
     ]

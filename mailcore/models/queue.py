@@ -77,6 +77,8 @@ class OutboundWake(models.Model):
     """
 
     kicked_at = models.DateTimeField(null=True, blank=True)
+    began_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last drain a wake-up asked for began.")
 
     def __str__(self) -> str:
         return f"drain asked at {self.kicked_at}" if self.kicked_at else "no drain asked"

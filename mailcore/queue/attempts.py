@@ -366,14 +366,15 @@ def attempt(message_ids: Iterable[int], batch: int = 50) -> None:
     _deliver(recipients)
 
 
-def drain(batch: int, more: Callable[[], None]) -> int:
+def drain(batch: int, more: Callable[[], None], gather: float = 0.0) -> int:
     """Deliver up to batch due recipients of the whole queue, oldest first; return how many.
 
     A full batch may have left more due: more() is called before the delivery starts, to
     have another worker take the next batch meanwhile (one SMTP session per worker process
     at a time, so a destination gets as many in parallel as there are worker processes).
+    gather: see wake.begin().
     """
-    wake.begin()
+    wake.begin(gather)
     recipients = claim_due(batch)
     if len(recipients) >= batch:
         more()
