@@ -2,22 +2,26 @@
 
 Our worker (Celery, as in production) and Postfix (defaults) relay 2 KB messages to the
 same fast sink (raw asyncio, its own process, counting), side by side in one run, each on
-a throwaway data folder. Target: at least half of Postfix's rate. The figures:
+a throwaway data folder. The figures:
 
 - deliver-only, the queue full before the clock starts. Ours (`--messages`): queued by
-  `mailcore.store.delivery.deliver` with the worker notification held back, then
-  `deliver_outbound` published in tasks of 20 ids, as `sweep_outbound` hands out a
-  backlog, to a running worker. With `--modes single`, also one task per message, as each
-  freshly queued message notifies the worker (`--live-messages` of them). Postfix: mail
-  held by `defer_transports`, then `postqueue -f`. Timed until the sink has them all.
-- queue+deliver (`--modes queue`, `--live-messages`): ours, messages queued one by one,
-  each notifying the worker, while it runs; Postfix, `--messages` injected over SMTP
-  (10 connections) while it delivers. Timed from the first message in until the last out.
+  `mailcore.store.delivery.deliver` with the worker wake-up held back, then one
+  `drain_outbound` published, as the periodic sweep does for a backlog, to a running
+  worker. With `--modes single`, one `deliver_outbound` task per message instead, as each
+  queued message asked before drains (`--live-messages` of them, as that is slow).
+  Postfix: mail held by `defer_transports`, then `postqueue -f`. Timed until the sink has them all.
+- queue+deliver (`--modes queue`, `--messages`): ours, messages queued one at a
+  time by `--inject-connections` threads at once, each message waking the worker, while
+  it runs; Postfix, `--messages` injected over SMTP (as many connections) while it
+  delivers. Timed from the first message in until the last out.
+
+The worker's CPU time (all its processes, from /proc) per message is printed beside ours.
 
 Run as root (Postfix drops privileges itself):
 
     python bench/outbound.py [--messages 2000] [--workers 2] [--only ours|postfix]
         [--modes batch,single,queue] [--polling-interval 0.01] [--database-url postgres://...]
+        [--broker-url redis://127.0.0.1:6379/3]
 """
 
 from __future__ import annotations
@@ -46,11 +50,9 @@ from ours import scratch_database
 from reference import postfix_relay
 
 PROJECT = Path(__file__).resolve().parent.parent
-TARGET = 0.5  # ours must reach at least this fraction of Postfix's rate
 SENDER = "alice@bench.test"
 SINK_DOMAIN = "sink.test"
 RECIPIENTS = [f"user{i}@{SINK_DOMAIN}" for i in range(10)]
-SWEEP_BATCH = 20  # message ids per deliver_outbound task, as mailcore.tasks.sweep_outbound
 # Inherited settings that would point our worker at something other than its data folder.
 NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "BLOB_DIR", "SECRET_KEY",
                  "OUTBOUND_SMARTHOST", "OUTBOUND_TRANSPORTS")
@@ -61,28 +63,52 @@ from mailcore import directory
 directory.add_domain({domain!r})
 directory.add_mailbox({sender!r}, "secret")
 """
+# Messages are queued by `threads` threads at once (each with its database connection, as
+# mailcore's pool), as Postfix gets them over --inject-connections SMTP connections.
 QUEUE = """\
-import time
+import threading, time
+from django.db import connection
 from bench.load import make_message
 from mailcore.store import delivery
 rcpts, size, count, notify = {rcpts!r}, {size!r}, {count!r}, {notify!r}
 messages = [make_message(i, {sender!r}, rcpts[i % len(rcpts)], size) for i in range(count)]
 if not notify:
     delivery._kick = lambda outbound_id: None  # fill the queue; the benchmark publishes
+jobs = iter(range(count))
+lock = threading.Lock()
+def queue():
+    while True:
+        with lock:
+            i = next(jobs, None)
+        if i is None:
+            break
+        delivery.deliver(messages[i], {sender!r}, [], [rcpts[i % len(rcpts)]])
+    connection.close()
+threads = [threading.Thread(target=queue) for _ in range({threads!r})]
 print("START", time.time(), flush=True)
-for i, raw in enumerate(messages):
-    delivery.deliver(raw, {sender!r}, [], [rcpts[i % len(rcpts)]])
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
 print("QUEUED", time.time(), flush=True)
 """
+# A backlog: one drain, as the periodic sweep (or the first wake-up) starts it.
+DRAIN = """\
+import time
+from mailcore.tasks import drain_outbound
+print("START", time.time(), flush=True)
+drain_outbound.delay()
+print("PUBLISHED", time.time(), flush=True)
+"""
+# What the workers were asked before drain_outbound: a task for every queued message.
 PUBLISH = """\
 import time
 from mailcore.models import OutboundRecipient
 from mailcore.tasks import deliver_outbound
 ids = sorted(set(OutboundRecipient.objects.pending().values_list("message_id", flat=True)))
-batch = {batch!r}
 print("START", time.time(), flush=True)
-for start in range(0, len(ids), batch):
-    deliver_outbound.delay(ids[start:start + batch])
+for outbound_id in ids:
+    deliver_outbound.delay([outbound_id])
 print("PUBLISHED", len(ids), time.time(), flush=True)
 """
 
@@ -208,6 +234,8 @@ class Figure:
     delivered: int
     seconds: float
     complete: bool
+    cpu: float | None = None  # the worker's CPU seconds (all its processes), ours only
+    tasks: int | None = None  # Celery tasks our worker ran, ours only
 
     @property
     def rate(self) -> float:
@@ -235,12 +263,20 @@ def _environment(data_dir: Path, sink_port: int, args: argparse.Namespace) -> di
     )
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
+    overrides = []
+    if args.broker_url:
+        # As in production (docker-compose.yml): Redis is the broker and the cache.
+        env["CELERY_BROKER_URL"] = env["REDIS_URL"] = args.broker_url
+        # A queue of this run's own, so that tasks left in a shared Redis by an earlier
+        # run (or another mode) are not taken.
+        overrides.append(f"CELERY_TASK_DEFAULT_QUEUE = {data_dir.name!r}")
     if args.polling_interval is not None:
-        # What-if: the embedded broker polled more often than kombu's default of 1 s.
+        # What-if: the embedded broker polled at another interval than the settings'.
+        overrides.append("CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'] = "
+                         f"{args.polling_interval!r}  # noqa: F405")
+    if overrides:
         (data_dir / "bench_settings.py").write_text(
-            "from panel.settings import *  # noqa: F403\n"
-            "CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'] = "
-            f"{args.polling_interval!r}  # noqa: F405\n")
+            "from panel.settings import *  # noqa: F403\n" + "\n".join(overrides) + "\n")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(data_dir),
                                                           env.get("PYTHONPATH")]))
         env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
@@ -265,18 +301,40 @@ def _stamp(output: str, word: str) -> float:
                       if line.startswith(word + " ")))
 
 
+def session_cpu(sid: int) -> float:
+    """Return the user+system CPU seconds of every live process in session sid so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 @contextlib.contextmanager
-def celery_worker(env: dict[str, str], log: Path, workers: int) -> Iterator[None]:
-    """One `celery worker` (prefork, `workers` processes) on the embedded broker."""
+def celery_worker(env: dict[str, str], log: Path, workers: int, profile: str = ""
+                  ) -> Iterator[subprocess.Popen[bytes]]:
+    """One `celery worker` (prefork, `workers` processes) on the configured broker."""
     argv = [sys.executable, "-m", "celery", "-A", "panel", "worker", "--pool", "prefork",
             "--concurrency", str(workers), "--loglevel", "INFO", "--without-mingle",
             "--without-gossip", "--without-heartbeat"]
+    if profile:
+        # Sample every worker process, waiting too (--idle): where the wall time goes.
+        argv = ["py-spy", "record", "--subprocesses", "--idle", "--format", "raw", "--rate", "250",
+                "-o", profile, "--", *argv]
     with daemon(argv, log, env=env, cwd=PROJECT) as proc:
         ready = wait_for(lambda: proc.poll() is not None
                          or " ready." in log.read_text(errors="replace"), 60, 0.05)
         if not ready or proc.poll() is not None:
             raise RuntimeError(f"celery worker did not start:\n{tail(log)}")
-        yield
+        yield proc
 
 
 @contextlib.contextmanager
@@ -296,16 +354,16 @@ def queue_counter(data_dir: Path, database_url: str | None) -> Iterator[Callable
 
 
 OUR_MODES = {
-    "batch": f"ours: deliver-only, tasks of {SWEEP_BATCH} (sweep)",
-    "single": "ours: deliver-only, one task per message",
-    "queue": "ours: queue+deliver (deliver() + notify)",
+    "batch": "ours: deliver-only (drain, as the sweep)",
+    "single": "ours: deliver-only, one task per message (old)",
+    "queue": "ours: queue+deliver (deliver() + wake-up)",
 }
 
 
 def run_ours(mode: str, counters: SinkCounters, sink_port: int,
              args: argparse.Namespace) -> Figure:
     """Run one of OUR_MODES on a fresh data folder (and scratch database)."""
-    count = args.messages if mode == "batch" else args.live_messages
+    count = args.live_messages if mode == "single" else args.messages
     with contextlib.ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-out-")))
         if args.database_url:
@@ -315,35 +373,48 @@ def run_ours(mode: str, counters: SinkCounters, sink_port: int,
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
                        cwd=PROJECT, env=env, check=True, timeout=args.timeout)
         _manage_shell(SETUP.format(domain="bench.test", sender=SENDER), env, log, args.timeout)
-        queue = QUEUE.format(rcpts=RECIPIENTS, size=args.size, count=count,
-                             sender=SENDER, notify=mode == "queue")
+        queue = QUEUE.format(rcpts=RECIPIENTS, size=args.size, count=count, sender=SENDER,
+                             notify=mode == "queue", threads=args.inject_connections)
         if mode != "queue":
-            _manage_shell(queue, env, log, args.timeout)
+            output = _manage_shell(queue, env, log, args.timeout)
+            # What queue+deliver cannot beat: queueing alone, no worker running.
+            queued = _stamp(output, "QUEUED") - _stamp(output, "START")
+            print(report("  (queueing alone, no worker running)", count, queued),
+                  file=sys.stderr)
         states = stack.enter_context(queue_counter(data_dir, args.database_url))
         counters.reset()
-        with celery_worker(env, data_dir / "worker.log", args.workers):
+        profile = f"{args.py_spy}-{mode}.txt" if args.py_spy else ""
+        with celery_worker(env, data_dir / "worker.log", args.workers, profile) as worker:
+            cpu_before = session_cpu(worker.pid)
             if mode == "queue":
                 output = _manage_shell(queue, env, log, args.timeout)
                 queued = _stamp(output, "QUEUED") - _stamp(output, "START")
-                print(report("  (of which queueing alone)", count, queued), file=sys.stderr)
+                print(report("  (of which queueing, worker running)", count, queued),
+                      file=sys.stderr)
             else:
-                batch = SWEEP_BATCH if mode == "batch" else 1
-                output = _manage_shell(PUBLISH.format(batch=batch), env, log, args.timeout)
+                output = _manage_shell(DRAIN if mode == "batch" else PUBLISH, env, log,
+                                       args.timeout)
             start = _stamp(output, "START")
             complete = wait_delivered(counters, count, args.timeout)
             # Let the worker record the last outcomes before it is stopped.
             wait_for(lambda: states().get("delivered", 0) >= count, 10, 0.1)
+            cpu = session_cpu(worker.pid) - cpu_before
+            if profile:  # py-spy writes its profile on SIGINT, not on SIGTERM
+                worker.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.wait(60)
         delivered = counters.messages.value
         seconds = counters.last.value - start
         state = states()
-        errors = [line for line in (data_dir / "worker.log").read_text(errors="replace")
-                  .splitlines() if " ERROR/" in line or "Traceback" in line]
+        worker_log = (data_dir / "worker.log").read_text(errors="replace").splitlines()
+        errors = [line for line in worker_log if " ERROR/" in line or "Traceback" in line]
+        tasks = sum(" succeeded in " in line for line in worker_log)
         complete = (complete and delivered == count and not errors
                     and state == {"delivered": count})
         if not complete:
             print(f"--- {OUR_MODES[mode]}: sink={delivered} queue={state}\n"
                   f"{tail(data_dir / 'worker.log', 40)}", file=sys.stderr)
-        return Figure(OUR_MODES[mode], delivered, seconds, complete)
+        return Figure(OUR_MODES[mode], delivered, seconds, complete, cpu, tasks)
 
 
 # Postfix -----------------------------------------------------------------------------------
@@ -385,16 +456,24 @@ def run_postfix(held: bool, counters: SinkCounters, sink_port: int,
 
 # Report ------------------------------------------------------------------------------------
 
-def comparison(figures: dict[str, Figure]) -> list[str]:
+def targets(args: argparse.Namespace) -> dict[str, float]:
+    """Return the fraction of Postfix's rate each of our modes must reach."""
+    # The embedded broker (files polled) and SQLite (one writer) are for one small machine.
+    return {"batch": 1.0, "single": 0.5, "queue": 1.0 if args.broker_url else 0.5}
+
+
+def comparison(figures: dict[str, Figure], args: argparse.Namespace) -> list[str]:
     pairs = [("batch", "postfix-held"), ("single", "postfix-held"), ("queue", "postfix-live")]
-    lines = [f"{'':<46} {'ours':>9} {'postfix':>9} {'ours/pf':>8}  target >= {TARGET:g}x"]
+    lines = [f"{'':<46} {'ours':>9} {'postfix':>9} {'ours/pf':>8}  target"]
     for ours, theirs in pairs:
         if ours in figures and theirs in figures:
             a, b = figures[ours], figures[theirs]
             ratio = a.rate / b.rate if b.rate else 0.0
-            verdict = "met" if ratio >= TARGET else "NOT met"
+            target = targets(args)[ours]
+            verdict = "met" if ratio >= target else "NOT met"
             label = a.label.removeprefix("ours: ")
-            lines.append(f"{label:<46} {a.rate:9.1f} {b.rate:9.1f} {ratio:8.2f}  {verdict}")
+            lines.append(f"{label:<46} {a.rate:9.1f} {b.rate:9.1f} {ratio:8.2f}  "
+                         f">= {target:g}x {verdict}")
     return lines
 
 
@@ -402,21 +481,28 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=2000,
-                        help="messages to deliver (Postfix, and ours in tasks of 20)")
+                        help="messages to deliver (Postfix, and ours deliver-only)")
     parser.add_argument("--live-messages", type=int, default=300,
-                        help="messages for our one-task-per-message modes (single, queue)")
+                        help="messages for our old one-task-per-message mode (single)")
     parser.add_argument("--size", type=int, default=2048, help="message size, bytes")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="our Celery worker processes (prefork); default: CPUs")
     parser.add_argument("--inject-connections", type=int, default=10,
-                        help="SMTP connections injecting into Postfix")
+                        help="SMTP connections injecting into Postfix; threads queueing "
+                        "into ours (queue+deliver)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per phase")
     parser.add_argument("--only", choices=("ours", "postfix"), help="run one server only")
     parser.add_argument("--modes", default="batch,queue",
                         help="our modes, comma-separated: batch, single, queue")
+    parser.add_argument("--broker-url", metavar="redis://HOST:PORT/DB",
+                        help="our Celery broker (and cache, as in production): Redis; "
+                        "default: the embedded filesystem broker")
     parser.add_argument("--polling-interval", type=float, metavar="SECONDS",
                         help="what-if: our embedded broker's polling interval "
                         "(kombu's default: 1 s)")
+    parser.add_argument("--py-spy", metavar="PREFIX",
+                        help="profile our worker with py-spy (on PATH): collapsed stacks "
+                        "to PREFIX-MODE.txt (its CPU figure then includes py-spy's)")
     parser.add_argument(
         "--database-url", metavar="postgres://USER@HOST:PORT/NAME",
         help="run ours on this scratch Postgres database (created, then dropped; "
@@ -443,14 +529,18 @@ def main() -> None:
           f"domain, loopback sink on {HOST}; {os.cpu_count()} CPUs")
     polling = args.polling_interval if args.polling_interval is not None else "the settings'"
     database = urlsplit(args.database_url).path.lstrip("/") if args.database_url else "SQLite"
-    print(f"ours: Celery prefork x{args.workers}, filesystem broker polled every {polling} s, "
+    broker = (f"broker {urlsplit(args.broker_url).scheme}" if args.broker_url
+              else f"filesystem broker polled every {polling} s")
+    print(f"ours: Celery prefork x{args.workers}, {broker}, "
           f"{database}; postfix: defaults (20 connections per destination)")
     for figure in figures.values():
         mark = "" if figure.complete else "  INCOMPLETE"
-        print(report(figure.label, figure.delivered, figure.seconds) + mark)
+        cpu = (f"  worker CPU {1000 * figure.cpu / figure.delivered:.2f} ms/msg, "
+               f"{figure.tasks} tasks" if figure.cpu is not None and figure.delivered else "")
+        print(report(figure.label, figure.delivered, figure.seconds) + cpu + mark)
     if args.only is None:
         print()
-        print("\n".join(comparison(figures)))
+        print("\n".join(comparison(figures, args)))
     incomplete = [f.label for f in figures.values() if not f.complete]
     if incomplete:
         raise SystemExit(f"incomplete: {', '.join(incomplete)}")

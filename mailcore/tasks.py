@@ -13,7 +13,8 @@ from django.conf import settings
 
 from mailcore import claims, hooks, selfservice
 from mailcore.inbound import refusals, rspamd
-from mailcore.queue.attempts import attempt, due_message_ids
+from mailcore.queue import wake
+from mailcore.queue.attempts import attempt, drain
 from mailcore.sending import vacation
 from mailcore.store.blobs import blob_store, collect_orphans
 from mailcore.store.folders import INBOX
@@ -32,17 +33,26 @@ def collect_orphan_blobs() -> int:
 
 @shared_task(acks_late=True)
 def deliver_outbound(message_ids: list[int]) -> None:
-    """Try the due recipients of these queued messages once."""
+    """Try the due recipients of these queued messages once (tasks published before the
+    workers were woken by drain_outbound; still run, never lost at an upgrade)."""
     attempt(message_ids)
+
+
+@shared_task(acks_late=True)
+def drain_outbound() -> int:
+    """Deliver a batch of the queue's due recipients; hand on the rest to another drain.
+
+    acks_late: a worker killed mid-batch has its task given to another worker, which finds
+    the dead one's recipients leased until OUTBOUND_LEASE runs out, then tries them again.
+    """
+    return drain(settings.OUTBOUND_DRAIN_BATCH, more=drain_outbound.delay,
+                 gather=settings.OUTBOUND_GATHER)
 
 
 @shared_task
 def sweep_outbound() -> int:
-    """Hand every message with recipients due for another attempt to the workers."""
-    ids = due_message_ids()
-    for start in range(0, len(ids), 20):
-        deliver_outbound.delay(ids[start:start + 20])
-    return len(ids)
+    """Drain the queue of recipients due for another attempt (retries, lost wake-ups)."""
+    return drain_outbound()
 
 
 @shared_task(acks_late=True)
@@ -112,7 +122,15 @@ def _learn(judgement: hooks.Judged) -> None:
 
 
 def _deliver_outbound(message_ids: list[int]) -> None:
-    deliver_outbound.delay(message_ids)
+    """Wake the workers for newly due mail: one drain for the whole queue, if none is asked
+    for already (mailcore.queue.wake), instead of a task per message."""
+    if not wake.ask():
+        return
+    try:
+        drain_outbound.delay()
+    except BaseException:
+        wake.cancel()  # the next message asks again; the sweep drains the queue anyway
+        raise
 
 
 def _remove_domain_data(domain_id: int) -> None:

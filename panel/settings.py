@@ -519,6 +519,12 @@ OUTBOUND_RETRY_DELAYS = [
 ]
 OUTBOUND_TIMEOUT = env_float("OUTBOUND_TIMEOUT", 60)
 OUTBOUND_LEASE = env_int("OUTBOUND_LEASE", 900)
+# Recipients a worker claims at once (mailcore.tasks.drain_outbound); a full batch hands
+# the rest of the queue to another worker process meanwhile.
+OUTBOUND_DRAIN_BATCH = max(env_int("OUTBOUND_DRAIN_BATCH", 100), 1)
+# Seconds between the starts of drains that arriving mail wakes the worker for: a stream
+# of mail leaves in batches, a lone message at once (mailcore.queue.wake.begin).
+OUTBOUND_GATHER = max(env_float("OUTBOUND_GATHER", 0.25), 0.0)
 
 # Webmail (panel/webmail, mailcore/webclient) ------------------------------------------------
 

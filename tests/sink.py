@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    tls: bool = False  # the session had switched to TLS (STARTTLS)
 
 
 @dataclass
@@ -25,10 +27,13 @@ class SinkHandler:
     data_replies: deque[str] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.connections += 1
         session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands in order, however they arrive
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -41,7 +46,7 @@ class SinkHandler:
         reply = self.data_replies.popleft() if self.data_replies else "250 2.0.0 OK"
         if reply.startswith("250"):
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          envelope.original_content))
+                                          envelope.original_content, session.ssl is not None))
         return reply
 
 
@@ -52,7 +57,8 @@ class Sink:
     given to check that it is up).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls_context: ssl.SSLContext | None = None) -> None:
+        self.tls_context = tls_context  # given: STARTTLS offered (RFC 3207)
         self.handler = SinkHandler()
         self.port = 0
         self.loop = asyncio.new_event_loop()
@@ -62,7 +68,8 @@ class Sink:
     def __enter__(self) -> Sink:
         self.thread.start()
         listening = asyncio.run_coroutine_threadsafe(self.loop.create_server(
-            lambda: SMTP(self.handler, enable_SMTPUTF8=True), "127.0.0.1", 0), self.loop)
+            lambda: SMTP(self.handler, enable_SMTPUTF8=True, tls_context=self.tls_context),
+            "127.0.0.1", 0), self.loop)
         self.server = listening.result(10)
         self.port = self.server.sockets[0].getsockname()[1]
         return self

@@ -13,15 +13,15 @@ def test_the_app_installs_the_celery_tasks_behind_the_hooks() -> None:
     assert hooks.installed.domain_deactivated is tasks.HOOKS.domain_deactivated
 
 
-def test_the_installed_hooks_publish_the_tasks(monkeypatch) -> None:
+def test_the_installed_hooks_publish_the_tasks(monkeypatch, db) -> None:
     published: list[tuple[str, object]] = []
-    monkeypatch.setattr("mailcore.tasks.deliver_outbound.delay",
-                        lambda ids: published.append(("deliver", ids)))
+    monkeypatch.setattr("mailcore.tasks.drain_outbound.delay",
+                        lambda: published.append(("drain", None)))
     monkeypatch.setattr("mailcore.tasks.remove_domain_data.delay",
                         lambda domain_id: published.append(("remove", domain_id)))
     tasks.HOOKS.outbound_due([7, 8])
     hooks.domain_deactivated(3)
-    assert published == [("deliver", [7, 8]), ("remove", 3)]
+    assert published == [("drain", None), ("remove", 3)]
 
 
 def test_a_hook_nobody_installed_says_so() -> None:

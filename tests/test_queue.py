@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from mailcore import directory
-from mailcore.models import Message, OutboundMessage, OutboundRecipient
+from mailcore.models import Message, OutboundMessage, OutboundRecipient, OutboundWake
 from mailcore.queue import attempts
 from mailcore.store.blobs import blob_store
 from mailcore.store.delivery import deliver
@@ -209,3 +209,142 @@ def test_failed_recipients_and_their_bounce_are_counted_for_the_dashboard(alice,
     counts = dict(TrafficCount.objects.values_list("kind", "count"))
     # "sent" counts what users submit, not deliveries; the DSN is system mail.
     assert counts == {"bounced": 1, "system": 1}
+
+
+# Draining the queue: what the workers do when woken -------------------------------------------
+
+def test_a_drain_takes_the_due_queue_oldest_first_and_hands_on_a_full_batch(alice, sink):
+    messages = [queue(rcpts=(f"r{n}@remote.test",)) for n in range(5)]
+    handed_on = []
+    assert attempts.drain(3, more=lambda: handed_on.append(True)) == 3
+    assert handed_on == [True]
+    states = [m.recipients.get().state for m in messages]
+    assert states == [State.DELIVERED] * 3 + [State.QUEUED] * 2
+    assert sink.handler.connections == 1
+    assert attempts.drain(3, more=lambda: handed_on.append(True)) == 2
+    assert handed_on == [True]  # not full: nothing left for another worker
+    assert [m.recipients.get().state for m in messages] == [State.DELIVERED] * 5
+    assert attempts.drain(3, more=lambda: handed_on.append(True)) == 0
+
+
+def test_a_drain_leaves_recipients_not_due_or_leased_to_another_worker(alice, sink):
+    later, leased, due = queue(), queue(), queue()
+    later.recipients.update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+    leased.recipients.update(leased_until=timezone.now() + timedelta(minutes=5))
+    assert attempts.drain(10, more=lambda: None) == 1
+    assert [m.recipients.get().state for m in (later, leased, due)] == [
+        State.QUEUED, State.QUEUED, State.DELIVERED]
+    assert leased.recipients.get().attempts == 0
+
+
+def test_a_drain_records_a_retry_and_a_bounce_per_recipient(alice, sink):
+    sink.handler.rcpt_replies.extend(["451 4.7.1 greylisted", "550 5.1.1 no such user"])
+    greylisted, unknown = queue(), queue(rcpts=("dave@remote.test",))
+    assert attempts.drain(10, more=lambda: None) == 2
+    retry = greylisted.recipients.get()
+    assert (retry.state, retry.status, retry.attempts) == (State.QUEUED, "4.7.1", 1)
+    assert retry.next_attempt_at > timezone.now() + timedelta(seconds=30)
+    assert retry.leased_until is None
+    failed = unknown.recipients.get()
+    assert (failed.state, failed.last_response) == (State.FAILED, "550 5.1.1 no such user")
+    assert failed.dsn_sent
+    assert len(inbox_dsns(alice)) == 1
+
+
+def test_an_outcome_does_not_undo_an_operators_bounce_meanwhile(alice, sink):
+    message = queue()
+    [recipient] = attempts.claim([message.pk])
+    message.recipients.update(state=State.FAILED, last_response="bounced by operator")
+    attempts.record([recipient], {recipient.pk: attempts.Outcome(250, "2.0.0 OK", "mx")})
+    stored = message.recipients.get()
+    assert (stored.state, stored.last_response) == (State.FAILED, "bounced by operator")
+
+
+def test_mail_wakes_the_workers_once_until_a_drain_begins(db, settings):
+    from mailcore.queue import wake
+
+    assert wake.ask() is True  # no drain asked yet: publish one
+    assert wake.ask() is False  # that one will take this mail too
+    wake.begin()
+    assert wake.ask() is True  # mail after a drain's claim asks for the next drain
+    wake.cancel()  # its publishing failed
+    assert wake.ask() is True
+    OutboundWake.objects.update(kicked_at=timezone.now() - wake.STALE - timedelta(seconds=1))
+    assert wake.ask() is True  # a drain asked long ago and never begun was lost
+
+
+# PIPELINING (RFC 2920): commands sent together, replies read in order ----------------------
+
+DOTTED = RAW.replace(b"At noon?\r\n", b"At noon?\r\n.hidden dot line\r\n..two dots\r\n")
+
+
+def test_a_pipelining_next_hop_gets_the_outcome_of_each_recipient(alice, sink):
+    sink.handler.pipelining = True
+    sink.handler.rcpt_replies.extend(["250 2.1.5 OK", "550 5.1.1 no such user",
+                                      "451 4.7.1 greylisted"])
+    mixed = OutboundMessage.objects.get(pk=deliver(
+        DOTTED, "alice@example.test", [],
+        ["carol@remote.test", "dave@remote.test", "erin@remote.test"]).outbound_id)
+    after = queue(rcpts=("frank@remote.test",))
+    attempts.attempt([mixed.pk, after.pk])
+    outcomes = {r.address: (r.state, r.last_response) for r in mixed.recipients.all()}
+    assert outcomes == {
+        "carol@remote.test": (State.DELIVERED, "250 2.0.0 OK"),
+        "dave@remote.test": (State.FAILED, "550 5.1.1 no such user"),
+        "erin@remote.test": (State.QUEUED, "451 4.7.1 greylisted"),
+    }
+    assert after.recipients.get().state == State.DELIVERED  # the session stayed in step
+    assert sink.handler.connections == 1
+    first, second = sink.received
+    assert first.rcpt_tos == ["carol@remote.test"]
+    assert first.data.rstrip(b"\r\n") == DOTTED.rstrip(b"\r\n")
+    assert second.rcpt_tos == ["frank@remote.test"]
+
+
+def test_a_pipelined_message_nobody_accepts_leaves_the_session_usable(alice, sink):
+    sink.handler.pipelining = True
+    sink.handler.rcpt_replies.extend(["550 5.1.1 no", "550 5.1.1 nope"])
+    refused = queue(rcpts=("carol@remote.test", "dave@remote.test"))
+    after = queue(rcpts=("frank@remote.test",))
+    attempts.attempt([refused.pk, after.pk])
+    assert {r.state for r in refused.recipients.all()} == {State.FAILED}
+    assert after.recipients.get().state == State.DELIVERED
+    assert [r.rcpt_tos for r in sink.received] == [["frank@remote.test"]]
+
+
+def test_a_pipelined_message_refused_after_its_content_is_retried(alice, sink):
+    sink.handler.pipelining = True
+    sink.handler.data_replies.append("452 4.3.1 insufficient storage")
+    message = queue()
+    attempts.attempt([message.pk])
+    recipient = message.recipients.get()
+    assert (recipient.state, recipient.status) == (State.QUEUED, "4.3.1")
+    assert sink.received == []
+
+
+def test_a_next_hop_offering_starttls_gets_the_message_encrypted_unverified(alice, settings):
+    # RFC 3207 section 4.1 between MTAs: a self-signed certificate does not stop delivery.
+    from mailcore.tls import server_context
+
+    with Sink(tls_context=server_context()) as tls_sink:
+        settings.OUTBOUND_TRANSPORTS = f"remote.test=127.0.0.1:{tls_sink.port}"
+        message = queue()
+        attempts.attempt([message.pk])
+        assert message.recipients.get().state == State.DELIVERED
+        assert [r.tls for r in tls_sink.received] == [True]
+
+
+def test_a_wake_up_soon_after_the_last_drain_waits_to_gather_company(db, monkeypatch):
+    from mailcore.queue import wake
+
+    waits: list[float] = []
+    monkeypatch.setattr(wake.time, "sleep", waits.append)
+    wake.begin(gather=1.0)  # not woken: nothing to wait for
+    wake.ask()
+    wake.begin(gather=1.0)  # the first drain in a while leaves at once
+    assert waits == []
+    wake.ask()
+    wake.begin(gather=1.0)  # a stream of mail: this one waits out the rest of the second
+    [wait] = waits
+    assert 0 < wait <= 1.0
+    assert wake.ask() is True  # and, begun, lets the next mail wake the worker again

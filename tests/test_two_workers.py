@@ -37,6 +37,15 @@ pytestmark = [
 
 
 def test_two_celery_workers_never_send_one_queued_message_twice(transactional_db, tmp_path):
+    _run_two_workers(tmp_path, "deliver_outbound", {})
+
+
+def test_two_celery_workers_draining_at_once_send_each_message_once(transactional_db, tmp_path):
+    # Batches of 3: each full batch hands the rest on, so both workers claim side by side.
+    _run_two_workers(tmp_path, "drain_outbound", {"OUTBOUND_DRAIN_BATCH": "3"})
+
+
+def _run_two_workers(tmp_path: Path, task: str, settings_env: dict[str, str]) -> None:
     queue = f"two-nodes-{uuid.uuid4().hex}"
     count = 20
     with Sink() as sink:
@@ -48,7 +57,8 @@ def test_two_celery_workers_never_send_one_queued_message_twice(transactional_db
         env = {**os.environ, "DATABASE_URL": database_url(), "BLOB_DIR": str(settings.BLOB_DIR),
                "SECRET_KEY": settings.SECRET_KEY, "MAIL_HOSTNAME": "worker.example.test",
                "OUTBOUND_TRANSPORTS": f"remote.test=127.0.0.1:{sink.port}",
-               "DNS_RESOLVER": "127.0.0.1:1", "DATA_DIR": str(tmp_path / "worker")}
+               "DNS_RESOLVER": "127.0.0.1:1", "DATA_DIR": str(tmp_path / "worker"),
+               **settings_env}
         workers = [_worker(env, name, queue, tmp_path / f"{name}.log") for name in ("w1", "w2")]
         try:
             for name, _ in workers:
@@ -58,8 +68,11 @@ def test_two_celery_workers_never_send_one_queued_message_twice(transactional_db
             # Both workers are asked for every message, twice, as a sweep and a kick can.
             for _ in range(2):
                 for outbound_id in ids:
-                    app.send_task("mailcore.tasks.deliver_outbound", args=[[outbound_id]],
-                                  queue=queue)
+                    if task == "deliver_outbound":
+                        app.send_task("mailcore.tasks.deliver_outbound", args=[[outbound_id]],
+                                      queue=queue)
+                    else:
+                        app.send_task("mailcore.tasks.drain_outbound", queue=queue)
                 app.send_task("mailcore.tasks.sweep_outbound", queue=queue)
 
             def all_sent() -> bool:
@@ -76,7 +89,7 @@ def test_two_celery_workers_never_send_one_queued_message_twice(transactional_db
     assert sent == Counter({f"queued-{n}@example.test".encode(): 1 for n in range(count)})
     assert OutboundMessage.objects.filter(pk__in=ids).count() == count
     logs = [_text(tmp_path / f"{n}.log") for n in ("w1", "w2")]
-    assert all("deliver_outbound" in log for log in logs), "one worker did all the work"
+    assert all(task in log for log in logs), "one worker did all the work"
 
 
 def _worker(env: dict[str, str], name: str, queue: str, log: Path

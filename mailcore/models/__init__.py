@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .accounts import AppPassword, CustomerLimits, MailboxSettings, VacationReply
 from .directory import Alias, Domain, Mailbox
-from .queue import OutboundMessage, OutboundRecipient
+from .queue import OutboundMessage, OutboundRecipient, OutboundWake
 from .spam import Refusal, SenderRule
 from .stats import SenderCount, TrafficCount
 from .store import Blob, Expunged, Folder, Message, MessageText, Subscription
@@ -26,6 +26,7 @@ __all__ = [
     "MessageText",
     "OutboundMessage",
     "OutboundRecipient",
+    "OutboundWake",
     "Refusal",
     "SenderRule",
     "Subscription",

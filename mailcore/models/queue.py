@@ -65,3 +65,20 @@ class OutboundRecipient(models.Model):
 
     def __str__(self) -> str:
         return f"<{self.address}> {self.state}"
+
+
+class OutboundWake(models.Model):
+    """One row: when a drain of the queue was last asked of the workers and not yet begun.
+
+    Mail arriving one message at a time wakes the workers once, not once per message: the
+    first message publishes a drain and sets kicked_at; the rest see it set and publish
+    nothing; the drain clears it before it claims, so mail committed after that wakes the
+    workers again (mailcore.queue.wake).
+    """
+
+    kicked_at = models.DateTimeField(null=True, blank=True)
+    began_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last drain a wake-up asked for began.")
+
+    def __str__(self) -> str:
+        return f"drain asked at {self.kicked_at}" if self.kicked_at else "no drain asked"

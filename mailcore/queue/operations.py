@@ -18,7 +18,7 @@ log = logging.getLogger("mailcore.queue")
 
 BOUNCED_BY_OPERATOR = "bounced by operator"
 BOUNCE_STATUS = "5.0.0"
-TASK_BATCH = 20  # messages per delivery task, as sweep_outbound hands them out
+TASK_BATCH = 20  # messages per worker notification (they wake one drain of the queue)
 
 
 @dataclass(frozen=True)
