@@ -525,6 +525,9 @@ OUTBOUND_DRAIN_BATCH = max(env_int("OUTBOUND_DRAIN_BATCH", 100), 1)
 # Seconds between the starts of drains that arriving mail wakes the worker for: a stream
 # of mail leaves in batches, a lone message at once (mailcore.queue.wake.begin).
 OUTBOUND_GATHER = max(env_float("OUTBOUND_GATHER", 0.25), 0.0)
+# Destination domains a drain sends to at once (a thread each), so one slow or
+# unreachable destination does not hold up the rest of the batch.
+OUTBOUND_DESTINATIONS_AT_ONCE = max(env_int("OUTBOUND_DESTINATIONS_AT_ONCE", 8), 1)
 
 # Webmail (panel/webmail, mailcore/webclient) ------------------------------------------------
 

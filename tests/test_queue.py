@@ -348,3 +348,49 @@ def test_a_wake_up_soon_after_the_last_drain_waits_to_gather_company(db, monkeyp
     [wait] = waits
     assert 0 < wait <= 1.0
     assert wake.ask() is True  # and, begun, lets the next mail wake the worker again
+
+
+def test_a_slow_destination_does_not_hold_up_the_rest_of_a_drain(alice, sink, settings):
+    """A next hop that accepts the connection and never greets holds its own mail only."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    released = threading.Event()
+    fast_first = []
+
+    def silent_peer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            # Stay silent until the other destination's message has arrived (or give up).
+            for _ in range(200):
+                if sink.received:
+                    fast_first.append(True)
+                    break
+                if released.wait(0.05):
+                    break
+    peer = threading.Thread(target=silent_peer, daemon=True)
+    peer.start()
+    settings.OUTBOUND_TIMEOUT = 30
+    settings.OUTBOUND_TRANSPORTS += f",slow.test=127.0.0.1:{listener.getsockname()[1]}"
+    slow = queue(rcpts=("erin@slow.test",))  # the older: first in the drain's batch
+    fast = queue()
+    try:
+        assert attempts.drain(10, more=lambda: None) == 2
+    finally:
+        released.set()
+        peer.join(5)
+        listener.close()
+    assert fast_first == [True]
+    assert fast.recipients.get().state == State.DELIVERED
+    waiting = slow.recipients.get()
+    assert (waiting.state, waiting.attempts) == (State.QUEUED, 1)
+
+
+def test_destinations_at_once_of_one_sends_in_turn(alice, sink, settings):
+    settings.OUTBOUND_DESTINATIONS_AT_ONCE = 1
+    settings.OUTBOUND_TRANSPORTS += f",elsewhere.test=127.0.0.1:{sink.port}"
+    queue(), queue(rcpts=("bob@elsewhere.test",))
+    assert attempts.drain(10, more=lambda: None) == 2
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == [
+        "bob@elsewhere.test", "carol@remote.test"]

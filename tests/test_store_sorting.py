@@ -98,7 +98,7 @@ def test_migration_fills_the_thread_roots_of_older_messages(alice):
             [alice.pk])
     Message.objects.update(thread_root="")
     migration = importlib.import_module(
-        "mailcore.migrations.0019_bigbox_conversations_and_unread")
+        "mailcore.migrations.0019_conversations_and_unread")
     migration.fill_thread_roots(apps, None)
     assert list(Message.objects.order_by("uid").values_list("thread_root", flat=True)) == [
         "<p@x>", "<a@x>"]

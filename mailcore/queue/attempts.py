@@ -9,6 +9,7 @@ import smtplib
 import ssl
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -392,7 +393,16 @@ def _deliver(recipients: list[OutboundRecipient]) -> None:
         by_domain[domain].setdefault(recipient.message_id, []).append(recipient)
         messages[recipient.message_id] = recipient.message
     outcomes: dict[int, Outcome] = {}
-    for domain, per_message in by_domain.items():
-        batches = [(messages[mid], rs) for mid, rs in per_message.items()]
-        outcomes.update(deliver_to_domain(domain, batches))
+    jobs = [(domain, [(messages[mid], rs) for mid, rs in per_message.items()])
+            for domain, per_message in by_domain.items()]
+    at_once = min(len(jobs), settings.OUTBOUND_DESTINATIONS_AT_ONCE)
+    if at_once <= 1:
+        for domain, batches in jobs:
+            outcomes.update(deliver_to_domain(domain, batches))
+    else:
+        # Destinations side by side: one that times out does not hold up the others.
+        # deliver_to_domain touches no database, so the threads need no connection.
+        with ThreadPoolExecutor(at_once, thread_name_prefix="outbound") as pool:
+            for found in pool.map(lambda job: deliver_to_domain(*job), jobs):
+                outcomes.update(found)
     record(recipients, outcomes)

@@ -25,7 +25,7 @@ def fill_thread_roots(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("mailcore", "0018_bigbox_message_header"),
+        ("mailcore", "0018_message_header"),
     ]
 
     operations = [

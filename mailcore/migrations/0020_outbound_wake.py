@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mailcore', '0017_alter_trafficcount_kind'),
+        ('mailcore', '0019_conversations_and_unread'),
     ]
 
     operations = [
