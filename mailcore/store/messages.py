@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import itertools
 import logging
+import operator
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -66,15 +68,29 @@ class MessageRow:
 
     @classmethod
     def decoded(cls, names: Sequence[str], rows: Iterable[Sequence]) -> list[MessageRow]:
-        """Return database rows of these Message columns, decoded as the ORM would."""
-        attributes = ["pk" if name == "id" else name for name in names]
-        new = object.__new__
-        out = []
-        for values in sql.decode(Message, names, rows):  # __init__ without a call per row
-            row = new(cls)
-            row.__dict__ = dict(zip(attributes, values, strict=True))
-            out.append(row)
-        return out
+        """Return database rows of these Message columns, decoded as the ORM would.
+
+        Each row is a list underneath (see _row_class): made in C, without a Python call
+        per row, which a FETCH of 50,000 messages would otherwise pay for each.
+        """
+        return list(map(_row_class(tuple(names)), sql.decode_rows(Message, names, rows)))
+
+
+@functools.cache
+def _row_class(names: tuple[str, ...]) -> type[MessageRow]:
+    """Return a MessageRow made from a row of these columns: a list whose items are the
+    columns' attributes (read and written through properties); compared and hashed by
+    identity as any MessageRow. Attributes beyond the columns are kept as usual."""
+    def column(index: int) -> property:
+        def set_value(row: list, value: object) -> None:
+            row[index] = value
+        return property(operator.itemgetter(index), set_value)
+
+    namespace = {"pk" if name == "id" else name: column(index)
+                 for index, name in enumerate(names)}
+    namespace.update(__init__=list.__init__, __eq__=object.__eq__, __ne__=object.__ne__,
+                     __hash__=object.__hash__, __repr__=object.__repr__)
+    return type("MessageRow", (MessageRow, list), namespace)
 
 
 MAX_UID_RANGES = 64  # beyond this many ranges, filter in Python instead of in SQL
