@@ -9,6 +9,7 @@ report are the new ones. A chunk's responses go out in one write.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Sequence
 
 from mailcore import dbpool
@@ -173,11 +174,13 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
         # One write a batch: a write per message costs a send() system call each. Each
         # item is rendered for the whole batch at once, and each message's response is
         # one % of a format made once: no Python call per message and item.
-        kept = [(number, row, raw) for row, raw in zip(batch, bodies, strict=True)
-                if (number := view.seq(row.uid)) is not None]
-        if not kept:
-            continue
-        numbers, batch, bodies = zip(*kept, strict=True)
+        numbers = _numbers(view, batch)
+        if numbers is None:
+            kept = [(number, row, raw) for row, raw in zip(batch, bodies, strict=True)
+                    if (number := view.seq(row.uid)) is not None]
+            if not kept:
+                continue
+            numbers, batch, bodies = zip(*kept, strict=True)
         columns = [render(batch, bodies) for render in renderers]
         line = b"* %d FETCH (" + b" ".join([b"%s"] * len(renderers)) + b")\r\n"
         out: list[bytes] = []
@@ -197,6 +200,19 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
             out.append(b"* %d FETCH (%s)\r\n" % (number, b" ".join(values)))
         session.write(b"".join(out))
         await session.drain()
+
+
+def _numbers(view: View, rows: Sequence[MessageRow]) -> range | None:
+    """Return the rows' message numbers when they are consecutive messages of the view
+    (as in a FETCH of a range), else None (then view.seq() numbers each)."""
+    if not rows:
+        return None
+    first = view.seq(rows[0].uid)
+    if first is None:
+        return None
+    uids = array("I", [row.uid for row in rows])
+    return range(first, first + len(rows)) if view.uids[first - 1:first - 1 + len(rows)] \
+        == uids else None
 
 
 def _batches(rows: list[MessageRow]) -> list[list[MessageRow]]:
