@@ -31,6 +31,9 @@ _COLUMNS = {
     "ENVELOPE": ("envelope",), "BODYSTRUCTURE": ("bodystructure",),
 }
 _BODY_COLUMNS = ("blob_id", "size")
+# The FLAGS item of a message without keywords, by (seen, answered, flagged, deleted, draft).
+_FLAGS_ITEMS = {key: b"FLAGS " + encode.flags(names)
+                for key, names in messages.SYSTEM_FLAG_SETS.items()}
 _WHOLE_MESSAGE_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
 # Renders one data item of one message: (row, raw message or None) -> b"LABEL value".
@@ -246,17 +249,20 @@ def _renderer(item: FetchItem, view: View) -> Renderer:
             if view.recent:
                 return [b"FLAGS " + encode.flags(view.flags_of(row.uid, flags_of(row)))
                         for row in rows]
-            return [b"FLAGS " + encode.flags(flags_of(row)) for row in rows]
+            # Without keywords, a message's FLAGS item is one of 32, made once.
+            return [_FLAGS_ITEMS[row.seen, row.answered, row.flagged, row.deleted, row.draft]
+                    if not row.keywords else b"FLAGS " + encode.flags(flags_of(row))
+                    for row in rows]
 
         return flags
     if _needs_header(item) and item.partial is None:
         label = item.label().encode("ascii") + b" "
-        from_header = SectionReader(str(item.section) if name == "BODY"
-                                    else name.removeprefix("RFC822.")).from_header
+        from_headers = SectionReader(str(item.section) if name == "BODY"
+                                     else name.removeprefix("RFC822.")).from_headers
 
         def header_section(rows: Sequence[MessageRow],
                            raws: Sequence[bytes | None]) -> list[bytes]:
-            sections = [from_header(row.header) for row in rows]
+            sections = from_headers([row.header for row in rows])
             return [b"%s{%d}\r\n%s" % (label, len(data), data)  # encode.literal
                     for data in sections]
 

@@ -132,7 +132,7 @@ def _with_uids(queryset, uids: Iterable[int]) -> list:
 
 
 # The system flags a message has, by its (seen, answered, flagged, deleted, draft) values.
-_SYSTEM_SETS = {
+SYSTEM_FLAG_SETS = {
     key: tuple(name for name, on in zip(SYSTEM_FLAGS, key, strict=True) if on)
     for key in itertools.product((False, True), repeat=len(SYSTEM_FLAGS))}
 
@@ -140,8 +140,8 @@ _SYSTEM_SETS = {
 def flags_of(message: Message) -> tuple[str, ...]:
     # One dict look-up instead of five getattr calls: FETCH FLAGS calls this per message.
     # (1 and True hash alike, so raw 0/1 columns find their entry too.)
-    system = _SYSTEM_SETS[(message.seen, message.answered, message.flagged, message.deleted,
-                           message.draft)]
+    system = SYSTEM_FLAG_SETS[(message.seen, message.answered, message.flagged,
+                               message.deleted, message.draft)]
     keywords = message.keywords
     return system + tuple(keywords) if keywords else system
 
