@@ -639,6 +639,7 @@ def test_sections_from_the_kept_header_block_are_those_of_the_whole_message() ->
             reader = mime.SectionReader(spec)
             assert reader.of_header
             assert reader.from_header(block) == reader(message, structure), (spec, message)
+            assert reader.from_headers([block, block]) == [reader.from_header(block)] * 2
 
 
 def test_only_the_message_s_own_header_sections_come_from_its_header_block() -> None:

@@ -165,6 +165,12 @@ def test_search_rows_and_matches_equal_the_orm(alice):
                        [inbox.pk])
         rows = messages.MessageRow.decoded(store_search._ROW_FIELDS, cursor.fetchall())
     assert_rows_match(rows, orm_messages(inbox), store_search._ROW_FIELDS)
+    # Rows are set, compared and hashed as objects, whatever their columns hold.
+    first, *others = rows
+    assert others and first.uid != others[0].uid
+    first.uid, first.note = others[0].uid, "kept"
+    assert (first.uid, first.note) == (others[0].uid, "kept")
+    assert first != others[0] and len({first, *others}) == len(rows)
     s = store_search
     day = date(2026, 11, 27)
     sent = Coalesce("sent_on", TruncDate("internal_date", tzinfo=UTC))
@@ -375,6 +381,11 @@ def test_the_django_internals_the_statements_rely_on_still_behave():
                            else datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))])
     assert decoded == [[["$x"], True, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)]]
     assert type(decoded[0][1]) is bool and decoded[0][2].tzinfo is not None
+    if connection.vendor == "sqlite":  # its boolean converter, mapped by decode_rows()
+        assert type(connection.ops).convert_booleanfield_value(
+            connection.ops, 0, column, connection) is False
+        assert [row[0] for row in sql.decode(Message, ["seen"], [(0,), (1,), (None,)])] \
+            == [False, True, None]
     # icontains(): the backend's spelling of the lookup and its LIKE escaping.
     assert "%s" in connection.ops.lookup_cast("icontains", "TextField")
     assert "%s" in connection.operators["icontains"]

@@ -9,6 +9,7 @@ report are the new ones. A chunk's responses go out in one write.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Sequence
 
 from mailcore import dbpool
@@ -30,10 +31,15 @@ _COLUMNS = {
     "ENVELOPE": ("envelope",), "BODYSTRUCTURE": ("bodystructure",),
 }
 _BODY_COLUMNS = ("blob_id", "size")
+# The FLAGS item of a message without keywords, by (seen, answered, flagged, deleted, draft).
+_FLAGS_ITEMS = {key: b"FLAGS " + encode.flags(names)
+                for key, names in messages.SYSTEM_FLAG_SETS.items()}
 _WHOLE_MESSAGE_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
 # Renders one data item of one message: (row, raw message or None) -> b"LABEL value".
-Renderer = Callable[[MessageRow, bytes | None], bytes]
+ItemRenderer = Callable[[MessageRow, bytes | None], bytes]
+# Renders one data item of a batch of messages: (rows, raws or Nones) -> [b"LABEL value"].
+Renderer = Callable[[Sequence[MessageRow], Sequence[bytes | None]], list[bytes]]
 
 
 def _needs_body(item: FetchItem) -> bool:
@@ -168,22 +174,48 @@ async def _respond(session: Session, view: View, renderers: list[Renderer],
             bodies = raws
         else:
             bodies = await dbpool.run(messages.read_many, batch)
-        # One write a batch: a write per message costs a send() system call each.
-        out: list[bytes] = []
-        for row, raw in zip(batch, bodies, strict=True):
-            number = view.seq(row.uid)
-            if number is None:
+        # One write a batch: a write per message costs a send() system call each. Each
+        # item is rendered for the whole batch at once, and each message's response is
+        # one % of a format made once: no Python call per message and item.
+        numbers = _numbers(view, batch)
+        if numbers is None:
+            kept = [(number, row, raw) for row, raw in zip(batch, bodies, strict=True)
+                    if (number := view.seq(row.uid)) is not None]
+            if not kept:
                 continue
-            values = [render(row, raw) for render in renderers]
-            if row.uid in seen_now and not with_flags:
-                values.append(b"FLAGS " + encode.flags(view.flags_of(row.uid, flags_of(row))))
-            if (with_flags or row.uid in seen_now) and view.learn_keywords(flags_of(row)):
+            numbers, batch, bodies = zip(*kept, strict=True)
+        columns = [render(batch, bodies) for render in renderers]
+        line = b"* %d FETCH (" + b" ".join([b"%s"] * len(renderers)) + b")\r\n"
+        out: list[bytes] = []
+        rendered = zip(*columns, strict=True) if columns else [()] * len(batch)
+        for number, row, values in zip(numbers, batch, rendered, strict=True):
+            if row.uid in seen_now:
+                if not with_flags:
+                    values = (*values, b"FLAGS " + encode.flags(
+                        view.flags_of(row.uid, flags_of(row))))
+            elif not with_flags or not row.keywords:
+                out.append(line % (number, *values))
+                continue
+            if view.learn_keywords(flags_of(row)):
                 # A keyword another session set: announced in FLAGS before it is used
                 # (RFC 9051 section 7.3.5; RFC 3501 section 7.2.6).
                 out.extend(view.flags_response())
             out.append(b"* %d FETCH (%s)\r\n" % (number, b" ".join(values)))
         session.write(b"".join(out))
         await session.drain()
+
+
+def _numbers(view: View, rows: Sequence[MessageRow]) -> range | None:
+    """Return the rows' message numbers when they are consecutive messages of the view
+    (as in a FETCH of a range), else None (then view.seq() numbers each)."""
+    if not rows:
+        return None
+    first = view.seq(rows[0].uid)
+    if first is None:
+        return None
+    uids = array("I", [row.uid for row in rows])
+    return range(first, first + len(rows)) if view.uids[first - 1:first - 1 + len(rows)] \
+        == uids else None
 
 
 def _batches(rows: list[MessageRow]) -> list[list[MessageRow]]:
@@ -200,7 +232,47 @@ def _batches(rows: list[MessageRow]) -> list[list[MessageRow]]:
 
 
 def _renderer(item: FetchItem, view: View) -> Renderer:
-    """Return how to render one data item, its section parsed once for every message."""
+    """Return how to render one data item for a batch, its section parsed once for all.
+
+    The items a header listing asks for are rendered by one comprehension per batch;
+    the others by calling their per-message renderer on each message.
+    """
+    name = item.name
+    if name == "UID":
+        return lambda rows, raws: [b"UID %d" % row.uid for row in rows]
+    if name == "RFC822.SIZE":
+        return lambda rows, raws: [b"RFC822.SIZE %d" % row.size for row in rows]
+    if name == "MODSEQ":
+        return lambda rows, raws: [b"MODSEQ (%d)" % row.modseq for row in rows]
+    if name == "FLAGS":
+        def flags(rows: Sequence[MessageRow], raws: Sequence[bytes | None]) -> list[bytes]:
+            if view.recent:
+                return [b"FLAGS " + encode.flags(view.flags_of(row.uid, flags_of(row)))
+                        for row in rows]
+            # Without keywords, a message's FLAGS item is one of 32, made once.
+            return [_FLAGS_ITEMS[row.seen, row.answered, row.flagged, row.deleted, row.draft]
+                    if not row.keywords else b"FLAGS " + encode.flags(flags_of(row))
+                    for row in rows]
+
+        return flags
+    if _needs_header(item) and item.partial is None:
+        label = item.label().encode("ascii") + b" "
+        from_headers = SectionReader(str(item.section) if name == "BODY"
+                                     else name.removeprefix("RFC822.")).from_headers
+
+        def header_section(rows: Sequence[MessageRow],
+                           raws: Sequence[bytes | None]) -> list[bytes]:
+            sections = from_headers([row.header for row in rows])
+            return [b"%s{%d}\r\n%s" % (label, len(data), data)  # encode.literal
+                    for data in sections]
+
+        return header_section
+    render = _item_renderer(item, view)
+    return lambda rows, raws: [render(row, raw) for row, raw in zip(rows, raws, strict=True)]
+
+
+def _item_renderer(item: FetchItem, view: View) -> ItemRenderer:
+    """Return how to render one data item of one message."""
     name = item.name
     label = item.label().encode("ascii") + b" "
     if name == "UID":

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
+import itertools
 import logging
+import operator
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -65,9 +68,29 @@ class MessageRow:
 
     @classmethod
     def decoded(cls, names: Sequence[str], rows: Iterable[Sequence]) -> list[MessageRow]:
-        """Return database rows of these Message columns, decoded as the ORM would."""
-        attributes = ["pk" if name == "id" else name for name in names]
-        return [cls(attributes, values) for values in sql.decode(Message, names, rows)]
+        """Return database rows of these Message columns, decoded as the ORM would.
+
+        Each row is a list underneath (see _row_class): made in C, without a Python call
+        per row, which a FETCH of 50,000 messages would otherwise pay for each.
+        """
+        return list(map(_row_class(tuple(names)), sql.decode_rows(Message, names, rows)))
+
+
+@functools.cache
+def _row_class(names: tuple[str, ...]) -> type[MessageRow]:
+    """Return a MessageRow made from a row of these columns: a list whose items are the
+    columns' attributes (read and written through properties); compared and hashed by
+    identity as any MessageRow. Attributes beyond the columns are kept as usual."""
+    def column(index: int) -> property:
+        def set_value(row: list, value: object) -> None:
+            row[index] = value
+        return property(operator.itemgetter(index), set_value)
+
+    namespace = {"pk" if name == "id" else name: column(index)
+                 for index, name in enumerate(names)}
+    namespace.update(__init__=list.__init__, __eq__=object.__eq__, __ne__=object.__ne__,
+                     __hash__=object.__hash__, __repr__=object.__repr__)
+    return type("MessageRow", (MessageRow, list), namespace)
 
 
 MAX_UID_RANGES = 64  # beyond this many ranges, filter in Python instead of in SQL
@@ -108,9 +131,19 @@ def _with_uids(queryset, uids: Iterable[int]) -> list:
     return rows if members is None else [r for r in rows if r.uid in members]
 
 
+# The system flags a message has, by its (seen, answered, flagged, deleted, draft) values.
+SYSTEM_FLAG_SETS = {
+    key: tuple(name for name, on in zip(SYSTEM_FLAGS, key, strict=True) if on)
+    for key in itertools.product((False, True), repeat=len(SYSTEM_FLAGS))}
+
+
 def flags_of(message: Message) -> tuple[str, ...]:
-    system = tuple(name for name, field in SYSTEM_FLAGS.items() if getattr(message, field))
-    return system + tuple(message.keywords or ())
+    # One dict look-up instead of five getattr calls: FETCH FLAGS calls this per message.
+    # (1 and True hash alike, so raw 0/1 columns find their entry too.)
+    system = SYSTEM_FLAG_SETS[(message.seen, message.answered, message.flagged,
+                               message.deleted, message.draft)]
+    keywords = message.keywords
+    return system + tuple(keywords) if keywords else system
 
 
 _STATE_FIELDS = ("pk", "uid", "modseq", "keywords", *SYSTEM_FLAGS.values())
