@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from mailcore import hooks
 from mailcore.message import sortkeys
-from mailcore.message.summary import summarize
 from mailcore.models import (
     Blob,
     Folder,
@@ -65,7 +64,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     mailbox_ids = sorted(set(mailbox_ids))
     remote = sorted(set(remote))
     size = len(raw)
-    fields = {**summarize(raw), **structure.compute(raw)}
+    fields = structure.describe(raw)
     text = fulltext.searchable(raw) if mailbox_ids else None  # only a mailbox is searched
     key = blob_store().put(raw)
     now = timezone.now()
