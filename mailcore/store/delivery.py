@@ -216,7 +216,7 @@ def insert(cursor, folder: tuple[int, str] | int | _Junk, key: str, size: int,
               "internal_date": internal_date, "modseq": modseq, "seen": False,
               "answered": False, "flagged": False, "deleted": False, "draft": False,
               "keywords": [], "pop3_hidden": False, **fields, **(flags or {})}
-    cursor.execute(_sql().message, [sql.prep(Message, f, values[f]) for f in _MESSAGE_FIELDS])
+    cursor.execute(_sql().message, sql.prep_row(Message, _MESSAGE_FIELDS, values))
     events.changed(mailbox_id, folder_id, modseq)
     return Stored(cursor.fetchone()[0], mailbox_id, folder_id, uidvalidity, uid, modseq)
 
