@@ -392,6 +392,29 @@ def test_the_django_internals_the_statements_rely_on_still_behave():
     assert connection.ops.prep_for_like_query("5%_\\") == "5\\%\\_\\\\"
 
 
+def test_prep_row_prepares_every_value_as_prep_does():
+    class Text(str):
+        pass
+
+    names = ("folder_id", "uid", "blob_id", "internal_date", "seen", "keywords", "subject",
+             "message_id", "sent_on", "envelope", "header")
+    rows = [
+        {"folder_id": 3, "uid": 2**40, "blob_id": "k1", "internal_date": APPENDED,
+         "seen": True, "keywords": ["$x"], "subject": "Hi", "message_id": "a@b",
+         "sent_on": date(2026, 1, 2), "envelope": [None, "x"], "header": b"A: b\r\n"},
+        # What the fast path must leave to the field: other types, None, subclasses.
+        {"folder_id": "3", "uid": True, "blob_id": Text("k1"), "internal_date": None,
+         "seen": 1, "keywords": [], "subject": Text("Hi"), "message_id": "",
+         "sent_on": None, "envelope": None, "header": None},
+    ]
+    for values in rows:
+        want = [sql.prep(Message, name, values[name]) for name in names]
+        got = sql.prep_row(Message, names, values)
+        # Postgres wraps JSON in psycopg's Jsonb, which compares by identity: its .obj.
+        assert [getattr(v, "obj", v) for v in got] == [getattr(v, "obj", v) for v in want]
+        assert [type(v) for v in got] == [type(v) for v in want]
+
+
 def test_a_renamed_field_fails_when_the_statement_is_built():
     with pytest.raises(FieldDoesNotExist):
         sql.render("SELECT {message.no_such_field} FROM {message}", message=Message)

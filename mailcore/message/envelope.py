@@ -8,6 +8,8 @@ and address headers that repeat are concatenated.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from mailcore.message.address import Address, parse_addresses
 from mailcore.message.header import Field, field_name, read_header, text
 
@@ -23,12 +25,14 @@ def read_envelope(raw_headers: bytes) -> list:
     return build_envelope(read_header(raw_headers).fields)
 
 
-def build_envelope(fields: list[Field]) -> list:
+def build_envelope(fields: Sequence[Field],
+                   parse: Callable[[bytes], list[Address]] = parse_addresses) -> list:
     """Return the ENVELOPE (RFC 3501 section 7.4.2) of a header as a JSON-able list.
 
     [date, subject, from, sender, reply-to, to, cc, bcc, in-reply-to, message-id]: strings
     are the raw field values (RFC 2047 words left encoded), address lists are lists of
-    Address values or None. Sender and Reply-To default to From.
+    Address values or None. Sender and Reply-To default to From. parse: parse_addresses,
+    or one that remembers what it parsed (delivery parses each header once).
     """
     values: dict[str, bytes | None] = {}
     addresses: dict[str, list[Address]] = {}
@@ -38,7 +42,7 @@ def build_envelope(fields: list[Field]) -> list:
             continue
         value = field.value if field.value is not None else b""
         if name in _ADDRESS_FIELDS:
-            addresses.setdefault(name, []).extend(parse_addresses(value))
+            addresses.setdefault(name, []).extend(parse(value))
         else:
             values[name] = value
     env: list = []

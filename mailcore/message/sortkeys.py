@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
 from mailcore.message.address import Address, parse_addresses
-from mailcore.message.header import field_name, read_header, text
+from mailcore.message.header import Field, field_name, read_header, text
 
 # RFC 5256 section 5: subj-blob, subj-refwd, subj-leader, subj-trailer, subj-fwd-hdr.
 _BLOB = r"\[[^\[\]]*\][ \t]*"
@@ -163,13 +163,20 @@ def sort_fields(subject: str, from_: Sequence[Address] | None, to: Sequence[Addr
 
 def header_sort_fields(header_block: bytes, subject: str) -> dict[str, str]:
     """Return sort_fields() of a raw header block; subject: the decoded Subject."""
+    return fields_sort_fields(read_header(header_block).fields, subject)
+
+
+def fields_sort_fields(fields: Sequence[Field], subject: str,
+                       parse: Callable[[bytes], list[Address]] = parse_addresses
+                       ) -> dict[str, str]:
+    """header_sort_fields() of a header already read; parse: parse_addresses, or one that
+    remembers what it parsed for the ENVELOPE (delivery reads each header once)."""
     values: dict[str, bytes] = {}
-    for field in read_header(header_block).fields:
+    for field in fields:
         name = field_name(field)
         if name in ("from", "to", "cc", "references", "in-reply-to") and name not in values:
             values[name] = field.value or b""
     return sort_fields(
         subject,
-        *(parse_addresses(values[name]) if name in values else None
-          for name in ("from", "to", "cc")),
+        *(parse(values[name]) if name in values else None for name in ("from", "to", "cc")),
         text(values.get("references")), text(values.get("in-reply-to")))

@@ -9,12 +9,15 @@ from __future__ import annotations
 import email.errors
 import email.utils
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.header import Header, decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from mailcore.message.sortkeys import header_sort_fields, thread_root
+from mailcore.message.address import Address, parse_addresses
+from mailcore.message.header import Field, read_header
+from mailcore.message.sortkeys import fields_sort_fields, thread_root
 
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes the parser could not read as ASCII
 
@@ -47,8 +50,13 @@ def decode_text(value: str | Header | None) -> str:
         return value
 
 
-def summarize(raw: bytes) -> dict:
-    """Return the header fields the store keeps per message (for listing and SEARCH)."""
+def summarize(raw: bytes, fields: Sequence[Field] | None = None,
+              parse: Callable[[bytes], list[Address]] = parse_addresses) -> dict:
+    """Return the header fields the store keeps per message (for listing and SEARCH).
+
+    fields: the header block's fields (read_header), when the caller has read them already;
+    parse: as for fields_sort_fields().
+    """
     block = split_header_block(raw)
     headers = BytesHeaderParser(policy=compat32).parsebytes(block)
 
@@ -68,7 +76,8 @@ def summarize(raw: bytes) -> dict:
         sent_date = None
     subject = text("Subject")
     message_id = text("Message-ID")[:998]
-    sort = header_sort_fields(block, subject)
+    sort = fields_sort_fields(read_header(block).fields if fields is None else fields,
+                              subject, parse)
     return {
         # SEARCH SENT* compare the date as written, its time and zone disregarded (RFC 3501
         # section 6.4.4): the calendar date in the header, not the UTC instant's.

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from mailcore import hooks
 from mailcore.message import sortkeys
-from mailcore.message.summary import summarize
 from mailcore.models import (
     Blob,
     Folder,
@@ -65,7 +64,7 @@ def deliver(raw: bytes, mail_from: str, mailbox_ids: Iterable[int],
     mailbox_ids = sorted(set(mailbox_ids))
     remote = sorted(set(remote))
     size = len(raw)
-    fields = {**summarize(raw), **structure.compute(raw)}
+    fields = structure.describe(raw)
     text = fulltext.searchable(raw) if mailbox_ids else None  # only a mailbox is searched
     key = blob_store().put(raw)
     now = timezone.now()
@@ -217,7 +216,7 @@ def insert(cursor, folder: tuple[int, str] | int | _Junk, key: str, size: int,
               "internal_date": internal_date, "modseq": modseq, "seen": False,
               "answered": False, "flagged": False, "deleted": False, "draft": False,
               "keywords": [], "pop3_hidden": False, **fields, **(flags or {})}
-    cursor.execute(_sql().message, [sql.prep(Message, f, values[f]) for f in _MESSAGE_FIELDS])
+    cursor.execute(_sql().message, sql.prep_row(Message, _MESSAGE_FIELDS, values))
     events.changed(mailbox_id, folder_id, modseq)
     return Stored(cursor.fetchone()[0], mailbox_id, folder_id, uidvalidity, uid, modseq)
 

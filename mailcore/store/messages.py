@@ -24,7 +24,6 @@ from django.utils import timezone
 
 from mailcore import dbpool, hooks
 from mailcore.message import mime
-from mailcore.message.summary import summarize
 from mailcore.models import Expunged, Folder, Mailbox, Message
 from mailcore.store import delivery, events, fulltext, sql, structure
 from mailcore.store.blobs import blob_store
@@ -508,7 +507,7 @@ def _append(folder_id: int, items: Sequence[tuple[bytes, Iterable[str], datetime
     for raw, flags, when in items:
         system, keywords = split_flags(flags)
         prepared.append((store.put(raw), len(raw), when or now,
-                         {**summarize(raw), **structure.compute(raw)},
+                         structure.describe(raw),
                          {"keywords": keywords, **{SYSTEM_FLAGS[f]: True for f in system}},
                          fulltext.searchable(raw)))
     if not prepared:

@@ -4,14 +4,16 @@ backfilled for old rows."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from django.db import connection
 
 from mailcore import dbpool
 from mailcore.message import mime
-from mailcore.message.envelope import read_envelope
-from mailcore.message.summary import split_header_block
+from mailcore.message.address import Address, parse_addresses
+from mailcore.message.envelope import build_envelope
+from mailcore.message.header import Field, read_header
+from mailcore.message.summary import split_header_block, summarize
 from mailcore.models import Message
 from mailcore.store import sql
 
@@ -29,14 +31,35 @@ def header_block(raw: bytes) -> bytes:
     return raw[:end] if end <= HEADER_KEEP_LIMIT else b""
 
 
-def compute(raw: bytes) -> dict:
+def describe(raw: bytes) -> dict:
+    """Return every field a Message keeps about raw: summarize()'s and compute()'s.
+
+    The header block is read, and its From, To and Cc parsed, once for both.
+    """
+    fields = read_header(split_header_block(raw)).fields
+    parsed: dict[bytes, list[Address]] = {}
+
+    def parse(value: bytes) -> list[Address]:
+        found = parsed.get(value)
+        if found is None:
+            found = parsed[value] = parse_addresses(value)
+        return found
+
+    return {**summarize(raw, fields, parse), **compute(raw, fields, parse)}
+
+
+def compute(raw: bytes, fields: Sequence[Field] | None = None,
+            parse: Callable[[bytes], list[Address]] = parse_addresses) -> dict:
     """Return the envelope, bodystructure and header fields of a Message for raw.
 
-    The parser never raises by design; should it all the same, the fields stay null and
-    are computed again on first FETCH rather than refusing the message.
+    fields, parse: the header block's fields already read, and the address parser to use
+    (describe()). The parser never raises by design; should it all the same, the fields
+    stay null and are computed again on first FETCH rather than refusing the message.
     """
     try:
-        return {"envelope": read_envelope(split_header_block(raw)),
+        if fields is None:
+            fields = read_header(split_header_block(raw)).fields
+        return {"envelope": build_envelope(fields, parse),
                 "bodystructure": mime.parse_structure(raw), "header": header_block(raw)}
     except Exception:
         log.warning("could not compute the MIME structure of a message", exc_info=True)
