@@ -240,14 +240,6 @@ def _our_environment(data_dir: Path, port: str, database_url: str | None,
     return env
 
 
-def _manage(args: list[str], env: dict[str, str], log: Path) -> None:
-    from daemons import tail
-
-    with log.open("ab") as out:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env=env,
-                              stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=900)
-    if done.returncode:
-        raise RuntimeError(f"manage.py {args[0]} failed ({done.returncode}):\n{tail(log)}")
 
 
 @contextlib.contextmanager
@@ -259,7 +251,7 @@ def our_server(tmpdir: Path, spec: Sequence[tuple[str, str, int]],
     restart asks for the port the first start reported, so clients keep their address.
     """
     from daemons import daemon, wait_ports_file
-    from ours import scratch_database
+    from ours import _manage, scratch_database
 
     log = tmpdir / "mailcore.log"
     env = _our_environment(tmpdir, "auto", database_url, processes)
@@ -267,9 +259,10 @@ def our_server(tmpdir: Path, spec: Sequence[tuple[str, str, int]],
     with contextlib.ExitStack() as stack:
         if database_url:
             stack.enter_context(scratch_database(database_url))
-        _manage(["migrate", "--noinput"], env, log)
+        _manage(["migrate", "--noinput"], env, log, 900)
         began = time.monotonic()
-        _manage(["shell", "-c", FILL_SCRIPT.format(bench=str(BENCH), spec=list(spec))], env, log)
+        _manage(["shell", "-c", FILL_SCRIPT.format(bench=str(BENCH), spec=list(spec))],
+                env, log, 900)
         filling = time.monotonic() - began
         running: list[tuple[subprocess.Popen[bytes], contextlib.ExitStack]] = []
 

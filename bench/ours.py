@@ -81,12 +81,14 @@ def _environment(data_dir: Path, database_url: str | None) -> dict[str, str]:
     return env
 
 
-def _manage(args: list[str], env: dict[str, str], log: Path) -> None:
+def _manage(args: list[str], env: dict[str, str], log: Path,
+            timeout: float = SETUP_TIMEOUT) -> None:
+    """Run `manage.py ARGS` in the project, its output appended to log; raise if it fails."""
     with log.open("ab") as out:
         done = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            timeout=SETUP_TIMEOUT, check=False,
+            timeout=timeout, check=False,
         )
     if done.returncode:
         raise RuntimeError(f"manage.py {args[0]} failed ({done.returncode}):\n{tail(log)}")

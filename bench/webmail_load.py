@@ -200,14 +200,6 @@ def _environment(data_dir: Path, port: int, database_url: str | None) -> dict[st
     return env
 
 
-def _manage(args: list[str], env: dict[str, str], log: Path) -> None:
-    from daemons import tail
-
-    with log.open("ab") as out:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env=env,
-                              stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=1800)
-    if done.returncode:
-        raise RuntimeError(f"manage.py {args[0]} failed ({done.returncode}):\n{tail(log)}")
 
 
 @contextlib.contextmanager
@@ -215,7 +207,7 @@ def web_server(tmpdir: Path, messages: int, workers: int, database_url: str | No
     """Yield (port, gunicorn's pid) of production's web tier over a filled data folder."""
     from daemons import daemon, wait_port
     from load import free_port
-    from ours import scratch_database
+    from ours import _manage, scratch_database
 
     port = free_port()
     env = _environment(tmpdir, port, database_url)
@@ -223,12 +215,12 @@ def web_server(tmpdir: Path, messages: int, workers: int, database_url: str | No
     with contextlib.ExitStack() as stack:
         if database_url:
             stack.enter_context(scratch_database(database_url))
-        _manage(["migrate", "--noinput"], env, log)
-        _manage(["collectstatic", "--noinput"], env, log)
+        _manage(["migrate", "--noinput"], env, log, 1800)
+        _manage(["collectstatic", "--noinput"], env, log, 1800)
         began = time.monotonic()
         _manage(["shell", "-c", FILL_SCRIPT.format(bench=str(BENCH), address=USER,
                                                    password=PASSWORD, count=messages)],
-                env, log)
+                env, log, 1800)
         print(f"filled {messages} messages in {time.monotonic() - began:.0f} s")
         # docker-compose.yml's command for the web service, on loopback.
         proc = stack.enter_context(daemon(
