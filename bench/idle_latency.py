@@ -34,6 +34,7 @@ from pathlib import Path
 
 from daemons import daemon, tail, wait_ports_file
 from load import make_message
+from nodes import Imap
 from ours import ADD_USERS, PROJECT, _environment, _manage, scratch_database
 
 PASSWORD = "secret"
@@ -87,37 +88,22 @@ def nodes(tmp: Path, users: Sequence[str], args: argparse.Namespace
         yield ports[0], ports[1]
 
 
-class IdleClient:
+class IdleClient(Imap):
     """An IMAP connection in IDLE on a mailbox's INBOX; notes when each EXISTS arrives."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+        super().__init__(reader, writer)
         self.arrivals: asyncio.Queue[float] = asyncio.Queue()
         self.listening: asyncio.Task | None = None
 
     @classmethod
     async def open(cls, port: int, user: str) -> IdleClient:
-        client = cls(*await asyncio.open_connection("127.0.0.1", port, limit=1 << 20))
-        if not (await client.reader.readline()).startswith(b"* OK"):
-            raise RuntimeError("no IMAP greeting")
-        await client.run(b"a1", f'LOGIN "{user}" "{PASSWORD}"')
-        await client.run(b"a2", "SELECT INBOX")
+        client = await super().open(port, user)  # logged in, INBOX selected
         client.writer.write(b"a3 IDLE\r\n")
         if not (await client.reader.readline()).startswith(b"+"):
             raise RuntimeError("IDLE refused")
         client.listening = asyncio.create_task(client.listen())
         return client
-
-    async def run(self, tag: bytes, command: str) -> None:
-        self.writer.write(tag + b" " + command.encode() + b"\r\n")
-        while True:
-            line = await self.reader.readline()
-            if not line:
-                raise ConnectionError("closed")
-            if line.startswith(tag + b" "):
-                if not line.startswith(tag + b" OK"):
-                    raise RuntimeError(f"{command}: {line!r}")
-                return
 
     async def listen(self) -> None:
         while line := await self.reader.readline():
