@@ -134,25 +134,7 @@ def test_every_message_acknowledged_before_kill_9_survives_intact(blob_backend, 
     assert attempted_now - acknowledged_now, "the kill did not land mid-stream"
     assert server_process.proc.returncode == -signal.SIGKILL
 
-    restarted = ServerProcess(tmp_path / "mailcore", ports=server_process.ports).start()
-    try:
-        messages = download_all(restarted)
-    finally:
-        exit_code = restarted.terminate()
-    assert exit_code == 0
-    assert_log_clean(restarted)
-
-    found: dict[str, int] = {}
-    for raw in messages:
-        [test_id] = _TEST_ID.findall(raw)
-        test_id = test_id.decode()
-        assert test_id in attempted_now, test_id
-        found[test_id] = found.get(test_id, 0) + 1
-        # Intact: the exact bytes sent, below the trace fields mailcore put on top.
-        assert raw.endswith(message_for(test_id)), test_id
-    assert not {i for i, n in found.items() if n > 1}, "stored more than once"
-    missing = acknowledged_now - set(found)
-    assert not missing, f"acknowledged with 250 but lost: {sorted(missing)}"
+    assert_acknowledged_survive(server_process, tmp_path, attempted_now, acknowledged_now)
 
 
 def test_kill_9_while_many_sessions_end_data_at_once_keeps_every_acknowledged_one(
@@ -197,22 +179,7 @@ def test_kill_9_while_many_sessions_end_data_at_once_keeps_every_acknowledged_on
             pass
     assert server_process.proc.returncode == -signal.SIGKILL
 
-    restarted = ServerProcess(tmp_path / "mailcore", ports=server_process.ports).start()
-    try:
-        messages = download_all(restarted)
-    finally:
-        exit_code = restarted.terminate()
-    assert exit_code == 0
-    assert_log_clean(restarted)
-    found: dict[str, int] = {}
-    for raw in messages:
-        [test_id] = _TEST_ID.findall(raw)
-        found[test_id.decode()] = found.get(test_id.decode(), 0) + 1
-        assert raw.endswith(message_for(test_id.decode())), test_id
-    assert set(found) <= ended
-    assert not {i for i, n in found.items() if n > 1}, "stored more than once"
-    missing = acknowledged - set(found)
-    assert not missing, f"acknowledged with 250 but lost: {sorted(missing)}"
+    assert_acknowledged_survive(server_process, tmp_path, ended, acknowledged)
 
 
 # SIGTERM ----------------------------------------------------------------------------------
@@ -297,3 +264,27 @@ def test_a_client_vanishing_mid_data_stores_nothing(server_process, alice, how):
     assert_log_clean(server_process)
     assert server_process.terminate() == 0
     assert_log_clean(server_process)
+
+
+def assert_acknowledged_survive(server_process, tmp_path: Path, sent: set[str],
+                                acknowledged: set[str]) -> None:
+    """Restart after the kill: every message answered 250 is there once and intact, and
+    nothing is there that was not sent."""
+    restarted = ServerProcess(tmp_path / "mailcore", ports=server_process.ports).start()
+    try:
+        messages = download_all(restarted)
+    finally:
+        exit_code = restarted.terminate()
+    assert exit_code == 0
+    assert_log_clean(restarted)
+    found: dict[str, int] = {}
+    for raw in messages:
+        [test_id] = _TEST_ID.findall(raw)
+        test_id = test_id.decode()
+        assert test_id in sent, test_id
+        found[test_id] = found.get(test_id, 0) + 1
+        # Intact: the exact bytes sent, below the trace fields mailcore put on top.
+        assert raw.endswith(message_for(test_id)), test_id
+    assert not {i for i, n in found.items() if n > 1}, "stored more than once"
+    missing = acknowledged - set(found)
+    assert not missing, f"acknowledged with 250 but lost: {sorted(missing)}"
