@@ -527,10 +527,11 @@ def main() -> None:
 
     print(f"{args.messages} messages of {args.size} B to {len(RECIPIENTS)} recipients at one "
           f"domain, loopback sink on {HOST}; {os.cpu_count()} CPUs")
-    polling = args.polling_interval if args.polling_interval is not None else "the settings'"
+    polling = (f"{args.polling_interval} s" if args.polling_interval is not None
+               else "as the settings say")
     database = urlsplit(args.database_url).path.lstrip("/") if args.database_url else "SQLite"
     broker = (f"broker {urlsplit(args.broker_url).scheme}" if args.broker_url
-              else f"filesystem broker polled every {polling} s")
+              else f"filesystem broker polled {polling}")
     print(f"ours: Celery prefork x{args.workers}, {broker}, "
           f"{database}; postfix: defaults (20 connections per destination)")
     for figure in figures.values():

@@ -159,7 +159,7 @@ def run_reference(users: Sequence[tuple[str, str]], args: argparse.Namespace) ->
 
 def database_label(url: str | None) -> str:
     if not url:
-        return "SQLite (WAL, synchronous=FULL)"
+        return "SQLite (WAL, synced before each 250)"
     parts = urlsplit(url)
     return f"Postgres {parts.hostname}:{parts.port or 5432}{parts.path}"
 
