@@ -1,4 +1,5 @@
-"""Content transfer encodings (RFC 2045 section 6): undoing them, and base64 for binary parts."""
+"""Content transfer encodings (RFC 2045 section 6): undoing them, and base64 for binary parts;
+and dot-stuffing, how SMTP and POP3 carry a message in their multi-line data."""
 
 from __future__ import annotations
 
@@ -116,3 +117,15 @@ def _base64_header(header: bytes) -> bytes:
         # Without either, Content-* fields do not count (RFC 2045 section 4).
         kept.append(b"MIME-Version: 1.0\r\n")
     return b"".join(kept) + b"Content-Transfer-Encoding: base64\r\n\r\n"
+
+
+def dot_stuffed(body: bytes) -> bytes:
+    """Return body as SMTP DATA (RFC 5321 section 4.5.2) and POP3 (RFC 1939 section 3)
+    carry it, without the final "." line: a line starting with "." gets another one, and
+    the body ends in CRLF. Copies only what it changes: most mail has no such line.
+    """
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    if b"\n." in body:  # bytes.replace, not a regular expression: POP3 RETR's hot path
+        body = body.replace(b"\n.", b"\n..")
+    return b"." + body if body[:1] == b"." else body

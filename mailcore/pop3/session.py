@@ -16,6 +16,7 @@ from django.conf import settings
 
 from mailcore import dbpool, logins
 from mailcore.directory import LoginRefused, plaintext_allowed
+from mailcore.message.transfer import dot_stuffed
 from mailcore.pop3 import replies
 from mailcore.principal import Principal
 from mailcore.proxy import Peer
@@ -83,14 +84,7 @@ class POP3Session(StreamSession):
 
     async def send_multiline(self, first: str, body: bytes) -> None:
         """Send a multi-line response: body dot-stuffed and terminated (RFC 1939 section 3)."""
-        if body and not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        # bytes.replace, not a regular expression: RETR's hot path, and most mail has no
-        # line starting with a dot at all.
-        if b"\n." in body:
-            body = body.replace(b"\n.", b"\n..")
-        data = b"".join((first.encode(), b"\r\n.." if body[:1] == b"." else b"\r\n",
-                         body[1:] if body[:1] == b"." else body, b".\r\n"))
+        data = b"".join((first.encode(), b"\r\n", dot_stuffed(body), b".\r\n"))
         if len(data) <= SEND_CHUNK:
             self.writer.write(data)
             await self.drain()

@@ -19,6 +19,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from mailcore import dbpool, stats
+from mailcore.message.transfer import dot_stuffed
 from mailcore.models import OutboundMessage, OutboundRecipient
 from mailcore.queue import wake
 from mailcore.queue.bounces import notify_senders
@@ -214,10 +215,7 @@ def _send_pipelined(conn: smtplib.SMTP, hop: Hop, mail_from: str, options: list[
         conn.send(b".\r\n")
         conn.getreply()
         return outcomes
-    content = re.sub(rb"(?m)^\.", b"..", raw)  # RFC 5321 section 4.5.2: dot-stuffing
-    if not content.endswith(b"\r\n"):
-        content += b"\r\n"
-    conn.send(content + b".\r\n")
+    conn.send(dot_stuffed(raw) + b".\r\n")
     code, text = conn.getreply()
     for recipient in accepted:
         outcomes[recipient.pk] = Outcome(code, _text(text), hop.host)
